@@ -1,0 +1,138 @@
+"""`dask-prep`: a thin command line over `dask_prep.graph`.
+
+Errors a user can act on are printed as one line on stderr with exit code 2 (no
+traceback unless --verbose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from dask_prep.config import PRESETS, Config, ConfigError, preset
+
+USER_ERROR_EXIT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dask-prep",
+        description="Turn a Korean corpus into an entity-coreference `datasets` dataset on Dask.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline")
+    run.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="files, directories or globs of .jsonl, .jsonl.gz, .jsonl.zst, .parquet",
+    )
+    run.add_argument("--output-dir", required=True)
+    run.add_argument("--preset", default=None, choices=sorted(PRESETS), help="rule preset (default seed-v2)")
+    run.add_argument("--config", help="YAML overriding any preset field (see `dask-prep presets show`)")
+    run.add_argument("--model", help="tokenizer: hub name or local directory")
+    run.add_argument("--seq-len", type=int)
+    run.add_argument("--max-entity-freq", type=int, help="examples per entity over the whole corpus")
+    run.add_argument("--text-field")
+    run.add_argument("--id-field")
+    run.add_argument("--max-samples", type=int, help="read only the first N records")
+    run.add_argument("--mask-style", choices=["whole", "single"])
+    run.add_argument("--pad-to-max-length", action="store_true", default=None)
+    run.add_argument("--partition-size", type=int, help="records per partition (default 2000)")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    run.add_argument("--n-workers", type=int, help="LocalCluster worker processes (default: cores)")
+    run.add_argument("--threads-per-worker", type=int, default=1)
+    run.add_argument("--kiwi-threads", type=int, default=1, help="Kiwi's own threads per worker")
+    run.add_argument("--memory-limit", default="auto", help="per LocalCluster worker, e.g. 4GiB")
+    run.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    presets = sub.add_parser("presets", help="list or show rule presets")
+    presets_sub = presets.add_subparsers(dest="presets_command", required=True)
+    presets_sub.add_parser("list")
+    show = presets_sub.add_parser("show")
+    show.add_argument("name")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Preset, then --config, then the explicit flags (the most specific wins)."""
+    config = preset(args.preset or "seed-v2")
+    if args.config:
+        config = Config.from_yaml(args.config, base=config if args.preset else None)
+    flags = {
+        ("tokenize", "model"): args.model,
+        ("tokenize", "seq_len"): args.seq_len,
+        ("tokenize", "mask_style"): args.mask_style,
+        ("tokenize", "pad_to_max_length"): args.pad_to_max_length,
+        ("entities", "max_entity_freq"): args.max_entity_freq,
+        ("input", "text_field"): args.text_field,
+        ("input", "id_field"): args.id_field,
+        ("input", "max_samples"): args.max_samples,
+        ("input", "partition_size"): args.partition_size,
+    }
+    for (section, name), value in flags.items():
+        if value is not None:
+            setattr(getattr(config, section), name, value)
+    config.validate()
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dask_prep.graph import ClusterOptions, Pipeline, start_client
+    from dask_prep.report import summary_lines
+
+    config = config_from_args(args)
+    options = ClusterOptions(
+        scheduler=args.scheduler,
+        n_workers=args.n_workers,
+        threads_per_worker=args.threads_per_worker,
+        kiwi_threads=args.kiwi_threads,
+        memory_limit=args.memory_limit,
+    )
+    pipeline = Pipeline(args.inputs, config, args.output_dir)
+    pipeline.check(overwrite=args.overwrite)  # bad inputs, model or output dir: fail before the cluster
+    client = start_client(options)
+    try:
+        if not args.quiet:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        report = pipeline.run(overwrite=args.overwrite)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and options.scheduler is None:
+            cluster.close()
+    print("\n".join(summary_lines(report)))
+    print(f"dataset: {report['dataset']}")
+    print(f"report:  {args.output_dir}/report.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    from dask_prep.output import OutputDirError
+    from dask_prep.reading import InputError
+    from dask_prep.tokenization import TokenizerError
+
+    try:
+        if args.command == "presets":
+            if args.presets_command == "list":
+                print("\n".join(sorted(PRESETS)))
+            else:
+                print(preset(args.name).to_yaml(), end="")
+            return 0
+        return _run(args)
+    except (ConfigError, InputError, OutputDirError, TokenizerError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f"dask-prep: error: {exc}", file=sys.stderr)
+        return USER_ERROR_EXIT
+
+
+def entry_point() -> Any:
+    sys.exit(main())

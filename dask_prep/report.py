@@ -1,0 +1,127 @@
+"""The report: what happened to every input document, added up from partition stats.
+
+The accounting invariant `read = malformed + Σ rejected + kept` is checked here for the
+total (each partition already checked its own), and a violation is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from dask_prep.partition import AccountingError
+
+
+def _add(counter: Counter, mapping: dict) -> None:
+    for key, value in mapping.items():
+        counter[key] += value
+
+
+def build_report(
+    analysed: list[dict],
+    tokenized: list[dict],
+    *,
+    distinct_targets: int,
+    capped_targets: int,
+    seconds: dict[str, float],
+    config: dict[str, Any],
+    inputs: list[str],
+) -> dict[str, Any]:
+    malformed: Counter = Counter()
+    rejected: Counter = Counter()
+    dropped: Counter = Counter()
+    locations: dict[str, list[str]] = {}
+    damaged: dict[str, str] = {}
+    for stats in analysed:
+        _add(malformed, stats["malformed"])
+        _add(rejected, stats["rejected"])
+        damaged.update(stats["damaged"])
+        for reason, where in stats["malformed_locations"].items():
+            locations.setdefault(reason, [])
+            locations[reason].extend(where[: 5 - len(locations[reason])])
+    for stats in tokenized:
+        _add(dropped, stats["dropped"])
+    read = sum(s["read"] for s in analysed)
+    kept = sum(s["kept"] for s in analysed)
+    analysed_chars = sum(s["analysed_chars"] for s in analysed)
+    worker_seconds: Counter = Counter()
+    for stats in analysed + tokenized:
+        _add(worker_seconds, stats["seconds"])
+    report = {
+        "inputs": inputs,
+        "partitions": len(analysed),
+        "documents": {
+            "read": read,
+            "malformed": sum(malformed.values()),
+            "rejected": sum(rejected.values()),
+            "kept": kept,
+        },
+        "malformed": dict(sorted(malformed.items())),
+        "malformed_locations": locations,
+        "damaged_files": damaged,
+        "rejected": dict(rejected.most_common()),
+        "entities": {
+            "qualifying_in_kept_documents": sum(s["qualifying_entities"] for s in analysed),
+            "distinct_targets": distinct_targets,
+            "capped_targets": capped_targets,
+        },
+        "examples": {
+            "before_cap": sum(s["candidates"] for s in analysed),
+            "after_cap": sum(s["after_cap"] for s in tokenized),
+            "dropped": dict(dropped),
+            "written": sum(s["examples"] for s in tokenized),
+        },
+        "throughput": {
+            "analysed_documents": sum(s["analysed_docs"] for s in analysed),
+            "analysed_chars": analysed_chars,
+        },
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "worker_seconds": {k: round(v, 3) for k, v in worker_seconds.items()},
+        "config": config,
+    }
+    check_accounting(report)
+    wall = seconds.get("total")
+    if wall:
+        report["throughput"]["docs_per_second"] = round(read / wall, 1)
+        report["throughput"]["analysed_chars_per_second"] = round(analysed_chars / wall, 1)
+    return report
+
+
+def check_accounting(report: dict[str, Any]) -> None:
+    docs = report["documents"]
+    if docs["read"] != docs["malformed"] + docs["rejected"] + docs["kept"]:
+        raise AccountingError(f"documents do not add up: {docs}")
+    examples = report["examples"]
+    if examples["after_cap"] != examples["written"] + sum(examples["dropped"].values()):
+        raise AccountingError(f"examples do not add up: {examples}")
+
+
+def write_report(report: dict[str, Any], output_dir: str) -> str:
+    path = os.path.join(output_dir, "report.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, ensure_ascii=False, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A short table for the end of a CLI run."""
+    d, e = report["documents"], report["examples"]
+    lines = [
+        f"documents read      {d['read']:>12,}",
+        f"  malformed         {d['malformed']:>12,}",
+        f"  rejected          {d['rejected']:>12,}",
+        f"  kept              {d['kept']:>12,}",
+    ]
+    lines += [f"    {reason:<16}{count:>12,}" for reason, count in report["rejected"].items()]
+    lines += [
+        f"examples before cap {e['before_cap']:>12,}",
+        f"examples after cap  {e['after_cap']:>12,}",
+    ]
+    lines += [f"  dropped {reason:<10}{count:>12,}" for reason, count in e["dropped"].items()]
+    lines.append(f"examples written    {e['written']:>12,}")
+    lines += [f"{stage + ' seconds':<20}{value:>12,.1f}" for stage, value in report["seconds"].items()]
+    return lines

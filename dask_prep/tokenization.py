@@ -1,0 +1,201 @@
+"""Tokenization: masked texts → model inputs, with both mentions inside the window.
+
+Works with any Hugging Face fast tokenizer. Each example's masked text is tokenized as a
+whole (so the ids equal `tokenizer(masked_text)` for documents that fit); token offsets
+locate the masked span and the antecedent. A document longer than `seq_len` tokens gets a
+window that contains both, or the example is dropped under reason `window`: a mask is
+never truncated away. Examples are not padded unless `pad_to_max_length` is set.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from dask_prep.config import TokenizeConfig
+from dask_prep.examples import Candidate
+
+IGNORE_INDEX = -100
+
+
+class TokenizerError(RuntimeError):
+    """The tokenizer cannot be loaded or lacks what masking needs."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(model: str) -> Any:
+    """One tokenizer per process and model (hub name or local directory)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # Kiwi owns the cores
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except Exception as exc:
+        raise TokenizerError(
+            f"cannot load tokenizer {model!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "Pass a local directory with the tokenizer files, or a hub name with network access "
+            "(offline, set HF_HUB_OFFLINE=1 and use a model already in the cache)."
+        ) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise TokenizerError(f"{model!r} has no fast tokenizer; offsets are needed to place the mask")
+    if tokenizer.mask_token is None:
+        raise TokenizerError(f"{model!r} has no mask token; a masked-LM tokenizer is needed")
+    return tokenizer
+
+
+def output_schema(with_token_type_ids: bool) -> pa.Schema:
+    ids = pa.list_(pa.int32())
+    small = pa.list_(pa.int8())
+    fields = [
+        pa.field("doc_id", pa.string()),
+        pa.field("input_ids", ids),
+        pa.field("attention_mask", small),
+    ]
+    if with_token_type_ids:
+        fields.append(pa.field("token_type_ids", small))
+    fields += [
+        pa.field("labels", ids),
+        pa.field("target", pa.string()),
+        pa.field("target_ids", ids),
+        pa.field("antecedent_pos", pa.int32()),
+        pa.field("coref_pos", pa.int32()),
+        pa.field("distance", pa.int32()),
+        pa.field("mask_start", pa.int32()),
+        pa.field("mask_end", pa.int32()),
+        pa.field("antecedent_start", pa.int32()),
+        pa.field("antecedent_end", pa.int32()),
+    ]
+    return pa.schema(fields)
+
+
+class ExampleTokenizer:
+    """Turns (document text, candidate) pairs into rows of the output schema."""
+
+    def __init__(self, config: TokenizeConfig, batch_size: int = 64) -> None:
+        self.config = config
+        self.tokenizer = load_tokenizer(config.model)
+        self.batch_size = batch_size
+        tok = self.tokenizer
+        self.with_token_type_ids = "token_type_ids" in tok.model_input_names
+        self.schema = output_schema(self.with_token_type_ids)
+        self.mask_id = tok.mask_token_id
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        # The special tokens a single sequence gets around its content (e.g. [CLS] … [SEP]).
+        probe = tok("가", add_special_tokens=True, return_special_tokens_mask=True)
+        marks = probe["special_tokens_mask"]
+        self.n_prefix = next(i for i, m in enumerate(marks) if not m)
+        self.n_suffix = len(marks) - 1 - max(i for i, m in enumerate(marks) if not m)
+        self.content_len = config.seq_len - self.n_prefix - self.n_suffix
+        self._target_ids: dict[str, list[int]] = {}
+
+    def target_ids(self, target: str) -> list[int]:
+        ids = self._target_ids.get(target)
+        if ids is None:
+            ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+            if len(self._target_ids) < 100_000:
+                self._target_ids[target] = ids
+        return ids
+
+    def masked_text(self, text: str, c: Candidate) -> tuple[str, int]:
+        k = len(self.target_ids(c.target)) if self.config.mask_style == "whole" else 1
+        return text[: c.start] + self.tokenizer.mask_token * k + text[c.end :], k
+
+    def encode(
+        self, pairs: Iterable[tuple[str, Candidate]], dropped: dict[str, int]
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches of encoded examples; drops are counted in `dropped` by reason."""
+        batch: list[tuple[str, Candidate]] = []
+        for pair in pairs:
+            batch.append(pair)
+            if len(batch) >= self.batch_size:
+                yield self._encode_batch(batch, dropped)
+                batch = []
+        if batch:
+            yield self._encode_batch(batch, dropped)
+
+    def _encode_batch(self, batch: list[tuple[str, Candidate]], dropped: dict[str, int]) -> pa.RecordBatch:
+        masked = [self.masked_text(text, c) for text, c in batch]
+        enc = self.tokenizer(
+            [m for m, _ in masked],
+            add_special_tokens=True,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=self.with_token_type_ids,
+        )
+        rows = []
+        for i, ((_, c), (_, k)) in enumerate(zip(batch, masked, strict=True)):
+            row = self._example(
+                c,
+                k,
+                enc["input_ids"][i],
+                enc["offset_mapping"][i],
+                enc["token_type_ids"][i] if self.with_token_type_ids else None,
+            )
+            if isinstance(row, str):
+                dropped[row] = dropped.get(row, 0) + 1
+            else:
+                rows.append(row)
+        return pa.RecordBatch.from_pylist(rows, schema=self.schema)
+
+    def _example(
+        self, c: Candidate, k: int, ids: list[int], offsets: list[tuple[int, int]], type_ids: list[int] | None
+    ) -> dict | str:
+        pre, suf = self.n_prefix, len(ids) - self.n_suffix
+        content, content_offsets = ids[pre:suf], offsets[pre:suf]
+        starts = [s for s, _ in content_offsets]
+        mask_lo = bisect.bisect_left(starts, c.start)
+        mask_hi = mask_lo + k
+        if mask_hi > len(content) or any(t != self.mask_id for t in content[mask_lo:mask_hi]):
+            return "mask_alignment"
+        # Antecedent tokens: every token overlapping its characters.
+        ends = [e for _, e in content_offsets]
+        ante_lo = bisect.bisect_right(ends, c.antecedent_start)
+        ante_hi = bisect.bisect_left(starts, c.antecedent_end)
+        if ante_hi <= ante_lo:
+            return "antecedent_alignment"
+        lo = 0
+        if len(content) > self.content_len:
+            span = mask_hi - ante_lo
+            if span > self.content_len:
+                return "window"
+            # Centre the antecedent..mask span in the window for the most context.
+            lo = ante_lo - (self.content_len - span) // 2
+            lo = max(0, min(lo, len(content) - self.content_len))
+        hi = min(len(content), lo + self.content_len)
+        input_ids = ids[:pre] + content[lo:hi] + ids[suf:]
+        shift = pre - lo
+        target_ids = self.target_ids(c.target)
+        labels = [IGNORE_INDEX] * len(input_ids)
+        label_values = target_ids if self.config.mask_style == "whole" else target_ids[:1]
+        labels[mask_lo + shift : mask_hi + shift] = label_values
+        attention = [1] * len(input_ids)
+        row = {
+            "doc_id": c.doc_id,
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "target": c.target,
+            "target_ids": target_ids,
+            "antecedent_pos": c.antecedent_start,
+            "coref_pos": c.start,
+            "distance": c.distance,
+            "mask_start": mask_lo + shift,
+            "mask_end": mask_hi + shift,
+            "antecedent_start": ante_lo + shift,
+            "antecedent_end": ante_hi + shift,
+        }
+        if type_ids is not None:
+            row["token_type_ids"] = type_ids[:pre] + type_ids[pre:suf][lo:hi] + type_ids[suf:]
+        if self.config.pad_to_max_length:
+            pad = self.config.seq_len - len(input_ids)
+            row["input_ids"] = input_ids + [self.pad_id] * pad
+            row["attention_mask"] = attention + [0] * pad
+            row["labels"] = labels + [IGNORE_INDEX] * pad
+            if type_ids is not None:
+                row["token_type_ids"] = row["token_type_ids"] + [0] * pad
+        return row
