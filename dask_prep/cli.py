@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -49,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kiwi-threads", type=int, default=1, help="Kiwi's own threads per worker")
     run.add_argument("--memory-limit", default="auto", help="per LocalCluster worker, e.g. 4GiB")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
+    run.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        default=None,
+        help="keep exact duplicates (dedup is on by default)",
+    )
+    run.add_argument(
+        "--no-decisions",
+        dest="decisions",
+        action="store_false",
+        default=None,
+        help="do not write the per-document decisions under DIR/decisions/",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     presets = sub.add_parser("presets", help="list or show rule presets")
@@ -74,6 +90,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "id_field"): args.id_field,
         ("input", "max_samples"): args.max_samples,
         ("input", "partition_size"): args.partition_size,
+        ("input", "dedup"): args.dedup,
+        ("output", "decisions"): args.decisions,
     }
     for (section, name), value in flags.items():
         if value is not None:
@@ -84,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     from dask_prep.graph import ClusterOptions, Pipeline, start_client
-    from dask_prep.report import summary_lines
+    from dask_prep.report import TqdmProgress, summary_lines
 
     config = config_from_args(args)
     options = ClusterOptions(
@@ -95,12 +113,26 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
     )
     pipeline = Pipeline(args.inputs, config, args.output_dir)
-    pipeline.check(overwrite=args.overwrite)  # bad inputs, model or output dir: fail before the cluster
+    # Bad inputs, model, output dir or resume state: fail before starting a cluster.
+    pipeline.check(overwrite=args.overwrite, resume=args.resume)
+    if args.quiet or not sys.stderr.isatty():
+        import datasets
+
+        datasets.disable_progress_bars()  # no bar lines in CI logs
     client = start_client(options)
     try:
         if not args.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        report = pipeline.run(overwrite=args.overwrite)
+        report = pipeline.run(
+            overwrite=args.overwrite, resume=args.resume, progress=TqdmProgress(disable=True if args.quiet else None)
+        )
+    except KeyboardInterrupt:
+        print(
+            f"dask-prep: interrupted; finished partitions are kept in {args.output_dir}. "
+            "Run the same command with --resume to finish.",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         cluster = getattr(client, "cluster", None)
         client.close()
@@ -114,7 +146,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # transformers warns about a missing torch (not needed here) in every process.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    from dask_prep.graph import ClusterError
     from dask_prep.output import OutputDirError
     from dask_prep.reading import InputError
     from dask_prep.tokenization import TokenizerError
@@ -127,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(preset(args.name).to_yaml(), end="")
             return 0
         return _run(args)
-    except (ConfigError, InputError, OutputDirError, TokenizerError, OSError) as exc:
+    except (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, OSError) as exc:
         if args.verbose:
             raise
         print(f"dask-prep: error: {exc}", file=sys.stderr)

@@ -61,6 +61,12 @@ class InputConfig:
     id_field: str = "id"
     max_samples: int | None = None
     partition_size: int = 2000
+    dedup: bool = True  # exact deduplication (NFKC, collapsed whitespace) before Kiwi
+
+
+@dataclass
+class OutputConfig:
+    decisions: bool = True  # one row per input document under DIR/decisions/
 
 
 @dataclass
@@ -76,6 +82,7 @@ class Config:
     entities: EntityConfig = field(default_factory=EntityConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -101,14 +108,12 @@ class Config:
         config.preset = preset_name
         for name, value in (data.get("rules") or {}).items():
             if name not in config.rules:
-                raise ConfigError(
-                    f"unknown rule '{name}' for preset '{preset_name}'; known: {', '.join(config.rules)}"
-                )
+                raise ConfigError(f"unknown rule '{name}' for preset '{preset_name}'; known: {', '.join(config.rules)}")
             if isinstance(value, bool):  # `pronoun: false` switches a rule off
                 config.rules[name].enabled = value
                 continue
             _overlay(config.rules[name], value, f"rules.{name}")
-        for section in ("entities", "tokenize", "input"):
+        for section in ("entities", "tokenize", "input", "output"):
             if section in data and data[section] is not None:
                 _overlay(getattr(config, section), data[section], section)
         config.validate()
@@ -179,7 +184,51 @@ def _seed_v2() -> Config:
     return Config(preset="seed-v2", rules=rules)
 
 
-PRESETS = {"seed-v2": _seed_v2}
+def _fineweb2_ko() -> Config:
+    """FineWeb-2's Korean (kor_Hang) quality filtering, then the coreference selection.
+
+    Rule names are datatrove's drop reasons (dask_prep/web_filters.py); thresholds are
+    FineWeb-2's configs/kor_Hang.yml and its pipeline's fixed settings. Line and
+    character rules run before Kiwi, word rules on the one shared analysis.
+    """
+    rules = {
+        "too_long": Rule(max=100_000),
+        # Gopher repetition (paragraph and line-character checks are off in FineWeb-2)
+        "dup_line_frac": Rule(max=0.374),
+        "top_2_gram": Rule(max=0.282),
+        "top_3_gram": Rule(max=0.228),
+        "top_4_gram": Rule(max=0.185),
+        "duplicated_5_n_grams": Rule(max=0.201),
+        "duplicated_6_n_grams": Rule(max=0.184),
+        "duplicated_7_n_grams": Rule(max=0.168),
+        "duplicated_8_n_grams": Rule(max=0.154),
+        "duplicated_9_n_grams": Rule(max=0.14),
+        "duplicated_10_n_grams": Rule(max=0.127),
+        # FineWeb quality
+        "line_punct_ratio": Rule(min=0.062),
+        "short_line_ratio": Rule(enabled=False, max=0.67),
+        "char_dup_ratio": Rule(max=0.1),
+        "list_ratio": Rule(max=0.196),
+        # Gopher quality
+        "gopher_short_doc": Rule(min=50),
+        "gopher_long_doc": Rule(max=100_000),
+        "gopher_below_avg_threshold": Rule(min=1),
+        "gopher_above_avg_threshold": Rule(max=6),
+        "gopher_too_many_hashes": Rule(max=0.1),
+        "gopher_too_many_ellipsis": Rule(max=0.1),
+        "gopher_too_many_bullets": Rule(max=0.9),
+        "gopher_too_many_end_ellipsis": Rule(max=0.3),
+        "gopher_below_alpha_threshold": Rule(min=0.791),
+        "gopher_enough_stop_words": Rule(min=2),
+        # coreference selection, as in seed-v2
+        "nnp_ratio": Rule(min=0.05, max=0.20),
+        "pronoun": Rule(max=0),
+        "no_repeated_entity": Rule(min=1),
+    }
+    return Config(preset="fineweb2-ko", rules=rules)
+
+
+PRESETS = {"seed-v2": _seed_v2, "fineweb2-ko": _fineweb2_ko}
 
 
 def preset(name: str) -> Config:

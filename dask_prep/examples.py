@@ -51,6 +51,17 @@ class Candidate:
     def distance(self) -> int:
         return self.start - self.antecedent_start
 
+    def as_record(self) -> dict[str, Any]:
+        """The fields stored in a stage-1 part (the doc id is stored once per document)."""
+        return {
+            "target": self.target,
+            "antecedent_start": self.antecedent_start,
+            "antecedent_end": self.antecedent_end,
+            "start": self.start,
+            "end": self.end,
+            "key": self.key,
+        }
+
 
 def candidate_key(doc_id: str, target: str, start: int) -> int:
     digest = hashlib.blake2b(f"{doc_id}\x1f{target}\x1f{start}".encode(), digest_size=8).digest()

@@ -186,3 +186,8 @@ def kiwi_analyser(kiwi: Any) -> Any:
                     yield exc
 
     return analyse
+
+
+# The FineWeb-2 rules live in their own module and add themselves to FILTERS; imported
+# last because they subclass QualityFilter.
+import dask_prep.web_filters  # noqa: E402, F401

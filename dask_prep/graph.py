@@ -23,14 +23,34 @@ import dask
 import dask.bag as db
 
 from dask_prep.config import Config
+from dask_prep.dedup import fingerprints, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.kiwi_setup import KiwiPlugin, get_kiwi
-from dask_prep.output import check_output_dir, prepare_output_dir, write_dataset
+from dask_prep.output import (
+    Layout,
+    check_output_dir,
+    check_resumable,
+    prepare_output_dir,
+    write_dataset,
+    write_manifest,
+)
 from dask_prep.partition import analyse_partition, tokenize_partition
-from dask_prep.reading import PartitionSpec, plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.reading import (
+    Document,
+    InputFile,
+    PartitionSpec,
+    plan_partitions,
+    read_partition,
+    resolve_inputs,
+    scan_file,
+)
 from dask_prep.report import build_report, write_report
 from dask_prep.tokenization import load_tokenizer
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be reached or started."""
 
 
 @dataclass
@@ -51,7 +71,14 @@ def start_client(options: ClusterOptions) -> Any:
     from distributed import Client, LocalCluster
 
     if options.scheduler:
-        client = Client(options.scheduler, timeout="10s")
+        try:
+            client = Client(options.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {options.scheduler} ({type(exc).__name__}); check that "
+                "`dask scheduler` is running there and the address and port are right, or omit --scheduler "
+                "to start a local cluster"
+            ) from exc
     else:
         cluster = LocalCluster(
             n_workers=options.n_workers or os.cpu_count() or 1,
@@ -72,29 +99,38 @@ def register_kiwi(client: Any, kiwi_threads: int = 1) -> None:
 
 
 def _partition_bag(specs: list[PartitionSpec]) -> db.Bag:
-    return (
-        db.from_sequence(specs, npartitions=max(len(specs), 1))
-        if specs
-        else db.from_sequence([], npartitions=1)
-    )
+    """One partition spec per bag partition."""
+    return db.from_sequence(specs, npartitions=max(len(specs), 1))
 
 
-def _analyse(specs: list[PartitionSpec], config: Config, work_dir: str) -> list[dict]:
-    return [analyse_partition(spec, config, work_dir) for spec in specs]
+def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplicates: dict, reuse: bool) -> list:
+    return [
+        analyse_partition(
+            spec, config, layout, duplicates=duplicates, write_decisions=config.output.decisions, reuse=reuse
+        )
+        for spec in specs
+    ]
 
 
-def _tokenize(specs: list[PartitionSpec], config: Config, work_dir: str, thresholds: dict) -> list[dict]:
-    return [tokenize_partition(spec.index, config, work_dir, thresholds) for spec in specs]
+def _tokenize(specs: list[PartitionSpec], config: Config, layout: Layout, thresholds: dict, reuse: bool) -> list:
+    return [tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse) for spec in specs]
 
 
-def _judge(specs: list[PartitionSpec], config: Config) -> list:
+def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
+    return [doc for spec in specs for doc in read_partition(spec, config.input.text_field, config.input.id_field)[0]]
+
+
+def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list[Document]:
     chain = FilterChain(config)
-    out = []
-    for spec in specs:
-        docs, _ = read_partition(spec, config.input.text_field, config.input.id_field)
-        list(chain.run(docs, kiwi_analyser(get_kiwi())))
-        out.extend(docs)
-    return out
+    docs = _read(specs, config)
+    mark_duplicates(docs, duplicates)
+    for _ in chain.run(docs, kiwi_analyser(get_kiwi())):
+        pass
+    return docs
+
+
+def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, str]]:
+    return fingerprints(_read(specs, config))
 
 
 def _summaries(stats: list[dict], cap: int | None) -> dict:
@@ -109,6 +145,16 @@ def _without_summary(stats: dict) -> dict:
     return {k: v for k, v in stats.items() if k != "summary"}
 
 
+class Progress:
+    """Receives each partition's stats as it finishes (the CLI shows a bar)."""
+
+    def start(self, stage: str, partitions: int) -> None: ...
+
+    def update(self, stage: str, stats: dict) -> None: ...
+
+    def finish(self, stage: str) -> None: ...
+
+
 class Pipeline:
     """Korean corpus → entity-coreference dataset, one inspectable stage at a time."""
 
@@ -116,18 +162,26 @@ class Pipeline:
         self.inputs = list(inputs)
         self.config = config
         self.output_dir = output_dir
+        self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
+        self.damaged: dict[str, str] = {}
+        self.empty_files: list[str] = []
 
     @property
-    def work_dir(self) -> str:
+    def layout(self) -> Layout:
         if self.output_dir is None:
             raise ValueError("this step writes files: give the Pipeline an output_dir")
-        return os.path.join(self.output_dir, "_work")
+        return Layout(self.output_dir)
+
+    def files(self) -> list[InputFile]:
+        if self._files is None:
+            self._files = resolve_inputs(self.inputs)
+        return self._files
 
     def partitions(self) -> list[PartitionSpec]:
         """Partition specs of at most `partition_size` records (files scanned on the cluster)."""
         if self._specs is None:
-            files = resolve_inputs(self.inputs)
+            files = self.files()
             scans = db.from_sequence(files, npartitions=max(len(files), 1)).map(scan_file).compute()
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
             self.empty_files = [f.key for f, s in zip(files, scans, strict=True) if s.records == 0]
@@ -141,18 +195,33 @@ class Pipeline:
 
     def documents(self) -> db.Bag:
         """Every input record as a `Document` (malformed ones carry their reason)."""
-        read = functools.partial(
-            read_partition, text_field=self.config.input.text_field, id_field=self.config.input.id_field
-        )
-        return _partition_bag(self.partitions()).map(lambda spec: read(spec)[0]).flatten()
+        return _partition_bag(self.partitions()).map_partitions(_read, self.config)
 
-    def judged(self) -> db.Bag:
-        """Every document after the quality filters: `rejected_by` and `metrics` filled in."""
-        return _partition_bag(self.partitions()).map_partitions(_judge, self.config)
+    def duplicates(self) -> dict[int, str]:
+        """{fingerprint: doc id to keep} for every text that occurs more than once.
 
-    def analyse(self) -> tuple[db.Bag, db.Item]:
+        The grouping is a Dask dataframe groupby (shuffled across the cluster); only the
+        duplicated fingerprints reach the client.
+        """
+        if not self.config.input.dedup:
+            return {}
+        import pandas as pd
+
+        meta = pd.DataFrame({"fingerprint": pd.Series(dtype="int64"), "doc_id": pd.Series(dtype="string")})
+        specs = self.partitions()
+        frame = _partition_bag(specs).map_partitions(_fingerprints, self.config).to_dataframe(meta=meta)
+        groups = frame.groupby("fingerprint").doc_id.agg(["min", "count"], split_out=max(1, len(specs) // 16))
+        repeated = groups[groups["count"] > 1]["min"].compute()
+        return {int(k): str(v) for k, v in repeated.items()}
+
+    def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
+        """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
+        dups = self.duplicates() if duplicates is None else duplicates
+        return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
+
+    def analyse(self, duplicates: Any, reuse: bool = False) -> tuple[db.Bag, db.Item]:
         """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item."""
-        stats = _partition_bag(self.partitions()).map_partitions(_analyse, self.config, self.work_dir)
+        stats = _partition_bag(self.partitions()).map_partitions(_analyse, self.config, self.layout, duplicates, reuse)
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
             functools.partial(_summaries, cap=cap),
@@ -160,26 +229,29 @@ class Pipeline:
         )
         return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
 
-    def tokenize(self, thresholds: Any) -> db.Bag:
+    def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
-        return _partition_bag(self.partitions()).map_partitions(
-            _tokenize, self.config, self.work_dir, thresholds
-        )
+        return _partition_bag(self.partitions()).map_partitions(_tokenize, self.config, self.layout, thresholds, reuse)
 
-    def check(self, *, overwrite: bool = False) -> None:
-        """Fail fast, before any cluster work, on inputs, tokenizer or output directory."""
-        resolve_inputs(self.inputs)
+    def check(self, *, overwrite: bool = False, resume: bool = False) -> None:
+        """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume."""
+        self.files()
         load_tokenizer(self.config.tokenize.model)
-        if self.output_dir is not None:
+        if self.output_dir is None:
+            return
+        if resume:
+            check_resumable(self.layout, self.files(), self.config)
+        else:
             check_output_dir(self.output_dir, overwrite=overwrite)
 
-    def run(self, *, overwrite: bool = False, progress: Any = None) -> dict[str, Any]:
-        """Everything, on the current Dask scheduler; returns the report."""
-        if self.output_dir is None:
-            raise ValueError("run() needs an output_dir")
-        progress = progress or (lambda stage, futures: None)
-        load_tokenizer(self.config.tokenize.model)  # fail early, in the client, on a bad model
-        prepare_output_dir(self.output_dir, overwrite=overwrite)
+    def run(self, *, overwrite: bool = False, resume: bool = False, progress: Progress | None = None) -> dict:
+        """Everything, on the active Dask client or the default scheduler; returns the report."""
+        progress = progress or Progress()
+        self.check(overwrite=overwrite, resume=resume)
+        layout = self.layout
+        if not resume:
+            prepare_output_dir(layout.root, overwrite=overwrite)
+            write_manifest(layout, self.files(), self.config)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
 
@@ -187,18 +259,20 @@ class Pipeline:
         seconds["scan"] = time.perf_counter() - start
 
         t = time.perf_counter()
-        stats_bag, cap_item = self.analyse()
-        analysed, (thresholds, distinct_targets) = _compute("analyse", progress, stats_bag, cap_item)
+        duplicates = self.duplicates()
+        seconds["dedup"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume)
+        analysed, (thresholds, distinct_targets) = _compute("analyse", stats_bag, cap_item, progress)
         seconds["analyse"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        (tokenized,) = _compute("tokenize", progress, self.tokenize(dask.delayed(thresholds)))
+        tokenized, _ = _compute("tokenize", self.tokenize(dask.delayed(thresholds), reuse=resume), None, progress)
         seconds["tokenize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        dataset_path = write_dataset(
-            self.work_dir, [s.index for s in specs], self.output_dir, self.config.tokenize.seq_len
-        )
+        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len)
         seconds["dataset"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - start
 
@@ -207,6 +281,7 @@ class Pipeline:
             tokenized,
             distinct_targets=distinct_targets,
             capped_targets=len(thresholds),
+            duplicate_texts=len(duplicates),
             seconds=seconds,
             config=self.config.to_dict(),
             inputs=self.inputs,
@@ -214,26 +289,39 @@ class Pipeline:
         report["dataset"] = dataset_path
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
-        write_report(report, self.output_dir)
+        write_report(report, layout.root)
         return report
 
 
-def _compute(stage: str, progress: Any, *collections: Any) -> tuple:
-    """Compute on the active distributed client (with progress) or the default scheduler."""
+def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[list, Any]:
+    """Compute a per-partition stats bag (and an Item sharing its tasks), with progress."""
     try:
-        from distributed import default_client
+        from distributed import as_completed, default_client
 
         client = default_client()
     except (ImportError, ValueError):
-        return dask.compute(*collections)
-    futures = client.compute(list(collections))
-    progress(stage, futures)
-    return tuple(client.gather(futures))
+        client = None
+    progress.start(stage, bag.npartitions)
+    if client is None:
+        results, value = dask.compute(bag, item)
+        for stats in results:
+            progress.update(stage, stats)
+        progress.finish(stage)
+        return results, value
+    # One submission, unoptimised, so the partitions and the Item share their tasks.
+    parts = bag.to_delayed(optimize_graph=False)
+    futures = client.compute(parts + ([item] if item is not None else []), optimize_graph=False)
+    part_futures = futures[: len(parts)]
+    for future in as_completed(part_futures):
+        for stats in future.result():
+            progress.update(stage, stats)
+    progress.finish(stage)
+    results = [stats for part in client.gather(part_futures) for stats in part]
+    value = futures[-1].result() if item is not None else None
+    return results, value
 
 
-def run(
-    inputs: list[str], config: Config, output_dir: str, client: Any = None, **kwargs: Any
-) -> dict[str, Any]:
+def run(inputs: list[str], config: Config, output_dir: str, client: Any = None, **kwargs: Any) -> dict[str, Any]:
     """Run the whole pipeline; with `client=None` on the active client or default scheduler."""
     if client is not None:
         register_kiwi(client)

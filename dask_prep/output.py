@@ -7,10 +7,55 @@ Arrow cache, never all in memory), saved to a temporary directory and renamed, s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
-from dask_prep.partition import part_name
+WORK_DIR = "_work"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each file of a run lives under the output directory."""
+
+    root: str
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.root, WORK_DIR)
+
+    def part(self, kind: str, index: int) -> str:
+        """kind: 'candidates' and 'examples' (intermediate), 'decisions' (kept for users)."""
+        folder = self.root if kind == "decisions" else self.work
+        return os.path.join(folder, kind, part_name(index))
+
+    def stats(self, stage: str, index: int) -> str:
+        return os.path.join(self.work, "stats", f"{stage}-{index:05d}.json")
+
+    @property
+    def manifest(self) -> str:
+        return os.path.join(self.root, "manifest.json")
+
+
+def write_json_atomically(data: Any, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 class OutputDirError(RuntimeError):
@@ -35,33 +80,123 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool = False) -> None:
     os.makedirs(output_dir, exist_ok=True)
 
 
+MANIFEST_VERSIONS = (
+    "dask-prep",
+    "dask",
+    "distributed",
+    "kiwipiepy",
+    "kiwipiepy_model",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "pyarrow",
+    "fsspec",
+)
+
+
+def _input_records(files: list) -> list[dict[str, Any]]:
+    import fsspec
+
+    records = []
+    for file in files:
+        fs, _, (path,) = fsspec.get_fs_token_paths(file.path)
+        info = fs.info(path)
+        modified = info.get("mtime") or info.get("LastModified") or info.get("updated") or info.get("created")
+        records.append({"path": file.path, "key": file.key, "size": info.get("size"), "mtime": str(modified)})
+    return records
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in MANIFEST_VERSIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def write_manifest(layout: Layout, files: list, config: Any) -> None:
+    """What this output was made from: inputs, full config and its hash, versions."""
+    write_json_atomically(
+        {
+            "inputs": _input_records(files),
+            "config": config.to_dict(),
+            "config_hash": config.config_hash(),
+            "versions": _versions(),
+        },
+        layout.manifest,
+    )
+
+
+def check_resumable(layout: Layout, files: list, config: Any) -> None:
+    """--resume only continues the same run: same inputs (size, mtime) and same config."""
+    if not os.path.exists(layout.manifest):
+        raise OutputDirError(
+            f"cannot resume: {layout.manifest} does not exist; run without --resume "
+            "(add --overwrite to replace the directory)"
+        )
+    manifest = read_json(layout.manifest)
+    if manifest["config_hash"] != config.config_hash():
+        changed = _changed_fields(manifest["config"], config.to_dict())
+        raise OutputDirError(
+            f"cannot resume: the config changed since the interrupted run ({', '.join(changed)}); "
+            "rerun with the same options, or start afresh with --overwrite"
+        )
+    if manifest["inputs"] != _input_records(files):
+        before = {r["path"] for r in manifest["inputs"]}
+        now = {r["path"] for r in _input_records(files)}
+        detail = (
+            f"added {sorted(now - before)}, removed {sorted(before - now)}"
+            if before != now
+            else ("a file's size or modification time differs")
+        )
+        raise OutputDirError(
+            f"cannot resume: the inputs changed since the interrupted run ({detail}); start afresh with --overwrite"
+        )
+
+
+def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changed
+
+
 def dataset_dir_name(seq_len: int) -> str:
     return f"entity_coref_v2_{seq_len}"
 
 
-def write_dataset(work_dir: str, part_indices: list[int], output_dir: str, seq_len: int) -> str:
-    """Convert the output parts (in partition order) into a saved `datasets` dataset."""
+def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
+    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention."""
     import datasets
     import pyarrow.parquet as pq
 
-    parts = [os.path.join(work_dir, "examples", part_name(i)) for i in part_indices]
-    final = os.path.join(output_dir, dataset_dir_name(seq_len))
+    parts = [layout.part("examples", i) for i in part_indices]
+    final = os.path.join(layout.root, dataset_dir_name(seq_len))
+    cache = os.path.join(layout.work, "hf_cache")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     non_empty = [p for p in parts if pq.ParquetFile(p).metadata.num_rows > 0]
     if non_empty:
-        dataset = datasets.Dataset.from_parquet(
-            non_empty, cache_dir=os.path.join(work_dir, "hf_cache"), keep_in_memory=False
-        )
+        dataset = datasets.Dataset.from_parquet(non_empty, cache_dir=cache, keep_in_memory=False)
+        # A defined order whatever the partitioning; sorting builds an index, not a copy.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pyarrow's null_placement notice
+            dataset = dataset.sort(["doc_id", "coref_pos"])
     else:
         schema = pq.read_schema(parts[0]) if parts else None
-        dataset = (
-            datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
-        )
+        dataset = datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
     dataset.save_to_disk(tmp)
     del dataset
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
-    shutil.rmtree(os.path.join(work_dir, "hf_cache"), ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
     return final

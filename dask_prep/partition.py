@@ -9,17 +9,20 @@ is complete. Each returns a JSON-able stats dict that the report adds up.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dask_prep.config import Config
+from dask_prep.dedup import mark_duplicates
 from dask_prep.examples import (
     Candidate,
     build_candidates,
@@ -28,7 +31,8 @@ from dask_prep.examples import (
 )
 from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.reading import MALFORMED_REASONS, PartitionSpec, read_partition
+from dask_prep.output import Layout, read_json, write_json_atomically
+from dask_prep.reading import MALFORMED_REASONS, Document, PartitionSpec, read_partition
 from dask_prep.tokenization import ExampleTokenizer
 
 CANDIDATE_SCHEMA = pa.schema(
@@ -59,20 +63,15 @@ class AccountingError(RuntimeError):
     """read != malformed + rejected + kept: a bug, never to be written out as zeros."""
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
-
-
-def write_atomically(table_or_batches: Any, schema: pa.Schema, path: str) -> int:
+def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
     """Write a parquet file under a temporary name, then rename; returns rows written."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     rows = 0
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            batches = table_or_batches if not isinstance(table_or_batches, pa.Table) else [table_or_batches]
             for batch in batches:
-                writer.write(batch) if isinstance(batch, pa.Table) else writer.write_batch(batch)
+                writer.write(batch)
                 rows += batch.num_rows
         os.replace(tmp, path)
     finally:
@@ -81,15 +80,67 @@ def write_atomically(table_or_batches: Any, schema: pa.Schema, path: str) -> int
     return rows
 
 
-def analyse_partition(spec: PartitionSpec, config: Config, work_dir: str, kiwi: Any = None) -> dict:
-    """Stage 1 for one partition. Returns stats with an entity `summary` for the cap."""
+def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
+    """The stats of a partition finished by an earlier run, if all its files are there."""
+    stats_path = layout.stats(stage, index)
+    if os.path.exists(stats_path) and all(os.path.exists(layout.part(p, index)) for p in parts):
+        stats = read_json(stats_path)
+        stats["reused"] = True
+        return stats
+    return None
+
+
+def decisions_schema(config: Config) -> pa.Schema:
+    """One row per input record; one measured value per enabled rule (null if not reached)."""
+    fields = [
+        pa.field("doc_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("line", pa.int64()),
+        pa.field("rejected_by", pa.string()),
+        pa.field("chars", pa.int64()),
+    ]
+    fields += [pa.field(name, pa.float64()) for name, rule in config.rules.items() if rule.enabled]
+    return pa.schema(fields)
+
+
+def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
+    metric_names = schema.names[5:]
+    columns = {
+        "doc_id": [d.doc_id for d in docs],
+        "source": [d.source for d in docs],
+        "line": [d.line for d in docs],
+        "rejected_by": [d.rejected_by for d in docs],
+        "chars": [len(d.text) if d.text is not None else None for d in docs],
+    }
+    for name in metric_names:
+        columns[name] = [d.metrics.get(name) for d in docs]
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def analyse_partition(
+    spec: PartitionSpec,
+    config: Config,
+    layout: Layout,
+    *,
+    duplicates: dict[int, str] | None = None,
+    write_decisions: bool = True,
+    reuse: bool = False,
+    kiwi: Any = None,
+) -> dict:
+    """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
+
+    `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
+    With `reuse`, a partition that an earlier run finished is not computed again.
+    """
+    parts = ("candidates", "decisions") if write_decisions else ("candidates",)
+    if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
+        return done
     t0 = time.perf_counter()
     docs, damage = read_partition(spec, config.input.text_field, config.input.id_field)
+    mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
-    if kiwi is None:
-        kiwi = get_kiwi()
     chain = FilterChain(config)
-    kept = list(chain.run(docs, kiwi_analyser(kiwi)))
+    kept = list(chain.run(docs, kiwi_analyser(kiwi or get_kiwi())))
     t_filter = time.perf_counter()
 
     rows, keys = [], []
@@ -99,33 +150,18 @@ def analyse_partition(spec: PartitionSpec, config: Config, work_dir: str, kiwi: 
         n_entities += len(doc.entities)
         n_candidates += len(cands)
         keys.extend((c.target, c.key) for c in cands)
-        rows.append(
-            {
-                "doc_id": doc.doc_id,
-                "text": doc.text,
-                "candidates": [
-                    {
-                        "target": c.target,
-                        "antecedent_start": c.antecedent_start,
-                        "antecedent_end": c.antecedent_end,
-                        "start": c.start,
-                        "end": c.end,
-                        "key": c.key,
-                    }
-                    for c in cands
-                ],
-            }
-        )
-    write_atomically(
-        pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA),
-        CANDIDATE_SCHEMA,
-        os.path.join(work_dir, "candidates", part_name(spec.index)),
-    )
+        rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
     stats = _decision_stats(spec, docs, damage)
     if stats["kept"] != len(kept):
-        raise AccountingError(
-            f"partition {spec.index}: {len(kept)} documents kept but {stats['kept']} counted"
-        )
+        raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats['kept']} counted")
+    write_atomically(
+        [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
+        CANDIDATE_SCHEMA,
+        layout.part("candidates", spec.index),
+    )
+    if write_decisions:
+        schema = decisions_schema(config)
+        write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
     stats.update(
         qualifying_entities=n_entities,
         candidates=n_candidates,
@@ -137,7 +173,9 @@ def analyse_partition(spec: PartitionSpec, config: Config, work_dir: str, kiwi: 
         },
         analysed_docs=chain.analysed_docs,
         analysed_chars=chain.analysed_chars,
+        reused=False,
     )
+    write_json_atomically(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
     return stats
 
 
@@ -175,43 +213,43 @@ def _decision_stats(spec: PartitionSpec, docs: list, damage: str | None) -> dict
 
 def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
     """(text, candidate) pairs of a stage-1 part that pass the cap, in document order."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=256):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
         for row in batch.to_pylist():
-            for c in row["candidates"]:
-                if passes_cap(c["target"], c["key"], thresholds):
-                    yield (
-                        row["text"],
-                        Candidate(
-                            row["doc_id"],
-                            c["target"],
-                            c["antecedent_start"],
-                            c["antecedent_end"],
-                            c["start"],
-                            c["end"],
-                            c["key"],
-                        ),
-                    )
+            for record in row["candidates"]:
+                if passes_cap(record["target"], record["key"], thresholds):
+                    yield row["text"], Candidate(doc_id=row["doc_id"], **record)
 
 
-def tokenize_partition(index: int, config: Config, work_dir: str, thresholds: dict[str, int]) -> dict:
+def thresholds_digest(thresholds: dict[str, int]) -> str:
+    return hashlib.sha256(json.dumps(sorted(thresholds.items()), ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def tokenize_partition(
+    index: int, config: Config, layout: Layout, thresholds: dict[str, int], *, reuse: bool = False
+) -> dict:
     """Stage 2 for one partition: cap, tokenize, write the output part."""
+    digest = thresholds_digest(thresholds)
+    if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
+        if done.get("thresholds") == digest:  # the cap decided the same; the part is valid
+            return done
     t0 = time.perf_counter()
     encoder = ExampleTokenizer(config.tokenize)
     dropped: dict[str, int] = {}
-    pairs = list(iter_candidates(os.path.join(work_dir, "candidates", part_name(index)), thresholds))
-    written = write_atomically(
-        encoder.encode(pairs, dropped), encoder.schema, os.path.join(work_dir, "examples", part_name(index))
-    )
+    pairs = list(iter_candidates(layout.part("candidates", index), thresholds))
+    written = write_atomically(encoder.encode(pairs, dropped), encoder.schema, layout.part("examples", index))
     if written + sum(dropped.values()) != len(pairs):
         raise AccountingError(
             f"partition {index}: {len(pairs)} examples after the cap, "
             f"{written} written, {sum(dropped.values())} dropped"
         )
-    return {
+    stats = {
         "partition": index,
         "after_cap": len(pairs),
         "dropped": dropped,
         "examples": written,
+        "thresholds": digest,
         "seconds": {"tokenize": time.perf_counter() - t0},
+        "reused": False,
     }
+    write_json_atomically(stats, layout.stats("tokenize", index))
+    return stats

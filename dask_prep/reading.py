@@ -100,9 +100,7 @@ def resolve_inputs(inputs: list[str]) -> list[InputFile]:
         elif fs.isdir(given):
             found = sorted(p for p in fs.find(given) if _kind(p))
             if not found:
-                raise InputError(
-                    f"the directory {given!r} holds no .jsonl, .jsonl.gz, .jsonl.zst or .parquet file"
-                )
+                raise InputError(f"the directory {given!r} holds no .jsonl, .jsonl.gz, .jsonl.zst or .parquet file")
             candidates = [(p, given) for p in found]
         elif fs.exists(given):
             candidates = [(given, os.path.dirname(given))]
@@ -113,9 +111,7 @@ def resolve_inputs(inputs: list[str]) -> list[InputFile]:
             if kind is None:
                 if glob.has_magic(given) or fs.isdir(given):
                     continue
-                raise InputError(
-                    f"{path!r} is not .jsonl, .jsonl.gz, .jsonl.zst or .parquet; rename it or convert it"
-                )
+                raise InputError(f"{path!r} is not .jsonl, .jsonl.gz, .jsonl.zst or .parquet; rename it or convert it")
             stripped_root = fs._strip_protocol(root) if root else ""
             stripped = fs._strip_protocol(path)
             key = os.path.relpath(stripped, stripped_root) if stripped_root else os.path.basename(stripped)
@@ -259,7 +255,7 @@ def _parquet_rows(spec: PartitionSpec, text_field: str, id_field: str) -> Iterat
                 lo, hi = max(spec.start - position, 0), min(spec.stop - position, batch.num_rows)
                 texts = batch.column(text_field).to_pylist()[lo:hi]
                 ids = batch.column(id_field).to_pylist()[lo:hi] if id_field in names else [None] * len(texts)
-                yield from zip(texts, ids)
+                yield from zip(texts, ids, strict=True)
             position = end
             if position >= spec.stop:
                 return

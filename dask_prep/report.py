@@ -25,6 +25,7 @@ def build_report(
     *,
     distinct_targets: int,
     capped_targets: int,
+    duplicate_texts: int,
     seconds: dict[str, float],
     config: dict[str, Any],
     inputs: list[str],
@@ -51,7 +52,14 @@ def build_report(
         _add(worker_seconds, stats["seconds"])
     report = {
         "inputs": inputs,
-        "partitions": len(analysed),
+        "partitions": {
+            "total": len(analysed),
+            "analysed": sum(not s.get("reused") for s in analysed),
+            "analysis_reused": sum(bool(s.get("reused")) for s in analysed),
+            "tokenized": sum(not s.get("reused") for s in tokenized),
+            "tokenization_reused": sum(bool(s.get("reused")) for s in tokenized),
+        },
+        "duplicate_texts": duplicate_texts,
         "documents": {
             "read": read,
             "malformed": sum(malformed.values()),
@@ -125,3 +133,40 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"examples written    {e['written']:>12,}")
     lines += [f"{stage + ' seconds':<20}{value:>12,.1f}" for stage, value in report["seconds"].items()]
     return lines
+
+
+class TqdmProgress:
+    """A bar per stage: documents done, docs/s and how many were kept (tqdm).
+
+    tqdm switches itself off when stderr is not a terminal, so CI logs get no bar lines.
+    """
+
+    def __init__(self, disable: bool | None = None) -> None:
+        self.disable = disable  # None: only on a terminal
+        self.bars: dict[str, Any] = {}
+        self.kept = 0
+
+    def start(self, stage: str, partitions: int) -> None:
+        from tqdm.auto import tqdm
+
+        unit = "doc" if stage == "analyse" else "part"
+        self.bars[stage] = tqdm(
+            total=None if stage == "analyse" else partitions,
+            desc=f"{stage:>8}",
+            unit=unit,
+            disable=self.disable,
+            dynamic_ncols=True,
+        )
+
+    def update(self, stage: str, stats: dict[str, Any]) -> None:
+        bar = self.bars[stage]
+        if stage == "analyse":
+            self.kept += stats["kept"]
+            bar.update(stats["read"])
+            bar.set_postfix(kept=self.kept, refresh=False)
+        else:
+            bar.update(1)
+            bar.set_postfix(examples=stats["examples"], refresh=False)
+
+    def finish(self, stage: str) -> None:
+        self.bars.pop(stage).close()

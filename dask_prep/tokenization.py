@@ -33,6 +33,11 @@ def load_tokenizer(model: str) -> Any:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # Kiwi owns the cores
     from transformers import AutoTokenizer
 
+    if model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
+        raise TokenizerError(
+            f"cannot load tokenizer {model!r}: no such directory. Pass a directory holding the tokenizer "
+            "files (tokenizer_config.json, vocab), or a hub name such as kakaobank/kf-deberta-base"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except Exception as exc:
@@ -43,6 +48,8 @@ def load_tokenizer(model: str) -> Any:
         ) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise TokenizerError(f"{model!r} has no fast tokenizer; offsets are needed to place the mask")
+    # Windowing is ours; the model's nominal max length only produces warnings here.
+    tokenizer.model_max_length = 1 << 30
     if tokenizer.mask_token is None:
         raise TokenizerError(f"{model!r} has no mask token; a masked-LM tokenizer is needed")
     return tokenizer
@@ -105,9 +112,7 @@ class ExampleTokenizer:
         k = len(self.target_ids(c.target)) if self.config.mask_style == "whole" else 1
         return text[: c.start] + self.tokenizer.mask_token * k + text[c.end :], k
 
-    def encode(
-        self, pairs: Iterable[tuple[str, Candidate]], dropped: dict[str, int]
-    ) -> Iterator[pa.RecordBatch]:
+    def encode(self, pairs: Iterable[tuple[str, Candidate]], dropped: dict[str, int]) -> Iterator[pa.RecordBatch]:
         """Record batches of encoded examples; drops are counted in `dropped` by reason."""
         batch: list[tuple[str, Candidate]] = []
         for pair in pairs:

@@ -1,0 +1,43 @@
+"""Exact deduplication before Kiwi: the key is a hash of the NFKC, whitespace-collapsed text.
+
+Across all partitions and files, the copy with the smallest document id is kept and the
+others are rejected as `duplicate`. The global step (which copies are duplicates) runs
+on Dask in `graph.py`; here are the plain per-document pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from dask_prep.reading import Document
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def fingerprint(text: str) -> int:
+    """64-bit key of a text's normalised form (fits a signed int64 column)."""
+    normalised = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    digest = hashlib.blake2b(normalised.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def fingerprints(docs: Iterable[Document]) -> list[tuple[int, str]]:
+    """(fingerprint, doc id) of every well-formed document."""
+    return [(fingerprint(d.text), d.doc_id) for d in docs if d.rejected_by is None]
+
+
+def mark_duplicates(docs: Iterable[Document], keep: dict[int, str]) -> None:
+    """Reject every document whose fingerprint has another copy chosen to keep.
+
+    `keep` maps the fingerprint of each duplicated text to the doc id that survives.
+    """
+    if not keep:
+        return
+    for doc in docs:
+        if doc.rejected_by is None:
+            survivor = keep.get(fingerprint(doc.text))
+            if survivor is not None and survivor != doc.doc_id:
+                doc.rejected_by = "duplicate"

@@ -1,0 +1,439 @@
+"""FineWeb-2 quality rules: datatrove's Gopher repetition, FineWeb quality and Gopher quality.
+
+Each check of datatrove's three filters is its own rule here, named after the reason
+datatrove drops a document with (`dup_line_frac`, `top_2_gram`, `duplicated_5_n_grams`,
+`line_punct_ratio`, `gopher_short_doc`, ...), and measures the value that datatrove
+compares with its threshold. The definitions follow datatrove 0.10
+(`pipeline/filters/gopher_repetition_filter.py`, `fineweb_quality_filter.py`,
+`gopher_quality_filter.py`, `utils/text.py`, `utils/word_tokenizers.py`) exactly, quirks
+included, so that the FineWeb-2 thresholds mean what they meant when they were tuned.
+
+Words are what datatrove's Korean tokenizer (`KiwiTokenizer.word_tokenize`) returns: the
+text under each Kiwi token span, stripped, empty ones dropped. datatrove first removes
+runs of 20 or more digits and commas (Kiwi once struggled with huge numbers), analyses
+that cleaned text, and then slices the *original* text with the cleaned-text offsets.
+Here the one Kiwi analysis of the original text, shared with the entity step, is turned
+into the same words: tokens inside a removed run are dropped and the offsets of the
+others are shifted as the removal shifts them (`datatrove_words`). Only documents with
+such a run (8 of 13,561 in the shared corpus) can differ, where Kiwi would segment the
+text around the run differently once the run is gone.
+
+Rules that only look at lines or characters run before Kiwi; the word rules read the
+words from one cached view per document (`word_view`), so datatrove's repeated
+splitting costs nothing here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from typing import Any, ClassVar
+
+from dask_prep.filters import FILTERS, QualityFilter
+from dask_prep.reading import Document
+
+# ---- datatrove's character classes (datatrove/utils/text.py, Apache-2.0) --------------
+
+PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
+    chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b)
+)
+TERMINAL_PUNCTUATION = frozenset(
+    "!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965"
+    "\u104a\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944"
+    "\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c"
+    "\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877"
+    "\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e"
+    "\uff1f\uff61\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86"
+    "\U00010f87\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1"
+    "\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238"
+    "\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9"
+    "\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2"
+    "\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d"
+    "\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42"
+    "\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38"
+    "\U00016b44\U00016e98\U0001bc9f\U0001da88"
+)
+PUNCTUATION_SET = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
+_LINE_END_PUNCT = tuple(TERMINAL_PUNCTUATION)  # str.endswith takes a tuple
+
+# FineWeb-2's Korean (kor_Hang) stop words, from its configs/kor_Hang.yml.
+FINEWEB2_KO_STOP_WORDS = (
+    "의", "다", "이", "는", "에", "을", "한", "년", "하", "은", "를",
+    "했", "고", "에서", "가", "있", "으로", "인", "월", "로", "되",
+)  # fmt: skip
+FINEWEB2_SHORT_LINE_LENGTH = 30  # datatrove's default; FineWeb-2 turns the rule off
+
+_KIWI_CLEAN = re.compile("[0-9,]{20,}")  # what datatrove's KiwiTokenizer.preprocess removes
+_LINE_SPLIT = re.compile("\n+")  # GopherRepetitionFilter's line splitter
+
+
+# ---- words -----------------------------------------------------------------------------
+
+
+def datatrove_words(text: str, tokens: Any) -> list[str]:
+    """datatrove's Korean words of `text`, from a Kiwi analysis of the original text."""
+    removed = [m.span() for m in _KIWI_CLEAN.finditer(text)]
+    words = []
+    if not removed:
+        for t in tokens:
+            word = text[t.start : t.start + t.len].strip()
+            if word:
+                words.append(word)
+        return words
+    for start, end in _cleaned_spans(((t.start, t.start + t.len) for t in tokens), removed):
+        word = text[start:end].strip()
+        if word:
+            words.append(word)
+    return words
+
+
+def _cleaned_spans(spans: Any, removed: list[tuple[int, int]]) -> Any:
+    """Map spans of the original text to the cleaned text datatrove gives Kiwi.
+
+    A position inside a removed run maps to where the run was; a span that falls wholly
+    inside a run disappears, as its token would not exist in the cleaned text.
+    """
+
+    def cleaned(position: int) -> int:
+        shift = 0
+        for start, end in removed:
+            if position <= start:
+                break
+            shift += min(position, end) - start
+        return position - shift
+
+    for start, end in spans:
+        new_start, new_end = cleaned(start), cleaned(end)
+        if new_end > new_start:
+            yield new_start, new_end
+
+
+class WordView:
+    """The words of one document and what several rules derive from them, computed once."""
+
+    def __init__(self, text: str, tokens: Any) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.words = datatrove_words(text, tokens)
+        self._non_symbol: list[str] | None = None
+
+    @property
+    def non_symbol_words(self) -> list[str]:
+        if self._non_symbol is None:
+            self._non_symbol = [w for w in self.words if any(ch not in PUNCTUATION_SET for ch in w)]
+        return self._non_symbol
+
+
+_local = threading.local()  # one cached view per thread: a worker may run several tasks
+
+
+def word_view(doc: Document) -> WordView:
+    """The words of `doc` from its Kiwi analysis (`doc.tokens`), shared by all word rules."""
+    tokens = doc.tokens
+    if tokens is None:
+        raise ValueError(
+            f"document {doc.doc_id}: this rule needs the Kiwi analysis (doc.tokens); "
+            "judge documents with FilterChain.run"
+        )
+    view = getattr(_local, "view", None)
+    if view is None or view.tokens is not tokens or view.text is not doc.text:
+        view = WordView(doc.text, tokens)
+        _local.view = view
+    return view
+
+
+# ---- datatrove's counting helpers ------------------------------------------------------
+
+
+def find_duplicates(items: list[str]) -> tuple[int, int]:
+    """(repeated elements, characters in them) after each element's first occurrence."""
+    seen: set[str] = set()
+    elements = chars = 0
+    for item in items:
+        if item in seen:
+            elements += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return elements, chars
+
+
+def top_ngram_chars(words: list[str], n: int) -> int:
+    """Characters of the most frequent space-joined n-gram times its count (0 if none).
+
+    Ties go to the n-gram seen first, as with datatrove's `Counter.most_common(1)`.
+    """
+    if len(words) < n:
+        return 0
+    counts = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+    gram, count = counts.most_common(1)[0]
+    return len(gram) * count
+
+
+def duplicated_ngram_chars(words: list[str], n: int) -> int:
+    """Characters in repeated n-grams (joined without spaces), skipping past each repeat."""
+    seen: set[str] = set()
+    repeated = idx = 0
+    last = len(words) - n + 1
+    while idx < last:
+        gram = "".join(words[idx : idx + n])
+        if gram in seen:
+            repeated += len(gram)
+            idx += n
+        else:
+            seen.add(gram)
+            idx += 1
+    return repeated
+
+
+def _nonblank_lines(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line.strip() != ""]
+
+
+# ---- Gopher repetition -----------------------------------------------------------------
+
+
+class DupLineFracFilter(QualityFilter):
+    """Share of lines (split on runs of newlines) that repeat an earlier line."""
+
+    name = "dup_line_frac"
+
+    def measure(self, doc: Document) -> float:
+        lines = _LINE_SPLIT.split(doc.text)
+        return find_duplicates(lines)[0] / len(lines)
+
+
+class TopNGramFilter(QualityFilter):
+    """Characters of the most frequent word n-gram times its count, over the text length."""
+
+    needs_analysis = True
+    n: ClassVar[int]
+
+    def measure(self, doc: Document) -> float:
+        return top_ngram_chars(word_view(doc).words, self.n) / len(doc.text)
+
+
+class Top2GramFilter(TopNGramFilter):
+    name, n = "top_2_gram", 2
+
+
+class Top3GramFilter(TopNGramFilter):
+    name, n = "top_3_gram", 3
+
+
+class Top4GramFilter(TopNGramFilter):
+    name, n = "top_4_gram", 4
+
+
+class DuplicatedNGramsFilter(QualityFilter):
+    """Characters in repeated word n-grams, over the text length."""
+
+    needs_analysis = True
+    n: ClassVar[int]
+
+    def measure(self, doc: Document) -> float:
+        return duplicated_ngram_chars(word_view(doc).words, self.n) / len(doc.text)
+
+
+class Duplicated5GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_5_n_grams", 5
+
+
+class Duplicated6GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_6_n_grams", 6
+
+
+class Duplicated7GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_7_n_grams", 7
+
+
+class Duplicated8GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_8_n_grams", 8
+
+
+class Duplicated9GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_9_n_grams", 9
+
+
+class Duplicated10GramsFilter(DuplicatedNGramsFilter):
+    name, n = "duplicated_10_n_grams", 10
+
+
+# ---- FineWeb quality -------------------------------------------------------------------
+
+
+class LinePunctRatioFilter(QualityFilter):
+    """Share of non-blank lines that end in terminal punctuation (0 for no such line)."""
+
+    name = "line_punct_ratio"
+
+    def measure(self, doc: Document) -> float:
+        lines = _nonblank_lines(doc.text)
+        if not lines:
+            return 0.0  # datatrove drops these as "empty"
+        return sum(1 for line in lines if line.endswith(_LINE_END_PUNCT)) / len(lines)
+
+
+class ShortLineRatioFilter(QualityFilter):
+    """Share of non-blank lines of at most 30 characters (off in FineWeb-2)."""
+
+    name = "short_line_ratio"
+
+    def measure(self, doc: Document) -> float:
+        lines = _nonblank_lines(doc.text)
+        if not lines:
+            return 0.0
+        return sum(1 for line in lines if len(line) <= FINEWEB2_SHORT_LINE_LENGTH) / len(lines)
+
+
+class CharDupRatioFilter(QualityFilter):
+    """Characters in repeated non-blank lines, over the characters that are not newlines."""
+
+    name = "char_dup_ratio"
+
+    def measure(self, doc: Document) -> float:
+        chars = len(doc.text) - doc.text.count("\n")
+        return find_duplicates(_nonblank_lines(doc.text))[1] / max(chars, 1)
+
+
+class ListRatioFilter(QualityFilter):
+    """Newlines per word."""
+
+    name = "list_ratio"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        # datatrove divides by zero on a document without words; one word's worth keeps it finite
+        return doc.text.count("\n") / max(len(word_view(doc).words), 1)
+
+
+# ---- Gopher quality --------------------------------------------------------------------
+
+
+class GopherShortDocFilter(QualityFilter):
+    """Words that are not all punctuation (judged against the minimum)."""
+
+    name = "gopher_short_doc"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        return len(word_view(doc).non_symbol_words)
+
+
+class GopherLongDocFilter(GopherShortDocFilter):
+    """Words that are not all punctuation (judged against the maximum)."""
+
+    name = "gopher_long_doc"
+
+
+class GopherBelowAvgFilter(QualityFilter):
+    """Mean length of the words that are not all punctuation (0 without any)."""
+
+    name = "gopher_below_avg_threshold"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        words = word_view(doc).non_symbol_words
+        return sum(len(w) for w in words) / len(words) if words else 0.0
+
+
+class GopherAboveAvgFilter(GopherBelowAvgFilter):
+    name = "gopher_above_avg_threshold"
+
+
+class GopherHashesFilter(QualityFilter):
+    """'#' characters per word (all words, punctuation included)."""
+
+    name = "gopher_too_many_hashes"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        return doc.text.count("#") / max(len(word_view(doc).words), 1)
+
+
+class GopherEllipsisFilter(QualityFilter):
+    """'...' and '…' per word."""
+
+    name = "gopher_too_many_ellipsis"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        text = doc.text
+        return (text.count("...") + text.count("…")) / max(len(word_view(doc).words), 1)
+
+
+class GopherBulletsFilter(QualityFilter):
+    """Share of lines (str.splitlines) starting with '•' or '-'."""
+
+    name = "gopher_too_many_bullets"
+
+    def measure(self, doc: Document) -> float:
+        lines = doc.text.splitlines()
+        return sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / max(len(lines), 1)
+
+
+class GopherEndEllipsisFilter(QualityFilter):
+    """Share of lines (str.splitlines) ending in '...' or '…'."""
+
+    name = "gopher_too_many_end_ellipsis"
+
+    def measure(self, doc: Document) -> float:
+        lines = doc.text.splitlines()
+        return sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / max(len(lines), 1)
+
+
+class GopherAlphaFilter(QualityFilter):
+    """Share of words with at least one alphabetic character (Hangul counts)."""
+
+    name = "gopher_below_alpha_threshold"
+    needs_analysis = True
+
+    def measure(self, doc: Document) -> float:
+        words = word_view(doc).words
+        return sum(1 for w in words if any(c.isalpha() for c in w)) / max(len(words), 1)
+
+
+class GopherStopWordsFilter(QualityFilter):
+    """How many distinct FineWeb-2 Korean stop words occur as words."""
+
+    name = "gopher_enough_stop_words"
+    needs_analysis = True
+    stop_words: ClassVar[frozenset[str]] = frozenset(FINEWEB2_KO_STOP_WORDS)
+
+    def measure(self, doc: Document) -> float:
+        return len(self.stop_words.intersection(word_view(doc).words))
+
+
+# ---- registry --------------------------------------------------------------------------
+
+WEB_FILTERS: dict[str, type[QualityFilter]] = {
+    cls.name: cls
+    for cls in (
+        DupLineFracFilter,
+        Top2GramFilter,
+        Top3GramFilter,
+        Top4GramFilter,
+        Duplicated5GramsFilter,
+        Duplicated6GramsFilter,
+        Duplicated7GramsFilter,
+        Duplicated8GramsFilter,
+        Duplicated9GramsFilter,
+        Duplicated10GramsFilter,
+        LinePunctRatioFilter,
+        ShortLineRatioFilter,
+        CharDupRatioFilter,
+        ListRatioFilter,
+        GopherShortDocFilter,
+        GopherLongDocFilter,
+        GopherBelowAvgFilter,
+        GopherAboveAvgFilter,
+        GopherHashesFilter,
+        GopherEllipsisFilter,
+        GopherBulletsFilter,
+        GopherEndEllipsisFilter,
+        GopherAlphaFilter,
+        GopherStopWordsFilter,
+    )
+}
+FILTERS.update(WEB_FILTERS)

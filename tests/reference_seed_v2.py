@@ -1,0 +1,178 @@
+"""The seed-v2 decisions in plain, single-process Python, written from issue 2's text alone.
+
+This module deliberately imports nothing from `dask_prep`: it is the independent second
+opinion that the acceptance test compares the pipeline with, so a bug in the pipeline's
+filters or entity code cannot hide by being shared with the check. It reads JSON Lines
+(optionally zstd-compressed) itself, builds its own `Kiwi()` with the default model and
+applies the rules exactly as the issue words them:
+
+Quality, in this order, each a named rejection reason:
+1. length: 800 <= len(text) <= 2500
+2. sentence_marks: count of '.', '?', '!' >= 3
+3. hangul_ratio: [가-힣] characters / len(text) >= 0.4
+4. symbol_ratio: characters neither isalnum() nor space/newline/tab, over len(text), <= 0.3
+5. nnp_ratio: NNP tokens / all tokens in [0.05, 0.20]
+6. pronoun: any NP token drops the document
+7. no_repeated_entity: NNP tokens of >= 2 characters, grouped by form, excluding the stop
+   entities; an entity qualifies with >= 2 mentions; no qualifying entity drops the document.
+
+Examples: the first mention (by character position) of each qualifying entity is the
+antecedent; mentions 2, 3 and 4 each give one example when 10 <= start - antecedent start
+<= 2000.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+LENGTH_MIN, LENGTH_MAX = 800, 2500
+MIN_SENTENCE_MARKS = 3
+MIN_HANGUL_RATIO = 0.4
+MAX_SYMBOL_RATIO = 0.3
+NNP_RATIO_MIN, NNP_RATIO_MAX = 0.05, 0.20
+ENTITY_MIN_CHARS = 2
+ENTITY_MIN_MENTIONS = 2
+STOP_ENTITIES = frozenset("것 수 등 때 곳 점 년 월 일".split())
+MASKED_MENTIONS = 3  # mentions 2, 3 and 4
+MIN_DISTANCE, MAX_DISTANCE = 10, 2000
+
+Example = tuple[str, str, int, int]  # (doc_id, target, antecedent_pos, coref_pos)
+
+
+def read_jsonl(path: str, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:
+    """(doc_id, text) for each line; ids fall back to '<file name>:<line>' (1-based)."""
+    import os
+
+    name = os.path.basename(path)
+    if path.endswith(".zst"):
+        import zstandard
+
+        with open(path, "rb") as raw:
+            data = zstandard.ZstdDecompressor().stream_reader(raw).read()
+        handle: Any = io.StringIO(data.decode("utf-8"))
+    else:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        for line_no, line in enumerate(handle, 1):
+            record = json.loads(line)
+            doc_id = record.get(id_field)
+            yield (str(doc_id) if doc_id is not None else f"{name}:{line_no}"), record[text_field]
+    finally:
+        handle.close()
+
+
+def cheap_rejection(text: str) -> str | None:
+    """The first of rules 1-4 that rejects `text`, or None."""
+    n = len(text)
+    if not LENGTH_MIN <= n <= LENGTH_MAX:
+        return "length"
+    if sum(text.count(mark) for mark in ".?!") < MIN_SENTENCE_MARKS:
+        return "sentence_marks"
+    if sum(1 for ch in text if "가" <= ch <= "힣") / n < MIN_HANGUL_RATIO:
+        return "hangul_ratio"
+    if sum(1 for ch in text if not ch.isalnum() and ch not in " \n\t") / n > MAX_SYMBOL_RATIO:
+        return "symbol_ratio"
+    return None
+
+
+def repeated_entities(tokens: list[Any]) -> dict[str, list[tuple[int, int]]]:
+    """{form: [(start, end), ...] in text order} for entities with enough mentions."""
+    mentions: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for t in tokens:
+        if t.tag == "NNP" and len(t.form) >= ENTITY_MIN_CHARS and t.form not in STOP_ENTITIES:
+            mentions[t.form].append((t.start, t.start + t.len))
+    return {form: sorted(spans) for form, spans in mentions.items() if len(spans) >= ENTITY_MIN_MENTIONS}
+
+
+def analysed_rejection(tokens: list[Any]) -> str | None:
+    """The first of rules 5-7 that rejects a document with these Kiwi tokens, or None."""
+    nnp = sum(1 for t in tokens if t.tag == "NNP")
+    ratio = nnp / len(tokens) if tokens else 0.0
+    if not NNP_RATIO_MIN <= ratio <= NNP_RATIO_MAX:
+        return "nnp_ratio"
+    if any(t.tag == "NP" for t in tokens):
+        return "pronoun"
+    if not repeated_entities(tokens):
+        return "no_repeated_entity"
+    return None
+
+
+def examples_of(doc_id: str, entities: dict[str, list[tuple[int, int]]]) -> list[Example]:
+    out = []
+    for target, spans in entities.items():
+        antecedent = spans[0][0]
+        for start, _ in spans[1 : 1 + MASKED_MENTIONS]:
+            if MIN_DISTANCE <= start - antecedent <= MAX_DISTANCE:
+                out.append((doc_id, target, antecedent, start))
+    return out
+
+
+@dataclass
+class ReferenceResult:
+    decisions: dict[str, str | None] = field(default_factory=dict)  # doc_id -> reason (None = kept)
+    texts: dict[str, str] = field(default_factory=dict)  # kept documents only
+    entities: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
+    examples: set[Example] = field(default_factory=set)
+    # Entity mentions whose text differs from Kiwi's form: (doc_id, form, surface, start).
+    surface_mismatches: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+    @property
+    def kept(self) -> set[str]:
+        return {d for d, reason in self.decisions.items() if reason is None}
+
+    def rejected_counts(self) -> Counter:
+        return Counter(r for r in self.decisions.values() if r is not None)
+
+
+def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -> ReferenceResult:
+    """Judge every document of one JSON Lines file, one at a time, in this process."""
+    if kiwi is None:
+        from kiwipiepy import Kiwi
+
+        kiwi = Kiwi()
+    result = ReferenceResult()
+    for n, (doc_id, text) in enumerate(read_jsonl(path)):
+        if max_docs is not None and n >= max_docs:
+            break
+        assert doc_id not in result.decisions, f"duplicate id {doc_id} in {path}"
+        reason = cheap_rejection(text)
+        if reason is None:
+            tokens = kiwi.tokenize(text)
+            reason = analysed_rejection(tokens)
+            if reason is None:
+                entities = repeated_entities(tokens)
+                result.entities[doc_id] = entities
+                result.texts[doc_id] = text
+                result.examples.update(examples_of(doc_id, entities))
+                for form, spans in entities.items():
+                    for start, end in spans:
+                        if text[start:end] != form:
+                            result.surface_mismatches.append((doc_id, form, text[start:end], start))
+        result.decisions[doc_id] = reason
+    return result
+
+
+def fits_window(
+    tokenizer: Any, text: str, target: str, antecedent: int, start: int, end: int, seq_len: int
+) -> bool:
+    """Whether a `seq_len`-token window of the whole-masked text holds antecedent and masks.
+
+    The masked text replaces the mention with k mask tokens, k = the target's own token
+    count; special tokens around the content take their places in every window.
+    """
+    k = len(tokenizer(target, add_special_tokens=False)["input_ids"])
+    masked = text[:start] + tokenizer.mask_token * k + text[end:]
+    enc = tokenizer(masked, add_special_tokens=False, return_offsets_mapping=True)
+    n_special = len(tokenizer("가")["input_ids"]) - len(tokenizer("가", add_special_tokens=False)["input_ids"])
+    room = seq_len - n_special
+    if len(enc["input_ids"]) <= room:
+        return True
+    offsets = enc["offset_mapping"]
+    first = next(i for i, (_, e) in enumerate(offsets) if e > antecedent)
+    mask_first = next(i for i, (s, _) in enumerate(offsets) if s >= start)
+    return mask_first + k - first <= room
