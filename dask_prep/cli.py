@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-samples", type=int, help="read only the first N records")
     run.add_argument("--mask-style", choices=["whole", "single"])
     run.add_argument("--pad-to-max-length", action="store_true", default=None)
-    run.add_argument("--partition-size", type=int, help="records per partition (default 2000)")
+    run.add_argument(
+        "--partition-size", type=int, help="at most N records per partition (default 2000; a small corpus is cut finer)"
+    )
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
     run.add_argument("--n-workers", type=int, help="LocalCluster worker processes (default: cores)")
     run.add_argument("--threads-per-worker", type=int, default=1)

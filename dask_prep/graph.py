@@ -32,6 +32,7 @@ from dask_prep.output import (
     check_output_dir,
     check_resumable,
     prepare_output_dir,
+    read_json,
     write_dataset,
     write_manifest,
 )
@@ -46,6 +47,7 @@ from dask_prep.reading import (
     scan_file,
 )
 from dask_prep.report import build_report, write_report
+from dask_prep.report_html import write_html_report
 from dask_prep.tokenization import load_tokenizer
 
 
@@ -103,17 +105,30 @@ def _partition_bag(specs: list[PartitionSpec]) -> db.Bag:
     return db.from_sequence(specs, npartitions=max(len(specs), 1))
 
 
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
 def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplicates: dict, reuse: bool) -> list:
-    return [
-        analyse_partition(
+    results = []
+    for spec in specs:
+        stats = analyse_partition(
             spec, config, layout, duplicates=duplicates, write_decisions=config.output.decisions, reuse=reuse
         )
-        for spec in specs
-    ]
+        results.append({**stats, "worker": _worker_address()})
+    return results
 
 
 def _tokenize(specs: list[PartitionSpec], config: Config, layout: Layout, thresholds: dict, reuse: bool) -> list:
-    return [tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse) for spec in specs]
+    return [
+        {**tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse), "worker": _worker_address()}
+        for spec in specs
+    ]
 
 
 def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
@@ -143,6 +158,19 @@ def _cap_result(summary: dict, cap: int | None) -> tuple[dict, int]:
 
 def _without_summary(stats: dict) -> dict:
     return {k: v for k, v in stats.items() if k != "summary"}
+
+
+# Enough partitions per worker thread that the last ones finish close together.
+PARTITIONS_PER_THREAD = 4
+
+
+def _total_threads() -> int:
+    try:
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
 
 
 class Progress:
@@ -178,8 +206,11 @@ class Pipeline:
             self._files = resolve_inputs(self.inputs)
         return self._files
 
-    def partitions(self) -> list[PartitionSpec]:
-        """Partition specs of at most `partition_size` records (files scanned on the cluster)."""
+    def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]:
+        """Partition specs of equal size, at most `partition_size` records (files scanned on the cluster).
+
+        A small corpus is cut finer so that every worker thread gets several partitions.
+        """
         if self._specs is None:
             files = self.files()
             scans = db.from_sequence(files, npartitions=max(len(files), 1)).map(scan_file).compute()
@@ -188,8 +219,9 @@ class Pipeline:
             self._specs = plan_partitions(
                 files,
                 [s.records for s in scans],
-                self.config.input.partition_size,
+                partition_size or self.config.input.partition_size,
                 self.config.input.max_samples,
+                min_partitions=1 if partition_size else PARTITIONS_PER_THREAD * _total_threads(),
             )
         return self._specs
 
@@ -249,13 +281,14 @@ class Pipeline:
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
         layout = self.layout
-        if not resume:
-            prepare_output_dir(layout.root, overwrite=overwrite)
-            write_manifest(layout, self.files(), self.config)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
-
-        specs = self.partitions()
+        if resume:  # the same partitions as the interrupted run, whatever the cluster now
+            specs = self.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
+        else:
+            prepare_output_dir(layout.root, overwrite=overwrite)
+            specs = self.partitions()
+            write_manifest(layout, self.files(), self.config, partition_size_used=max(s.records for s in specs))
         seconds["scan"] = time.perf_counter() - start
 
         t = time.perf_counter()
@@ -290,6 +323,7 @@ class Pipeline:
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
         write_report(report, layout.root)
+        write_html_report(report, layout.root)
         return report
 
 

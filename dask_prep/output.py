@@ -118,11 +118,12 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def write_manifest(layout: Layout, files: list, config: Any) -> None:
+def write_manifest(layout: Layout, files: list, config: Any, partition_size_used: int) -> None:
     """What this output was made from: inputs, full config and its hash, versions."""
     write_json_atomically(
         {
             "inputs": _input_records(files),
+            "partition_size_used": partition_size_used,
             "config": config.to_dict(),
             "config_hash": config.config_hash(),
             "versions": _versions(),

@@ -136,7 +136,7 @@ def analyse_partition(
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
         return done
     t0 = time.perf_counter()
-    docs, damage = read_partition(spec, config.input.text_field, config.input.id_field)
+    docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
     mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
     chain = FilterChain(config)
@@ -151,7 +151,7 @@ def analyse_partition(
         n_candidates += len(cands)
         keys.extend((c.target, c.key) for c in cands)
         rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
-    stats = _decision_stats(spec, docs, damage)
+    stats = _decision_stats(spec, docs, damaged)
     if stats["kept"] != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats['kept']} counted")
     write_atomically(
@@ -179,7 +179,7 @@ def analyse_partition(
     return stats
 
 
-def _decision_stats(spec: PartitionSpec, docs: list, damage: str | None) -> dict:
+def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) -> dict:
     malformed: Counter = Counter()
     rejected: Counter = Counter()
     locations: dict[str, list[str]] = {}
@@ -193,21 +193,19 @@ def _decision_stats(spec: PartitionSpec, docs: list, damage: str | None) -> dict
         elif reason is not None:
             rejected[reason] += 1
     kept = len(docs) - sum(malformed.values()) - sum(rejected.values())
-    expected = spec.stop - spec.start
-    if len(docs) != expected and damage is None:
+    if len(docs) != spec.records and not damaged:
         raise AccountingError(
-            f"partition {spec.index} ({spec.file.key} records {spec.start}-{spec.stop}) "
-            f"read {len(docs)} documents, expected {expected}"
+            f"partition {spec.index} ({', '.join(spec.sources)}) read {len(docs)} documents, expected {spec.records}"
         )
     return {
         "partition": spec.index,
-        "source": spec.file.key,
+        "source": ", ".join(dict.fromkeys(spec.sources)),
         "read": len(docs),
         "malformed": dict(malformed),
         "malformed_locations": locations,
         "rejected": dict(rejected),
         "kept": kept,
-        "damaged": {spec.file.key: damage} if damage else {},
+        "damaged": damaged,
     }
 
 

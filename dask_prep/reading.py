@@ -8,10 +8,10 @@ the accounting `read = malformed + rejected + kept` can be checked per partition
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,11 @@ MALFORMED_REASONS = (
     "empty_text",
     "blank_line",
 )
+
+
+# A JSON escape such as "\\ud800" decodes to a lone surrogate: valid JSON, but not text
+# that UTF-8 (Arrow, Kiwi, hashing) can encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InputError(ValueError):
@@ -57,11 +62,26 @@ class InputFile:
 
 
 @dataclass(frozen=True)
-class PartitionSpec:
-    index: int
+class FileSlice:
     file: InputFile
-    start: int  # first record (0-based) of the file in this partition
+    start: int  # first record (0-based) of the file in this slice
     stop: int  # one past the last record
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """A partition: consecutive records of one large file, or several small files grouped."""
+
+    index: int
+    slices: tuple[FileSlice, ...]
+
+    @property
+    def records(self) -> int:
+        return sum(s.stop - s.start for s in self.slices)
+
+    @property
+    def sources(self) -> list[str]:
+        return [s.file.key for s in self.slices]
 
 
 @dataclass
@@ -120,8 +140,15 @@ def resolve_inputs(inputs: list[str]) -> list[InputFile]:
     return files
 
 
-def _open(path: str):
-    return fsspec.open(path, "rb", compression="infer")
+ZSTD_SUFFIXES = (".zst", ".zstd")
+_CHUNK = 1 << 20
+# Compressed bytes fed to zstd at a time: the output of a call that meets corruption is
+# lost, so small feeds keep the lines before the damage.
+_ZSTD_FEED = 1 << 15
+
+
+class TruncatedError(EOFError):
+    """A compressed stream that ends inside a frame (a cut-off download or copy)."""
 
 
 def _damage_errors() -> tuple[type[BaseException], ...]:
@@ -138,13 +165,71 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _zstd_chunks(handle: Any) -> Iterator[bytes]:
+    """Decompressed bytes of a (multi-frame) zstd stream; a frame cut short raises.
+
+    fsspec's zstandard reader stops silently at a truncated frame, so half a file would
+    pass as a whole one: this decoder checks that every frame reached its end.
+    """
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    frame = dctx.decompressobj()
+    inside = False  # bytes of an unfinished frame have been fed
+    while data := handle.read(_ZSTD_FEED):
+        while data:
+            out = frame.decompress(data)
+            inside = True
+            if out:
+                yield out
+            if frame.eof:  # the next frame (if any) starts in the unused bytes
+                data = frame.unused_data
+                frame = dctx.decompressobj()
+                inside = False
+            else:
+                data = b""
+    if inside:
+        raise TruncatedError("the zstd stream ends inside a frame: the file is truncated")
+
+
+def _chunks(path: str) -> Iterator[bytes]:
+    if path.lower().endswith(ZSTD_SUFFIXES):
+        with fsspec.open(path, "rb") as handle:
+            yield from _zstd_chunks(handle)
+        return
+    with fsspec.open(path, "rb", compression="infer") as handle:
+        while data := handle.read(_CHUNK):
+            yield data
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines ending in b"\n"; a last line without one is still a line."""
+    pending: list[bytes] = []  # pieces of a line that spans chunks
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start : end + 1]
+            if pending:
+                pending.append(piece)
+                piece = b"".join(pending)
+                pending = []
+            yield piece
+            start = end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield b"".join(pending)
+
+
 def _iter_raw_lines(path: str, scan: FileScan) -> Iterator[bytes]:
-    """Yield raw lines; a damaged stream stops the iteration and is noted in `scan`."""
+    """Yield raw lines; a damaged stream stops the iteration and is noted in `scan`.
+
+    The unterminated piece of line cut by the damage is part of the damage, not a line.
+    A file that cannot be opened at all is an error, not damage.
+    """
     try:
-        with _open(path) as handle:
-            # Decompressing readers (zstd) cannot iterate lines themselves.
-            yield from io.BufferedReader(handle, buffer_size=1 << 20)
-    except io.UnsupportedOperation:
+        yield from _split_lines(_chunks(path))
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except _damage_errors() as exc:
         scan.damage = f"{type(exc).__name__}: {exc}"
@@ -164,17 +249,81 @@ def scan_file(file: InputFile) -> FileScan:
 
 
 def plan_partitions(
-    files: list[InputFile], counts: list[int], partition_size: int, max_samples: int | None = None
+    files: list[InputFile],
+    counts: list[int],
+    partition_size: int,
+    max_samples: int | None = None,
+    min_partitions: int = 1,
 ) -> list[PartitionSpec]:
-    """Split large files and cover every record once, in input order."""
+    """Cover every record once, in input order, in partitions of equal size.
+
+    Large files are split and small files grouped. The size is `partition_size`, or
+    less when that gives fewer than `min_partitions` partitions, so a small corpus still
+    keeps every worker busy to the end.
+    """
+    if max_samples is not None:  # the first N records, in input order
+        budget, capped = max_samples, []
+        for count in counts:
+            capped.append(min(count, budget))
+            budget -= capped[-1]
+        counts = capped
+    total = sum(counts)
+    size = max(1, min(partition_size, -(-total // max(min_partitions, 1))))
     specs: list[PartitionSpec] = []
-    budget = max_samples if max_samples is not None else float("inf")
+    current: list[FileSlice] = []
+    room = size
     for file, count in zip(files, counts, strict=True):
-        count = int(min(count, budget))
-        budget -= count
-        for start in range(0, count, partition_size):
-            specs.append(PartitionSpec(len(specs), file, start, min(start + partition_size, count)))
+        start = 0
+        while start < count:
+            take = min(room, count - start)
+            current.append(FileSlice(file, start, start + take))
+            start += take
+            room -= take
+            if room == 0:
+                specs.append(PartitionSpec(len(specs), tuple(current)))
+                current, room = [], size
+    if current:
+        specs.append(PartitionSpec(len(specs), tuple(current)))
     return specs
+
+
+class BadInputError(InputError):
+    """--strict: the input has malformed lines, damaged files or empty files."""
+
+
+def check_strict(damaged: dict[str, str], empty_files: list[str], partition_stats: Iterable[dict] = ()) -> None:
+    """Raise `BadInputError` naming every kind of bad input found (the --strict check).
+
+    `partition_stats` are the stage-1 stats of the partitions (`malformed`,
+    `malformed_locations`, `damaged`); the files' scan gives `damaged` and `empty_files`
+    before any partition is analysed, so those fail the run before Kiwi starts.
+    """
+    damaged = dict(damaged)
+    malformed: dict[str, int] = {}
+    locations: dict[str, list[str]] = {}
+    for stats in partition_stats:
+        damaged.update(stats.get("damaged") or {})
+        for reason, count in stats.get("malformed", {}).items():
+            malformed[reason] = malformed.get(reason, 0) + count
+        for reason, where in stats.get("malformed_locations", {}).items():
+            locations.setdefault(reason, []).extend(where)
+    problems = []
+    if damaged:
+        problems.append(f"{len(damaged)} damaged file(s): " + "; ".join(f"{k} ({v})" for k, v in damaged.items()))
+    if empty_files:
+        problems.append(f"{len(empty_files)} empty file(s): {', '.join(empty_files)}")
+    if malformed:
+        lines = ", ".join(
+            f"{reason} {count} (first at {locations[reason][0]})" if locations.get(reason) else f"{reason} {count}"
+            for reason, count in sorted(malformed.items())
+        )
+        problems.append(f"{sum(malformed.values())} malformed line(s): {lines}")
+    if problems:
+        raise BadInputError(
+            "--strict: the input is not clean: "
+            + "; ".join(problems)
+            + ". Fix or remove it, or run without --strict to skip and count it in report.json"
+        )
 
 
 def parse_line(raw: bytes, text_field: str, id_field: str) -> tuple[str | None, Any, str | None]:
@@ -201,19 +350,32 @@ def _text_of(text: Any, doc_id: Any) -> tuple[str | None, Any, str | None]:
         return None, doc_id, "no_text"
     if "\x00" in text:
         return None, doc_id, "nul_bytes"
+    if _SURROGATE.search(text):
+        return None, doc_id, "invalid_utf8"
     if not text.strip():
         return None, doc_id, "empty_text"
     return text, doc_id, None
 
 
-def read_partition(spec: PartitionSpec, text_field: str, id_field: str) -> tuple[list[Document], str | None]:
-    """The documents of one partition, and the damage that cut the file short, if any."""
-    file = spec.file
+def read_partition(spec: PartitionSpec, text_field: str, id_field: str) -> tuple[list[Document], dict[str, str]]:
+    """The documents of one partition, and {file: damage} for files cut short."""
     docs: list[Document] = []
+    damaged: dict[str, str] = {}
+    for piece in spec.slices:
+        damage = _read_slice(piece, text_field, id_field, docs)
+        if damage:
+            damaged[piece.file.key] = damage
+    return docs, damaged
+
+
+def _read_slice(piece: FileSlice, text_field: str, id_field: str, docs: list[Document]) -> str | None:
+    file = piece.file
 
     def add(index: int, text: str | None, id_value: Any, reason: str | None) -> None:
         line = index + 1
         doc_id = str(id_value) if id_value is not None and not isinstance(id_value, (dict, list)) else None
+        if doc_id is not None and _SURROGATE.search(doc_id):
+            doc_id = None  # not writable as UTF-8: fall back to the derived id
         docs.append(
             Document(
                 doc_id=doc_id or f"{file.key}:{line}",
@@ -225,21 +387,21 @@ def read_partition(spec: PartitionSpec, text_field: str, id_field: str) -> tuple
         )
 
     if file.kind == "parquet":
-        for index, (text, id_value) in enumerate(_parquet_rows(spec, text_field, id_field), spec.start):
+        for index, (text, id_value) in enumerate(_parquet_rows(piece, text_field, id_field), piece.start):
             add(index, *_text_of(text, id_value))
-        return docs, None
+        return None
 
     scan = FileScan(records=0)
     for index, raw in enumerate(_iter_raw_lines(file.path, scan)):
-        if index < spec.start:
+        if index < piece.start:
             continue
-        if index >= spec.stop:
+        if index >= piece.stop:
             break
         add(index, *parse_line(raw, text_field, id_field))
-    return docs, scan.damage
+    return scan.damage
 
 
-def _parquet_rows(spec: PartitionSpec, text_field: str, id_field: str) -> Iterator[tuple[Any, Any]]:
+def _parquet_rows(spec: FileSlice, text_field: str, id_field: str) -> Iterator[tuple[Any, Any]]:
     import pyarrow.parquet as pq
 
     with fsspec.open(spec.file.path, "rb") as handle:

@@ -88,6 +88,25 @@ def build_report(
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "worker_seconds": {k: round(v, 3) for k, v in worker_seconds.items()},
         "config": config,
+        # Which worker did what: a reused partition was finished by an earlier (interrupted) run.
+        "partition_log": [
+            {
+                "partition": a["partition"],
+                "source": a["source"],
+                "read": a["read"],
+                "kept": a["kept"],
+                "analysed_by": a.get("worker"),
+                "analysis_reused": bool(a.get("reused")),
+                "examples": t["examples"],
+                "tokenized_by": t.get("worker"),
+                "tokenization_reused": bool(t.get("reused")),
+            }
+            for a, t in zip(
+                sorted(analysed, key=lambda s: s["partition"]),
+                sorted(tokenized, key=lambda s: s["partition"]),
+                strict=True,
+            )
+        ],
     }
     check_accounting(report)
     wall = seconds.get("total")
