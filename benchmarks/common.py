@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from dask_prep.config import Config
+from dask_prep.dedup import fingerprints, mark_duplicates
 from dask_prep.filters import FilterChain
 from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
@@ -38,14 +39,25 @@ class KiwiSet:
 
 
 def kiwi_documents(inputs: list[str], config: Config) -> KiwiSet:
-    """Exactly what the pipeline sends to Kiwi: the same reader, partitions and cheap rules.
+    """Exactly what the pipeline sends to Kiwi: the same reader, dedup and cheap rules.
 
     Uses `FilterChain` with a stand-in analyser that records the texts instead of
     analysing them, so the selection is the pipeline's own decision, not a copy of it.
+    Duplicates are found as the pipeline does (smallest doc id of each repeated
+    fingerprint survives), here in one process.
     """
     files = resolve_inputs(inputs)
     counts = [scan_file(f).records for f in files]
     specs = plan_partitions(files, counts, config.input.partition_size, config.input.max_samples)
+    keep: dict[int, str] = {}
+    if config.input.dedup:
+        seen: dict[int, tuple[str, int]] = {}
+        for spec in specs:
+            docs, _ = read_partition(spec, config.input.text_field, config.input.id_field)
+            for fp, doc_id in fingerprints(docs):
+                first, count = seen.get(fp, (doc_id, 0))
+                seen[fp] = (min(first, doc_id), count + 1)
+        keep = {fp: doc_id for fp, (doc_id, count) in seen.items() if count > 1}
     chain = FilterChain(config)
     texts: list[str] = []
     read = 0
@@ -57,6 +69,7 @@ def kiwi_documents(inputs: list[str], config: Config) -> KiwiSet:
 
     for spec in specs:
         docs, _ = read_partition(spec, config.input.text_field, config.input.id_field)
+        mark_duplicates(docs, keep)
         read += len(docs)
         list(chain.run(docs, record))
     return KiwiSet(read=read, texts=texts)

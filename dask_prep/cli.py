@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         help="do not write the per-document decisions under DIR/decisions/",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 2) on malformed lines, damaged or empty files instead of skipping and counting them",
+    )
 
     presets = sub.add_parser("presets", help="list or show rule presets")
     presets_sub = presets.add_subparsers(dest="presets_command", required=True)
@@ -126,7 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         report = pipeline.run(
-            overwrite=args.overwrite, resume=args.resume, progress=TqdmProgress(disable=True if args.quiet else None)
+            overwrite=args.overwrite,
+            resume=args.resume,
+            progress=TqdmProgress(disable=True if args.quiet else None),
+            strict=args.strict,
         )
     except KeyboardInterrupt:
         print(

@@ -41,6 +41,7 @@ from dask_prep.reading import (
     Document,
     InputFile,
     PartitionSpec,
+    check_strict,
     plan_partitions,
     read_partition,
     resolve_inputs,
@@ -276,8 +277,14 @@ class Pipeline:
         else:
             check_output_dir(self.output_dir, overwrite=overwrite)
 
-    def run(self, *, overwrite: bool = False, resume: bool = False, progress: Progress | None = None) -> dict:
-        """Everything, on the active Dask client or the default scheduler; returns the report."""
+    def run(
+        self, *, overwrite: bool = False, resume: bool = False, progress: Progress | None = None, strict: bool = False
+    ) -> dict:
+        """Everything, on the active Dask client or the default scheduler; returns the report.
+
+        With `strict`, bad input (damaged or empty files, malformed lines) raises
+        `BadInputError` as soon as it is known: after the scan, or after stage 1.
+        """
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
         layout = self.layout
@@ -290,6 +297,8 @@ class Pipeline:
             specs = self.partitions()
             write_manifest(layout, self.files(), self.config, partition_size_used=max(s.records for s in specs))
         seconds["scan"] = time.perf_counter() - start
+        if strict:
+            check_strict(self.damaged, self.empty_files)
 
         t = time.perf_counter()
         duplicates = self.duplicates()
@@ -298,6 +307,8 @@ class Pipeline:
         t = time.perf_counter()
         stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume)
         analysed, (thresholds, distinct_targets) = _compute("analyse", stats_bag, cap_item, progress)
+        if strict:
+            check_strict({}, [], analysed)
         seconds["analyse"] = time.perf_counter() - t
 
         t = time.perf_counter()

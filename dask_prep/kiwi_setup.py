@@ -48,6 +48,8 @@ class KiwiPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         self.kiwi = build_kiwi(self.num_threads, self.model_type)
+        # Kiwi loads parts of its model on the first call (seconds): pay that here, not in a task.
+        self.kiwi.tokenize("키위를 미리 깨운다.")
 
     def teardown(self, worker: Any) -> None:
         self.kiwi = None

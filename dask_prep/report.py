@@ -143,7 +143,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"  rejected          {d['rejected']:>12,}",
         f"  kept              {d['kept']:>12,}",
     ]
-    lines += [f"    {reason:<16}{count:>12,}" for reason, count in report["rejected"].items()]
+    lines += [f"    {reason:<18}{count:>10,}" for reason, count in report["rejected"].items()]
     lines += [
         f"examples before cap {e['before_cap']:>12,}",
         f"examples after cap  {e['after_cap']:>12,}",

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LENGTH_BINS_PER_DECADE = 10
 LENGTH_DECADES = 8  # lengths from 1 to 10^8 characters; longer ones go to the last bin
 DISTANCE_BINS = 50
+LENGTH_TITLE = "Document length, kept vs rejected"
 BATCH_ROWS = 65_536
 KEPT_COLOR, REJECTED_COLOR, MALFORMED_COLOR = "#2a9d5c", "#c8553d", "#8d8d8d"
 BEFORE_COLOR, AFTER_COLOR = "#8d8d8d", "#2a6f9d"
@@ -352,7 +353,7 @@ def figures(data: PlotData) -> dict[str, Figure]:
     """The four figures of the report, by title."""
     return {
         "Rejections per reason": plot_rejections(data.rejected, data.malformed, data.kept),
-        "Document length, kept vs rejected": plot_lengths(data.lengths, data.length_rule),
+        LENGTH_TITLE: plot_lengths(data.lengths, data.length_rule),
         "Examples per entity, before and after the cap": plot_entity_counts(data.before_cap, data.after_cap, data.cap),
         "Antecedent–mention distance": plot_distances(data.distances),
     }
@@ -367,6 +368,92 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+# ---- examples as text -----------------------------------------------------------------
+
+_EXAMPLE_CSS = (
+    ".ante { background: #cfe3f7; border-radius: 3px; padding: 0 2px; }"
+    " .mask { background: #f7d4cf; border-radius: 3px; padding: 0 2px; }"
+    " .target { color: #c8553d; font-size: 0.8em; vertical-align: sub; }"
+    " .elided { color: #999; }"
+)
+
+
+def _decode_pieces(tokenizer: Any, segments: list[list[int]]) -> list[str]:
+    """Decode consecutive token segments so that the pieces join into the decoded whole.
+
+    Decoding each segment alone loses the spacing between them (WordPiece `##` joins,
+    SentencePiece word starts), so each piece is the growth of the decoded prefix.
+    """
+    pieces, done, ids = [], "", []
+    for segment in segments:
+        ids = ids + segment
+        text = tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+        if not text.startswith(done):  # decoding is not prefix-stable here: fall back
+            return [tokenizer.decode(seg, clean_up_tokenization_spaces=False) + " " for seg in segments]
+        pieces.append(text[len(done) :])
+        done = text
+    return pieces
+
+
+def example_html(example: dict[str, Any], tokenizer: Any, context: int = 40) -> str:
+    """One output example as text: the antecedent and the masked mention highlighted.
+
+    Shows `context` tokens around both mentions and elides a long stretch between them.
+    The target the model must predict is printed after the masks.
+    """
+    ids = list(example["input_ids"])
+    if "attention_mask" in example:  # padding is not text
+        ids = ids[: int(sum(example["attention_mask"]))]
+    special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
+    spans = sorted(
+        [
+            (example["antecedent_start"], example["antecedent_end"], "ante"),
+            (example["mask_start"], example["mask_end"], "mask"),
+        ]
+    )
+    lo = max(0, spans[0][0] - context)
+    hi = min(len(ids), spans[1][1] + context)
+    while lo > 0 and tokenizer.convert_ids_to_tokens(ids[lo]).startswith("##"):
+        lo -= 1  # start the excerpt at a word start (WordPiece continuation pieces)
+    marks: list[tuple[int, int, str | None]] = []
+    position = lo
+    for start, end, kind in spans:
+        if start - position > 2 * context and position != lo:
+            marks += [(position, position + context, None), (-1, -1, "elided"), (start - context, start, None)]
+        else:
+            marks.append((position, start, None))
+        marks.append((start, end, kind))
+        position = end
+    marks.append((position, hi, None))
+    segments = [[i for i in ids[a:b] if i not in special] if a >= 0 else [] for a, b, _ in marks]
+    pieces = _decode_pieces(tokenizer, segments)
+    out = ["… " if lo > 0 else ""]
+    for (_, _, kind), piece in zip(marks, pieces, strict=True):
+        if kind is None:
+            out.append(html.escape(piece))
+        elif kind == "elided":
+            out.append('<span class="elided"> […] </span>')
+        else:
+            word = piece.lstrip()  # the space before a word stays outside the highlight
+            title = "antecedent" if kind == "ante" else "masked mention"
+            space = piece[: len(piece) - len(word)]
+            out.append(f'{space}<span class="{kind}" title="{title}">{html.escape(word)}</span>')
+            if kind == "mask":
+                out.append(f'<span class="target">→ {html.escape(str(example.get("target", "")))}</span>')
+    out.append(" …" if hi < len(ids) else "")
+    return "".join(out)
+
+
+def examples_html(examples: Iterable[dict[str, Any]], tokenizer: Any, context: int = 40) -> str:
+    """Several examples as an HTML fragment (for a notebook's `display(HTML(...))`)."""
+    items = [
+        f"<li><code>{html.escape(str(e.get('doc_id', '')))}</code>: {example_html(e, tokenizer, context)}</li>"
+        for e in examples
+    ]
+    legend = '<span class="ante">antecedent</span> <span class="mask">masked mention</span>'
+    return f"<style>{_EXAMPLE_CSS}</style><p>{legend}</p><ol>{''.join(items)}</ol>"
 
 
 # ---- the HTML file --------------------------------------------------------------------
@@ -389,7 +476,7 @@ def _table(rows: list[tuple[str, Any, int]]) -> str:
     """Rows of (label, value, indent level)."""
     out = ["<table>"]
     for label, value, indent in rows:
-        shown = f"{value:,}" if isinstance(value, int) else (f"{value:,.3f}" if isinstance(value, float) else value)
+        shown = f"{value:,}" if isinstance(value, int) else (f"{value:,.1f}" if isinstance(value, float) else value)
         out.append(
             f'<tr><td class="indent{indent}">{html.escape(str(label))}</td>'
             f'<td class="n">{html.escape(str(shown))}</td></tr>'
@@ -407,7 +494,7 @@ def _count_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
     rows.append(("kept", d["kept"], 1))
     if "duplicate_texts" in report:
         rows.append(("texts with duplicates", report["duplicate_texts"], 0))
-    rows += [(name.replace("_", " "), n, 0) for name, n in ent.items()]
+    rows += [(f"entities: {name.replace('_', ' ')}", n, 0) for name, n in ent.items()]
     rows += [("examples before the cap", e["before_cap"], 0), ("examples after the cap", e["after_cap"], 0)]
     rows += [(f"dropped: {reason}", n, 1) for reason, n in e.get("dropped", {}).items()]
     rows.append(("examples written", e["written"], 0))
@@ -474,9 +561,10 @@ def write_html_report(report: dict[str, Any], output_dir: str) -> str:
     try:
         data = plot_data(report, output_dir)
         for title, fig in figures(data).items():
-            images[title] = figure_png(fig)
-        if data.lengths is None:
-            images["Document length"] = "not plotted: the run wrote no per-document decisions (--no-decisions)"
+            if title == LENGTH_TITLE and data.lengths is None:
+                images[title] = "not plotted: this run wrote no per-document decisions (--no-decisions)"
+            else:
+                images[title] = figure_png(fig)
     except Exception as exc:  # the report must not cost the user a finished dataset
         log.warning("report.html: the plots could not be drawn: %s", exc, exc_info=True)
         images["Plots"] = f"could not be drawn ({type(exc).__name__}: {exc})"

@@ -8,6 +8,7 @@ whole session; every integration test computes on it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,119 @@ def seed_config(tokenizer_dir):
     config = preset("seed-v2")
     config.tokenize.model = str(tokenizer_dir)
     return config
+
+
+# ---- shared pipeline runs (integration and acceptance tests) -------------------------
+
+
+@dataclass
+class PipelineRun:
+    """The outputs of one finished run, read back the way a user would read them."""
+
+    output_dir: Path
+    report: dict
+    seq_len: int
+
+    def dataset(self):
+        import datasets
+
+        return datasets.load_from_disk(str(self.output_dir / f"entity_coref_v2_{self.seq_len}"))
+
+    def rows(self, columns: list[str] | None = None) -> list[dict]:
+        dataset = self.dataset()
+        if columns is not None:
+            dataset = dataset.select_columns(columns)
+        return dataset.to_list()
+
+    def _parts(self, kind: str) -> list[Path]:
+        folder = self.output_dir / kind if kind == "decisions" else self.output_dir / "_work" / kind
+        return sorted(folder.glob("part-*.parquet"))
+
+    def decisions(self) -> dict[str, str | None] | None:
+        """{doc_id: rejected_by (None = kept)} from DIR/decisions, or None if not written."""
+        import pyarrow.parquet as pq
+
+        parts = self._parts("decisions")
+        if not parts:
+            return None
+        out: dict[str, str | None] = {}
+        for part in parts:
+            table = pq.read_table(part, columns=["doc_id", "rejected_by"])
+            for doc_id, reason in zip(table["doc_id"].to_pylist(), table["rejected_by"].to_pylist(), strict=True):
+                assert doc_id not in out, f"document {doc_id} has two decisions"
+                out[doc_id] = reason
+        return out
+
+    def candidate_rows(self) -> list[dict]:
+        """Stage-1 rows: one per kept document, with its text and candidates."""
+        import pyarrow.parquet as pq
+
+        rows = []
+        for part in self._parts("candidates"):
+            for row in pq.read_table(part).to_pylist():
+                rows.append({**row, "part": part.name})
+        return rows
+
+    def kept_ids(self) -> set[str]:
+        decisions = self.decisions()
+        if decisions is not None:
+            return {doc_id for doc_id, reason in decisions.items() if reason is None}
+        return {row["doc_id"] for row in self.candidate_rows()}
+
+    def texts(self) -> dict[str, str]:
+        return {row["doc_id"]: row["text"] for row in self.candidate_rows()}
+
+
+def run_pipeline(client, inputs: list, config, output_dir: Path) -> PipelineRun:
+    """Run the whole pipeline on `client` (the test's cluster), as `Pipeline.run()`."""
+    from dask_prep.graph import Pipeline
+
+    with client.as_current():
+        report = Pipeline([str(i) for i in inputs], config, str(output_dir)).run()
+    return PipelineRun(Path(output_dir), report, config.tokenize.seq_len)
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(tokenizer_dir):
+    """The shared tokenizer as a test would load it, independent of dask_prep's loader."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def seed_shard0_run(client, shard0, tokenizer_dir, tmp_path_factory) -> PipelineRun:
+    """Shard 00000 with preset seed-v2 and its defaults, as the old script would judge it.
+
+    Dedup is off because the old script had none (issue 2's rules only), and partitions of
+    500 documents let both workers take part; neither changes any rule's decision.
+    """
+    from dask_prep.config import preset
+
+    config = preset("seed-v2")
+    config.tokenize.model = str(tokenizer_dir)
+    config.input.partition_size = 500
+    config.input.dedup = False
+    return run_pipeline(client, [shard0], config, tmp_path_factory.mktemp("seed_shard0"))
+
+
+@pytest.fixture(scope="session")
+def pipeline_runner(client):
+    """run(inputs, config, output_dir) -> PipelineRun, on the session cluster."""
+
+    def run(inputs: list, config, output_dir: Path) -> PipelineRun:
+        return run_pipeline(client, inputs, config, output_dir)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def read_run():
+    """read(output_dir, seq_len) -> PipelineRun for a run made elsewhere (e.g. by the CLI)."""
+    import json
+
+    def read(output_dir: Path, seq_len: int) -> PipelineRun:
+        report = json.loads((Path(output_dir) / "report.json").read_text(encoding="utf-8"))
+        return PipelineRun(Path(output_dir), report, seq_len)
+
+    return read

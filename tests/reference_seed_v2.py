@@ -80,13 +80,27 @@ def cheap_rejection(text: str) -> str | None:
     return None
 
 
+def nnp_mentions(tokens: list[Any]) -> list[tuple[str, int, int]]:
+    """(form, start, end) of every NNP token, in text order."""
+    return [(t.form, t.start, t.start + t.len) for t in tokens if t.tag == "NNP"]
+
+
+def group_mentions(mentions: list[tuple[str, int, int]]) -> dict[str, list[tuple[int, int]]]:
+    """{name: [(start, end), ...] in text order} for names that qualify as entities.
+
+    `mentions` are (name, start, end); the name is Kiwi's form, or the surface text when
+    a caller wants to see whether grouping by surface would decide differently.
+    """
+    grouped: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for name, start, end in mentions:
+        if len(name) >= ENTITY_MIN_CHARS and name not in STOP_ENTITIES:
+            grouped[name].append((start, end))
+    return {name: sorted(spans) for name, spans in grouped.items() if len(spans) >= ENTITY_MIN_MENTIONS}
+
+
 def repeated_entities(tokens: list[Any]) -> dict[str, list[tuple[int, int]]]:
-    """{form: [(start, end), ...] in text order} for entities with enough mentions."""
-    mentions: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for t in tokens:
-        if t.tag == "NNP" and len(t.form) >= ENTITY_MIN_CHARS and t.form not in STOP_ENTITIES:
-            mentions[t.form].append((t.start, t.start + t.len))
-    return {form: sorted(spans) for form, spans in mentions.items() if len(spans) >= ENTITY_MIN_MENTIONS}
+    """Entities grouped by Kiwi's form, as the pipeline's design says."""
+    return group_mentions(nnp_mentions(tokens))
 
 
 def analysed_rejection(tokens: list[Any]) -> str | None:
@@ -115,8 +129,10 @@ def examples_of(doc_id: str, entities: dict[str, list[tuple[int, int]]]) -> list
 @dataclass
 class ReferenceResult:
     decisions: dict[str, str | None] = field(default_factory=dict)  # doc_id -> reason (None = kept)
-    texts: dict[str, str] = field(default_factory=dict)  # kept documents only
+    texts: dict[str, str] = field(default_factory=dict)  # documents that reached rule 7
     entities: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
+    # NNP mentions of every document that reached rule 7 (to regroup them by surface text).
+    mentions: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
     examples: set[Example] = field(default_factory=set)
     # Entity mentions whose text differs from Kiwi's form: (doc_id, form, surface, start).
     surface_mismatches: list[tuple[str, str, str, int]] = field(default_factory=list)
@@ -144,10 +160,12 @@ def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -
         if reason is None:
             tokens = kiwi.tokenize(text)
             reason = analysed_rejection(tokens)
+            if reason in (None, "no_repeated_entity"):
+                result.mentions[doc_id] = nnp_mentions(tokens)
+                result.texts[doc_id] = text
             if reason is None:
                 entities = repeated_entities(tokens)
                 result.entities[doc_id] = entities
-                result.texts[doc_id] = text
                 result.examples.update(examples_of(doc_id, entities))
                 for form, spans in entities.items():
                     for start, end in spans:

@@ -1,0 +1,579 @@
+"""Speed and memory of dask-prep against the Kiwi limit and the old Pool design.
+
+    python benchmarks/run.py --corpus ../shared/data/kowiki-hplt --model ../shared/tokenizers/koelectra-v1-cased
+
+Runs, side by side in one invocation, each as a subprocess whose whole process tree is
+sampled with psutil every 0.2 s:
+  1. the Kiwi limit: Kiwi alone on exactly the documents the pipeline sends to Kiwi,
+     in batch on all cores, both ways (one process with n Kiwi threads; n processes);
+  2. the old design (benchmarks/baseline.py): Pool + imap_unordered + lists in memory +
+     padded tokenization + Dataset.from_dict;
+  3. `dask-prep run` with default cluster settings (cluster start-up included);
+then the scale runs (the corpus repeated --scale times with new ids, for the baseline
+and the pipeline; the pipeline with 1 and 2 workers), prints the table, the ratios and
+PASS/FAIL per target, and saves everything as JSON under benchmarks/results/.
+
+`--layouts 2x1x1@2000,2x1x1@500,...` adds a layout comparison (workers x threads per
+worker x Kiwi threads @ partition size) on the 1x corpus; `--only` picks sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pickle
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    BENCH_DIR,
+    dir_bytes,
+    kiwi_documents,
+    load_average,
+    python,
+    run_measured,
+    write_scaled_corpus,
+)
+
+from dask_prep.config import preset  # noqa: E402
+from dask_prep.graph import ClusterOptions  # noqa: E402
+
+SECTIONS = ("limit", "baseline", "pipeline", "scaling", "scale", "layouts")
+DEFAULT_SECTIONS = ("limit", "baseline", "pipeline", "scaling", "scale")
+
+TARGETS = {
+    "filter": 0.9,  # pipeline filter-stage Kiwi chars/s / Kiwi limit
+    "end_to_end": 1.0,  # pipeline docs/s / Pool baseline docs/s (start-up included)
+    "memory": 1.15,  # pipeline peak RSS at Nx / at 1x (at most)
+    "size": 0.35,  # pipeline bytes per example / baseline padded (at most)
+    "scaling": 1.7,  # pipeline 2 workers / 1 worker docs/s
+}
+
+
+@dataclass(eq=False)  # rows are compared by identity
+class Row:
+    name: str
+    kind: str  # limit | baseline | pipeline
+    wall: float  # seconds; for the limit rows the analysis alone
+    docs: int  # documents read (the whole corpus, for every row)
+    analysed_chars: int  # characters Kiwi analysed
+    stage_seconds: float | None = None  # the filter stage alone (Kiwi + rules + reading)
+    peak_rss: int = 0
+    cpu_seconds: float = 0.0
+    examples: int | None = None
+    dataset_bytes: int | None = None
+    load_before: float = 0.0
+    load_after: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.docs / self.wall
+
+    @property
+    def chars_per_s(self) -> float:
+        return self.analysed_chars / self.wall
+
+    @property
+    def stage_chars_per_s(self) -> float | None:
+        return self.analysed_chars / self.stage_seconds if self.stage_seconds else None
+
+    @property
+    def bytes_per_example(self) -> float | None:
+        if self.examples and self.dataset_bytes is not None:
+            return self.dataset_bytes / self.examples
+        return None
+
+
+# ---- running one row ------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.rows: dict[str, Row] = {}
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def limit(self, texts_path: Path, mode: str, n: int, docs: int) -> Row:
+        name = f"Kiwi limit: {n} processes x 1 Kiwi thread" if mode == "processes" else (
+            f"Kiwi limit: 1 process x {n} Kiwi threads"
+        )
+        out = self.work / f"limit-{mode}.json"
+        cmd = [python(), str(BENCH_DIR / "kiwi_limit.py"), str(texts_path), "--mode", mode, "--n", str(n)]
+        row = self._measure(name, "limit", cmd + ["--out", str(out)])
+        result = json.loads(out.read_text())
+        row.details.update(result, process_wall=row.wall)
+        row.wall = result["seconds"]
+        row.stage_seconds = result["seconds"]
+        row.docs = docs
+        row.analysed_chars = result["chars"]
+        return row
+
+    def baseline(self, name: str, inputs: list[str]) -> Row:
+        out_dir = self.work / f"out-{_slug(name)}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        result_path = self.work / f"{_slug(name)}.json"
+        cmd = [python(), str(BENCH_DIR / "baseline.py"), *inputs, "--model", self.args.model]
+        cmd += ["--output-dir", str(out_dir), "--result", str(result_path)]
+        cmd += ["--seq-len", str(self.args.seq_len), "--max-entity-freq", str(self.args.max_entity_freq)]
+        row = self._measure(name, "baseline", cmd)
+        result = json.loads(result_path.read_text())
+        row.docs = result["read"]
+        row.analysed_chars = result["analysed_chars"]
+        row.stage_seconds = result["seconds"]["filter"]
+        row.examples = result["examples"]
+        row.dataset_bytes = dir_bytes(result["dataset"])
+        row.details.update(result)
+        self._clean(out_dir)
+        return row
+
+    def pipeline(self, name: str, inputs: list[str], options: list[str] | None = None) -> Row:
+        out_dir = self.work / f"out-{_slug(name)}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        cli = shutil.which("dask-prep")
+        cmd = [cli] if cli else [python(), "-m", "dask_prep"]
+        cmd += ["run", *inputs, "--output-dir", str(out_dir), "--model", self.args.model, "--quiet"]
+        cmd += ["--seq-len", str(self.args.seq_len), "--max-entity-freq", str(self.args.max_entity_freq)]
+        cmd += options or []
+        row = self._measure(name, "pipeline", cmd)
+        report = json.loads((out_dir / "report.json").read_text())
+        row.docs = report["documents"]["read"]
+        row.analysed_chars = report["throughput"]["analysed_chars"]
+        row.stage_seconds = report["seconds"]["analyse"]
+        row.examples = report["examples"]["written"]
+        row.dataset_bytes = dir_bytes(report["dataset"])
+        row.details.update(
+            options=options or [],
+            partitions=_partition_count(report["partitions"]),
+            per_worker=_per_worker(report.get("partition_log", [])),
+            rejected=report.get("rejected", {}),
+            documents=report["documents"],
+            examples=report["examples"],
+            seconds=report["seconds"],
+            worker_seconds=report["worker_seconds"],
+            analysed_docs=report["throughput"]["analysed_documents"],
+            startup_and_shutdown=round(row.wall - report["seconds"]["total"], 3),
+            work_dir_bytes=dir_bytes(str(out_dir / "_work")),
+        )
+        self._clean(out_dir)
+        return row
+
+    def wait_for_quiet(self) -> None:
+        """On a shared machine: wait (bounded) until other load has died down."""
+        threshold = self.args.quiet_load
+        if threshold is None:
+            return
+        deadline = time.monotonic() + self.args.max_wait
+        if load_average() >= threshold:
+            self.log(f"waiting for the 1-min load average {load_average():.1f} to drop below {threshold}")
+        while load_average() >= threshold and time.monotonic() < deadline:
+            time.sleep(5)
+
+    def _measure(self, name: str, kind: str, cmd: list[str]) -> Row:
+        self.wait_for_quiet()
+        self.log(f"{name}: {' '.join(cmd)}")
+        load_before = load_average()
+        log_path = self.work / f"{_slug(name)}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        sample = run_measured(cmd, log_path=str(log_path), env=env)
+        if sample.returncode != 0:
+            tail = Path(log_path).read_text()[-3000:]
+            raise SystemExit(f"{name} failed (exit {sample.returncode}); log {log_path}:\n{tail}")
+        row = Row(
+            name=name,
+            kind=kind,
+            wall=sample.wall,
+            docs=0,
+            analysed_chars=0,
+            peak_rss=sample.peak_rss,
+            cpu_seconds=sample.cpu_seconds,
+            load_before=load_before,
+            load_after=load_average(),
+        )
+        timeline = sample.rss_timeline
+        step = max(1, len(timeline) // 200)
+        row.details["rss_timeline"] = timeline[::step]
+        row.details["peak_processes"] = sample.peak_processes
+        row.details["command"] = cmd
+        self.log(f"{name}: {sample.wall:.1f} s, peak RSS {sample.peak_rss / 2**20:,.0f} MiB")
+        self.rows[name] = row
+        return row
+
+    def _clean(self, out_dir: Path) -> None:
+        if not self.args.keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _partition_count(partitions: Any) -> int:
+    return partitions["total"] if isinstance(partitions, dict) else int(partitions)
+
+
+def _per_worker(log: list[dict]) -> dict[str, dict[str, int]]:
+    """Partitions and documents analysed by each worker (how even the split was)."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in log:
+        worker = str(entry.get("analysed_by"))
+        slot = out.setdefault(worker, {"partitions": 0, "read": 0})
+        slot["partitions"] += 1
+        slot["read"] += entry.get("read", 0)
+    return out
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+
+
+def parse_layout(spec: str) -> tuple[int, int, int, int]:
+    """'2x1x1@2000' -> (workers, threads per worker, Kiwi threads, partition size)."""
+    shape, _, size = spec.partition("@")
+    workers, threads, kiwi = (int(x) for x in shape.split("x"))
+    return workers, threads, kiwi, int(size or preset("seed-v2").input.partition_size)
+
+
+def layout_options(layout: tuple[int, int, int, int]) -> list[str]:
+    w, t, k, p = layout
+    return ["--n-workers", str(w), "--threads-per-worker", str(t), "--kiwi-threads", str(k),
+            "--partition-size", str(p)]
+
+
+def default_layout() -> tuple[int, int, int, int]:
+    opts = ClusterOptions()
+    return (
+        opts.n_workers or os.cpu_count() or 1,
+        opts.threads_per_worker,
+        opts.kiwi_threads,
+        preset("seed-v2").input.partition_size,
+    )
+
+
+# ---- the report -------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[Row], limit: float | None, baseline: Row | None) -> str:
+    head = (
+        f"{'run':<44}{'wall s':>8}{'docs/s':>8}{'Kiwi chars/s':>13}{'stage s':>9}"
+        f"{'stage chars/s':>14}{'peak RSS MiB':>13}{'CPU s':>8}{'examples':>9}{'B/example':>10}"
+        f"{'x limit':>8}{'x Pool':>8}{'load':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        vs_limit = r.stage_chars_per_s / limit if (limit and r.stage_chars_per_s) else None
+        vs_pool = r.docs_per_s / baseline.docs_per_s if (baseline and r.kind != "limit") else None
+        lines.append(
+            f"{r.name[:43]:<44}{r.wall:>8.1f}{r.docs_per_s:>8.1f}{r.chars_per_s:>13,.0f}"
+            f"{_fmt(r.stage_seconds, '.1f'):>9}{_fmt(r.stage_chars_per_s, ',.0f'):>14}"
+            f"{r.peak_rss / 2**20:>13,.0f}{r.cpu_seconds:>8.1f}{_fmt(r.examples, ','):>9}"
+            f"{_fmt(r.bytes_per_example, ',.0f'):>10}{_fmt(vs_limit, '.2f'):>8}{_fmt(vs_pool, '.2f'):>8}"
+            f"{(r.load_before + r.load_after) / 2:>6.1f}"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: dict[str, Row], limit: float | None, names: dict[str, str], scale: int) -> list[dict]:
+    out = []
+
+    def add(key: str, label: str, value: float | None, at_least: bool) -> None:
+        bound = TARGETS[key]
+        if value is None:
+            out.append({"target": key, "label": label, "value": None, "bound": bound, "result": "SKIP"})
+            return
+        ok = value >= bound if at_least else value <= bound
+        out.append(
+            {"target": key, "label": label, "value": value, "bound": bound, "result": "PASS" if ok else "FAIL"}
+        )
+
+    pipe = rows.get(names["pipeline"])
+    base = rows.get(names["baseline"])
+    pipe_1, pipe_n = rows.get(names["pipeline_nodedup"]), rows.get(names["pipeline_scaled"])
+    one, two = rows.get(names["one_worker"]), rows.get(names["two_workers"])
+    add(
+        "filter",
+        "filter stage Kiwi chars/s / Kiwi limit",
+        pipe.stage_chars_per_s / limit if pipe and limit else None,
+        True,
+    )
+    add("end_to_end", "docs/s / Pool baseline (start-up incl.)",
+        pipe.docs_per_s / base.docs_per_s if pipe and base else None, True)
+    add("memory", f"peak RSS at {scale}x / at 1x (pipeline, no dedup)",
+        pipe_n.peak_rss / pipe_1.peak_rss if pipe_1 and pipe_n else None, False)
+    add("size", "bytes per example / Pool padded layout",
+        pipe.bytes_per_example / base.bytes_per_example
+        if pipe and base and pipe.bytes_per_example and base.bytes_per_example else None, False)
+    add("scaling", "docs/s 2 workers / 1 worker", two.docs_per_s / one.docs_per_s if one and two else None, True)
+    return out
+
+
+def targets_text(results: list[dict]) -> str:
+    lines = []
+    for t in results:
+        sign = ">=" if t["target"] in ("filter", "end_to_end", "scaling") else "<="
+        value = "-" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"  {t['result']:<5} {t['label']:<44} {value:>7}  (target {sign} {t['bound']})")
+    return "\n".join(lines)
+
+
+def diagnostics(rows: list[Row], scale_note: dict[str, Row]) -> str:
+    lines = []
+    for r in rows:
+        d = r.details
+        if r.kind == "pipeline":
+            workers = d.get("workers") or 1
+            ws = d["worker_seconds"]
+            busy = ws.get("filter", 0.0) / (workers * r.stage_seconds) if r.stage_seconds else 0
+            lines.append(
+                f"  {r.name}: partitions {d['partitions']}, stages {d['seconds']}, "
+                f"start-up+shutdown {d['startup_and_shutdown']} s; worker seconds {ws}; "
+                f"Kiwi busy {busy:.0%} of {workers} task slot(s) x analyse stage; per worker {d.get('per_worker')}; "
+                f"rejected {d.get('rejected')}"
+            )
+        elif r.kind == "baseline":
+            types = {k: v.replace("List(Value(", "[").replace("Value(", "").replace("))", "]").strip(")'")
+                     for k, v in (d.get("features") or {}).items() if k in ("input_ids", "attention_mask", "labels")}
+            lines.append(f"  {r.name}: stages {d['seconds']}; kept {d.get('kept')}; column types {types}")
+        elif r.kind == "limit":
+            extra = d.get("per_process_seconds") or d.get("kiwi_build_seconds")
+            lines.append(f"  {r.name}: {d['docs']} docs, {d['chars']:,} chars; {extra}")
+    for label, (small, big) in scale_note.items():
+        lines.append(
+            f"  memory growth {label}: {small.peak_rss / 2**20:,.0f} -> {big.peak_rss / 2**20:,.0f} MiB "
+            f"({big.peak_rss / small.peak_rss:.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+# ---- main -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--corpus", required=True, help="directory of .jsonl(.zst) shards")
+    parser.add_argument("--model", required=True, help="tokenizer directory or hub name")
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--max-entity-freq", type=int, default=1000)
+    parser.add_argument("--scale", type=int, default=4, help="copies of the corpus for the memory runs")
+    parser.add_argument("--max-shards", type=int, help="use only the first N shards (for quick checks)")
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"sections: {','.join(SECTIONS)}")
+    parser.add_argument("--layouts", default="", help="e.g. 2x1x1@2000,2x1x1@500,1x1x2@2000 (adds 'layouts')")
+    parser.add_argument("--limit-modes", default="processes,threads", help="processes,threads")
+    parser.add_argument("--work-dir", help="scratch directory (default: a new temp dir, removed at the end)")
+    parser.add_argument("--keep", action="store_true", help="keep the outputs of every run")
+    parser.add_argument("--quiet-load", type=float, help="before each run wait until the load average is below this")
+    parser.add_argument("--max-wait", type=float, default=300, help="seconds to wait for --quiet-load at most")
+    parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
+    args = parser.parse_args(argv)
+
+    sections = {s for s in args.only.split(",") if s}
+    if args.layouts:
+        sections.add("layouts")
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    args.model = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
+    corpus = os.path.abspath(args.corpus)
+    shards = sorted(str(p) for p in Path(corpus).iterdir() if p.name.endswith((".jsonl.zst", ".jsonl")))
+    if args.max_shards:
+        shards = shards[: args.max_shards]
+    own_work = args.work_dir is None
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="dask-prep-bench-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, work)
+    cores = os.cpu_count() or 1
+    started = dt.datetime.now()
+
+    try:
+        config = preset("seed-v2")
+        bench.log(f"selecting the documents the pipeline sends to Kiwi ({len(shards)} shards)")
+        kiwi_set = kiwi_documents(shards, config)
+        texts_path = work / "kiwi_texts.pkl"
+        with open(texts_path, "wb") as handle:
+            pickle.dump(kiwi_set.texts, handle)
+        bench.log(f"{kiwi_set.read:,} documents read, {len(kiwi_set.texts):,} to Kiwi, {kiwi_set.chars:,} chars")
+
+        names = {
+            "baseline": "Pool baseline 1x",
+            "pipeline": "dask-prep 1x (default)",
+            "pipeline_nodedup": "dask-prep 1x, no dedup",
+            "pipeline_scaled": f"dask-prep {args.scale}x, no dedup",
+            "baseline_scaled": f"Pool baseline {args.scale}x",
+            "one_worker": "dask-prep 1x, 1 worker",
+            "two_workers": "dask-prep 1x, 2 workers",
+        }
+        limit_rows = []
+        if "limit" in sections:
+            for mode in [m for m in args.limit_modes.split(",") if m]:
+                limit_rows.append(bench.limit(texts_path, mode, cores, kiwi_set.read))
+        limit = max((r.chars_per_s for r in limit_rows), default=None)
+
+        if "baseline" in sections:
+            bench.baseline(names["baseline"], shards)
+        if "pipeline" in sections:
+            bench.pipeline(names["pipeline"], shards)
+            check_kiwi_set(bench.rows[names["pipeline"]], kiwi_set)
+
+        d_workers = default_layout()[0]
+        if "scaling" in sections:
+            bench.pipeline(names["one_worker"], shards, ["--n-workers", "1"])
+            if d_workers == 2 and names["pipeline"] in bench.rows:
+                names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
+            else:
+                bench.pipeline(names["two_workers"], shards, ["--n-workers", "2"])
+
+        if "scale" in sections:
+            scaled = work / f"corpus-{args.scale}x"
+            bench.log(f"writing the {args.scale}x corpus to {scaled}")
+            write_scaled_corpus_from(shards, str(scaled), args.scale)
+            bench.baseline(names["baseline_scaled"], [str(scaled)])
+            # The copies have new ids but the same texts, so with dedup on the pipeline would
+            # reject 3 of every 4 as duplicates: the memory pair runs without dedup, as the
+            # baseline does, so both do N times the work.
+            bench.pipeline(names["pipeline_nodedup"], shards, ["--no-dedup"])
+            bench.pipeline(names["pipeline_scaled"], [str(scaled)], ["--no-dedup"])
+
+        layout_rows: list[Row] = []
+        if "layouts" in sections:
+            specs = [s for s in (args.layouts or "").split(",") if s] or DEFAULT_LAYOUTS
+            for spec in specs:
+                layout = parse_layout(spec)
+                name = f"layout {spec}"
+                if layout == default_layout() and names["pipeline"] in bench.rows:
+                    row = bench.rows[names["pipeline"]]
+                else:
+                    row = bench.pipeline(name, shards, layout_options(layout))
+                row.details["layout"] = spec
+                row.details["workers"] = layout[0] * layout[1]  # task slots
+                layout_rows.append(row)
+
+        for row in bench.rows.values():
+            if row.kind == "pipeline" and "workers" not in row.details:
+                row.details["workers"] = _workers_of(row.details.get("options", []), d_workers)
+
+        order = [r for r in bench.rows.values() if r.kind == "limit"]
+        order += [bench.rows[n] for n in (names["baseline"], names["pipeline"], names["one_worker"],
+                                          names["two_workers"], names["baseline_scaled"],
+                                          names["pipeline_nodedup"], names["pipeline_scaled"])
+                  if n in bench.rows]
+        order = list(dict.fromkeys(order))  # the 2-worker row may be the default row
+        order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]
+        base = bench.rows.get(names["baseline"])
+        results = targets(bench.rows, limit, names, args.scale)
+        growth = {}
+        for small, big in (("baseline", "baseline_scaled"), ("pipeline_nodedup", "pipeline_scaled")):
+            if names[small] in bench.rows and names[big] in bench.rows:
+                growth[f"{small} 1x -> {args.scale}x"] = (bench.rows[names[small]], bench.rows[names[big]])
+
+        out = [
+            f"dask-prep benchmark, {started:%Y-%m-%d %H:%M}, {cores} cores, {platform.node()}; "
+            f"corpus {corpus} ({len(shards)} shards, {kiwi_set.read:,} docs; "
+            f"{len(kiwi_set.texts):,} docs / {kiwi_set.chars:,} chars to Kiwi)",
+            "",
+            table(order, limit, base),
+            "",
+            "Kiwi limit = best Kiwi-alone chars/s above"
+            + (f": {limit:,.0f} chars/s" if limit else " (not measured)")
+            + ". wall/docs/s of a limit row = the analysis alone, over the whole corpus's documents.",
+            "stage = the filter stage (read + cheap rules + Kiwi + analysis rules + entities); "
+            "'x limit' = stage chars/s / limit; 'x Pool' = docs/s / Pool baseline 1x docs/s; "
+            "load = 1-min load average around the run.",
+            "",
+            "Targets:",
+            targets_text(results),
+            "",
+            "Diagnostics:",
+            diagnostics(order + [r for r in layout_rows if r not in order], growth),
+        ]
+        if layout_rows:
+            out += ["", "Layouts (workers x threads per worker x Kiwi threads @ partition size):",
+                    table(layout_rows, limit, base)]
+        text = "\n".join(out)
+        print(text)
+
+        results_dir = Path(args.results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path = results_dir / f"run-{started:%Y%m%d-%H%M%S}.json"
+        payload = {
+            "started": started.isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "cores": cores,
+            "machine": platform.platform(),
+            "corpus": {"shards": shards, "read": kiwi_set.read, "kiwi_docs": len(kiwi_set.texts),
+                       "kiwi_chars": kiwi_set.chars},
+            "limit_chars_per_second": limit,
+            "rows": [_row_json(r) for r in bench.rows.values()],
+            "layouts": [r.name for r in layout_rows],
+            "targets": results,
+            "table": text,
+        }
+        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(f"\nresults: {path}")
+        failed = [t for t in results if t["result"] == "FAIL"]
+        return 1 if failed else 0
+    finally:
+        if own_work and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not own_work or args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+
+
+DEFAULT_LAYOUTS = ["2x1x1@2000", "2x1x1@500", "1x1x2@2000", "1x2x1@2000", "2x1x2@2000"]
+
+
+def _workers_of(options: list[str], default: int) -> int:
+    if "--n-workers" in options:
+        return int(options[options.index("--n-workers") + 1])
+    return default
+
+
+def write_scaled_corpus_from(shards: list[str], dest: str, copies: int) -> None:
+    """The scaled corpus from exactly the shards in use (all, or --max-shards)."""
+    source = Path(dest + "-src")
+    source.mkdir(parents=True, exist_ok=True)
+    for shard in shards:
+        link = source / Path(shard).name
+        if not link.exists():
+            link.symlink_to(shard)
+    write_scaled_corpus(str(source), dest, copies)
+
+
+def check_kiwi_set(row: Row, kiwi_set: Any) -> None:
+    """The limit ran on exactly what the pipeline analysed: same documents, same chars."""
+    docs, chars = row.details["analysed_docs"], row.analysed_chars
+    same = docs == len(kiwi_set.texts) and chars == kiwi_set.chars
+    row.details["kiwi_set_matches_pipeline"] = same
+    if not same:
+        print(
+            f"WARNING: the pipeline analysed {docs:,} docs / {chars:,} chars, the limit used "
+            f"{len(kiwi_set.texts):,} / {kiwi_set.chars:,}",
+            file=sys.stderr,
+        )
+
+
+def _row_json(r: Row) -> dict:
+    data = asdict(r)
+    data.update(
+        docs_per_s=r.docs_per_s,
+        chars_per_s=r.chars_per_s,
+        stage_chars_per_s=r.stage_chars_per_s,
+        bytes_per_example=r.bytes_per_example,
+    )
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())

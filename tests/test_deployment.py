@@ -1,0 +1,225 @@
+"""A real deployment: Dask's own CLIs on 127.0.0.1 and `dask-prep run --scheduler`.
+
+`dask scheduler` and two `dask worker` processes are started as a user would start them
+on several hosts. While `dask-prep run --scheduler` is running, a third `dask worker`
+joins: it must get Kiwi from the plugin the run registered (no lazily built fallback)
+and compute partitions. The dataset must equal the one a LocalCluster run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import needs_shared
+
+PLUGIN_NAME = "dask-prep-kiwi"
+MAX_SAMPLES = 1000
+PARTITION_SIZE = 50  # 20 partitions: enough tasks for a worker that joins late
+
+
+def _script(name: str) -> str:
+    """A console script of this interpreter's environment (not some other one on PATH)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"the `{name}` command is not installed")
+    return found
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, procs: list | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for proc in procs or []:
+            if proc.poll() is not None:
+                raise AssertionError(f"{what}: {proc.args[:2]} exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def spawn(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start processes in their own process groups; the finalizer ends every one of them."""
+    started: list[tuple[subprocess.Popen, object]] = []
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+
+    def start(args: list[str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
+        log = open(tmp_path / log_name, "wb")  # closed by the finalizer
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        started.append((proc, log))
+        return proc
+
+    yield start
+
+    # Workers first, then the scheduler; a nanny's group holds its worker process too.
+    for proc, _ in reversed(started):
+        _signal_group(proc, signal.SIGTERM)
+    for proc, log in reversed(started):
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+        _signal_group(proc, signal.SIGKILL)  # any child left behind in the group
+        log.close()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the group id is the pid (start_new_session)
+    except ProcessLookupError:
+        pass
+
+
+def _worker(address: str, name: str, tmp_path: Path) -> tuple[list[str], str, Path]:
+    """Arguments of `spawn` for one `dask worker` process."""
+    home = tmp_path / "workers" / name
+    home.mkdir(parents=True)
+    args = [
+        _script("dask"),
+        "worker",
+        address,
+        "--nworkers",
+        "1",
+        "--nthreads",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--name",
+        name,
+        "--memory-limit",
+        "2GiB",
+        "--no-dashboard",
+        "--local-directory",
+        str(home),
+        "--death-timeout",
+        "60",  # a worker whose scheduler is gone exits by itself
+    ]
+    return args, f"{name}.log", home
+
+
+def _rows(path: str):
+    import datasets
+
+    dataset = datasets.load_from_disk(path)
+    return dataset.with_format("arrow")[:]  # in the dataset's (sorted) order
+
+
+@needs_shared
+def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, seed_config, tmp_path, spawn):
+    from distributed import Client
+
+    from dask_prep.graph import Pipeline
+
+    def kiwi_state(dask_worker) -> dict:
+        # Runs on a worker (a nested function travels by value: tests/ is not importable there).
+        from dask_prep import kiwi_setup
+
+        plugin = dask_worker.plugins.get(kiwi_setup.PLUGIN_NAME)
+        has_kiwi = getattr(plugin, "kiwi", None) is not None
+        return {"plugin": plugin is not None, "kiwi": has_kiwi, "builds": kiwi_setup.builds}
+
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = spawn(
+        [
+            _script("dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        "scheduler.log",
+    )
+    _wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
+    address = json.loads(scheduler_file.read_text())["address"]
+    assert address.startswith("tcp://127.0.0.1:")
+    # Each worker runs in a directory of its own, as on another host: paths must be absolute.
+    workers = [spawn(*_worker(address, f"w{i}", tmp_path)) for i in (1, 2)]
+
+    with Client(address, timeout="60s", set_as_default=False) as monitor:
+        monitor.wait_for_workers(2, timeout=120)
+        output = tmp_path / "distributed"
+        run = spawn(
+            [
+                _script("dask-prep"),
+                "run",
+                str(shard0),
+                "--model",
+                str(tokenizer_dir),
+                "--max-samples",
+                str(MAX_SAMPLES),
+                "--partition-size",
+                str(PARTITION_SIZE),
+                "--scheduler",
+                address,
+                "--output-dir",
+                str(output),
+                "--quiet",
+            ],
+            "dask-prep.log",
+        )
+        # Mid-run: the run has registered the plugin and started writing its output.
+        _wait_for(
+            lambda: (
+                (output / "manifest.json").exists()
+                and PLUGIN_NAME in monitor.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+            ),
+            300,
+            "the run to start",
+            [run, scheduler, *workers],
+        )
+        assert not (output / "report.json").exists(), "the run ended before the third worker could join"
+        late = spawn(*_worker(address, "late", tmp_path))
+        try:
+            returncode = run.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            pytest.fail("dask-prep run --scheduler did not finish in 900 s")
+        log = (tmp_path / "dask-prep.log").read_text(errors="replace")
+        assert returncode == 0, log[-3000:]
+        assert late.poll() is None, "the late worker exited"
+
+        by_name = {info["name"]: addr for addr, info in monitor.scheduler_info(n_workers=-1)["workers"].items()}
+        assert set(by_name) == {"w1", "w2", "late"}
+        late_address = by_name["late"]
+        # The late worker got its Kiwi from the plugin, and built no other.
+        state = monitor.run(kiwi_state, workers=[late_address])[late_address]
+        assert state == {"plugin": True, "kiwi": True, "builds": 1}
+
+    report = json.loads((output / "report.json").read_text(encoding="utf-8"))
+    log_entries = report["partition_log"]
+    assert len(log_entries) == report["partitions"]["total"] == MAX_SAMPLES // PARTITION_SIZE
+    computed_by = {e["analysed_by"] for e in log_entries} | {e["tokenized_by"] for e in log_entries}
+    assert computed_by <= set(by_name.values())
+    assert late_address in computed_by, f"the late worker computed no partition: {computed_by}"
+    assert (output / "report.html").is_file()
+
+    # The same run on a LocalCluster writes the same dataset.
+    config = seed_config
+    config.input.max_samples = MAX_SAMPLES
+    config.input.partition_size = PARTITION_SIZE
+    with client.as_current():
+        local = Pipeline([str(shard0)], config, str(tmp_path / "local")).run()
+    local_report = json.loads((tmp_path / "local" / "report.json").read_text(encoding="utf-8"))
+    for key in ("documents", "rejected", "examples", "entities"):
+        assert report[key] == local_report[key], key
+    distributed_rows, local_rows = _rows(report["dataset"]), _rows(local["dataset"])
+    assert distributed_rows.num_rows == report["examples"]["written"] > 0
+    assert distributed_rows.column("doc_id").to_pylist() == local_rows.column("doc_id").to_pylist()
+    assert distributed_rows.equals(local_rows)
