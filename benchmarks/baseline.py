@@ -84,7 +84,9 @@ def tokenize_worker(pairs: list[tuple[str, Candidate]]) -> tuple[dict[str, list]
     return columns, dropped
 
 
-def read_corpus(inputs: list[str], config: Config) -> tuple[list[tuple[str, str]], int]:
+def read_corpus(
+    inputs: list[str], config: Config, max_samples: int | None = None
+) -> tuple[list[tuple[str, str]], int]:
     """Every usable (id, text) of the corpus, in one list (the old script's raw_texts)."""
     import io
 
@@ -95,6 +97,8 @@ def read_corpus(inputs: list[str], config: Config) -> tuple[list[tuple[str, str]
     for file in resolve_inputs(inputs):
         with fsspec.open(file.path, "rb", compression="infer") as handle:
             for number, raw in enumerate(io.BufferedReader(handle, buffer_size=1 << 20), 1):
+                if max_samples is not None and len(raw_texts) + malformed >= max_samples:
+                    break
                 text, doc_id, reason = parse_line(raw, config.input.text_field, config.input.id_field)
                 if reason is not None:
                     malformed += 1
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--max-entity-freq", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-samples", type=int, help="read only the first N records (fixed-cost runs)")
     args = parser.parse_args(argv)
 
     from multiprocessing import Pool
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     # The Pool is started first, so its forked children do not inherit the corpus list.
     with Pool(processes=args.processes, initializer=init_kiwi_worker, initargs=(config,)) as pool:
         t = time.perf_counter()
-        raw_texts, malformed = read_corpus(args.inputs, config)
+        raw_texts, malformed = read_corpus(args.inputs, config, args.max_samples)
         seconds["read"] = time.perf_counter() - t
 
         t = time.perf_counter()

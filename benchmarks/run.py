@@ -48,8 +48,9 @@ from common import (  # noqa: E402
 from dask_prep.config import preset  # noqa: E402
 from dask_prep.graph import ClusterOptions  # noqa: E402
 
-SECTIONS = ("limit", "baseline", "pipeline", "scaling", "scale", "layouts")
-DEFAULT_SECTIONS = ("limit", "baseline", "pipeline", "scaling", "scale")
+SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "layouts")
+DEFAULT_SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale")
+FIXED_DOCS = 40  # a run this small measures start-up, imports, model loads and shutdown
 
 TARGETS = {
     "filter": 0.9,  # pipeline filter-stage Kiwi chars/s / Kiwi limit
@@ -122,14 +123,14 @@ class Bench:
         row.analysed_chars = result["chars"]
         return row
 
-    def baseline(self, name: str, inputs: list[str]) -> Row:
+    def baseline(self, name: str, inputs: list[str], options: list[str] | None = None) -> Row:
         out_dir = self.work / f"out-{_slug(name)}"
         shutil.rmtree(out_dir, ignore_errors=True)
         result_path = self.work / f"{_slug(name)}.json"
         cmd = [python(), str(BENCH_DIR / "baseline.py"), *inputs, "--model", self.args.model]
         cmd += ["--output-dir", str(out_dir), "--result", str(result_path)]
         cmd += ["--seq-len", str(self.args.seq_len), "--max-entity-freq", str(self.args.max_entity_freq)]
-        row = self._measure(name, "baseline", cmd)
+        row = self._measure(name, "baseline", cmd + (options or []))
         result = json.loads(result_path.read_text())
         row.docs = result["read"]
         row.analysed_chars = result["analysed_chars"]
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_scaled": f"dask-prep {args.scale}x, no dedup",
             "baseline_scaled": f"Pool baseline {args.scale}x",
             "one_worker": "dask-prep 1x, 1 worker",
+            "baseline_fixed": f"Pool baseline, {FIXED_DOCS} docs (fixed costs)",
+            "pipeline_fixed": f"dask-prep, {FIXED_DOCS} docs (fixed costs)",
             "two_workers": "dask-prep 1x, 2 workers",
         }
         limit_rows = []
@@ -420,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode in [m for m in args.limit_modes.split(",") if m]:
                 limit_rows.append(bench.limit(texts_path, mode, cores, kiwi_set.read))
         limit = max((r.chars_per_s for r in limit_rows), default=None)
+
+        if "fixed" in sections:
+            tiny = ["--max-samples", str(FIXED_DOCS)]
+            bench.baseline(names["baseline_fixed"], shards, tiny)
+            bench.pipeline(names["pipeline_fixed"], shards, tiny)
 
         if "baseline" in sections:
             bench.baseline(names["baseline"], shards)
@@ -467,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         order = [r for r in bench.rows.values() if r.kind == "limit"]
         order += [bench.rows[n] for n in (names["baseline"], names["pipeline"], names["one_worker"],
                                           names["two_workers"], names["baseline_scaled"],
-                                          names["pipeline_nodedup"], names["pipeline_scaled"])
+                                          names["pipeline_nodedup"], names["pipeline_scaled"],
+                                          names["baseline_fixed"], names["pipeline_fixed"])
                   if n in bench.rows]
         order = list(dict.fromkeys(order))  # the 2-worker row may be the default row
         order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]

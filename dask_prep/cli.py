@@ -103,6 +103,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for (section, name), value in flags.items():
         if value is not None:
             setattr(getattr(config, section), name, value)
+    if os.path.isdir(config.tokenize.model):  # a local tokenizer must resolve on every worker
+        config.tokenize.model = os.path.abspath(config.tokenize.model)
     config.validate()
     return config
 

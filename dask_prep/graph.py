@@ -188,9 +188,10 @@ class Pipeline:
     """Korean corpus → entity-coreference dataset, one inspectable stage at a time."""
 
     def __init__(self, inputs: list[str], config: Config, output_dir: str | None = None) -> None:
-        self.inputs = list(inputs)
+        # Workers may run elsewhere (another cwd, another host): give them absolute paths.
+        self.inputs = [p if "://" in p else os.path.abspath(p) for p in inputs]
         self.config = config
-        self.output_dir = output_dir
+        self.output_dir = os.path.abspath(output_dir) if output_dir is not None else None
         self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
         self.damaged: dict[str, str] = {}

@@ -29,6 +29,7 @@ import functools
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any, ClassVar
 
@@ -113,17 +114,27 @@ def _cleaned_spans(spans: Any, removed: list[tuple[int, int]]) -> Any:
 
 
 class NGramText:
-    """Words joined without and with spaces, and where each word starts in the joined text.
+    """Words joined without and with spaces, and where each word starts in each.
 
-    An n-gram is then one slice of a string instead of a list slice and a join: the
-    same strings as datatrove's, built about twice as fast.
+    An n-gram is then one slice of a string instead of a list slice and a join (the same
+    strings as datatrove's), and whole rows of n-grams are cut in C with `map`.
     """
 
     def __init__(self, words: list[str]) -> None:
         self.count = len(words)
         self.joined = "".join(words)
         self.spaced = " ".join(words)
-        self.offsets = list(accumulate(map(len, words), initial=0))
+        self.offsets = list(accumulate(map(len, words), initial=0))  # word i starts at offsets[i]
+        self.spaced_starts = [o + i for i, o in enumerate(self.offsets)]  # one space after each word
+        self.spaced_ends = [s - 1 for s in self.spaced_starts]  # where the word before i ends
+
+    def joined_grams(self, n: int) -> Iterator[str]:
+        last = self.count - n + 1
+        return map(self.joined.__getitem__, map(slice, self.offsets[:last], self.offsets[n:]))
+
+    def spaced_grams(self, n: int) -> Iterator[str]:
+        last = self.count - n + 1
+        return map(self.spaced.__getitem__, map(slice, self.spaced_starts[:last], self.spaced_ends[n:]))
 
 
 class WordView:
@@ -191,19 +202,18 @@ def top_ngram_chars(ngrams: NGramText, n: int) -> int:
     """
     if ngrams.count < n:
         return 0
-    spaced, offsets = ngrams.spaced, ngrams.offsets
-    # word i starts at offsets[i] + i in the spaced text
-    counts = Counter(spaced[offsets[i] + i : offsets[i + n] + i + n - 1] for i in range(ngrams.count - n + 1))
-    gram, count = counts.most_common(1)[0]
+    gram, count = Counter(ngrams.spaced_grams(n)).most_common(1)[0]
     return len(gram) * count
 
 
 def duplicated_ngram_chars(ngrams: NGramText, n: int) -> int:
     """Characters in repeated n-grams (joined without spaces), skipping past each repeat."""
+    last = ngrams.count - n + 1
+    if last <= 0 or len(set(ngrams.joined_grams(n))) == last:
+        return 0  # no n-gram occurs twice: the walk below would find nothing
     joined, offsets = ngrams.joined, ngrams.offsets
     seen: set[str] = set()
     repeated = idx = 0
-    last = ngrams.count - n + 1
     while idx < last:
         gram = joined[offsets[idx] : offsets[idx + n]]
         if gram in seen:

@@ -440,7 +440,7 @@ def test_good_documents_give_exactly_the_examples_they_give_alone(bad_input_runs
     }
     alone_decisions = dict(decisions(alone.output_dir).values())
     assert dirty_decisions == alone_decisions
-    assert sum(reason is None for reason in alone_decisions.values()) >= 10
+    assert sum(reason is None for reason in alone_decisions.values()) >= 5
     rows = dataset_rows(dirty.output_dir)
     assert len(rows) > 50
     assert rows == dataset_rows(alone.output_dir)
