@@ -4,7 +4,9 @@ Works with any Hugging Face fast tokenizer. Each example's masked text is tokeni
 whole (so the ids equal `tokenizer(masked_text)` for documents that fit); token offsets
 locate the masked span and the antecedent. A document longer than `seq_len` tokens gets a
 window that contains both, or the example is dropped under reason `window`: a mask is
-never truncated away. Examples are not padded unless `pad_to_max_length` is set.
+never truncated away. Examples whose antecedent or target the vocabulary cannot spell
+(unknown token) are dropped and counted too. Examples are not padded unless
+`pad_to_max_length` is set.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class ExampleTokenizer:
         self.with_token_type_ids = "token_type_ids" in tok.model_input_names
         self.schema = output_schema(self.with_token_type_ids)
         self.mask_id = tok.mask_token_id
+        self.unk_id = tok.unk_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         # The special tokens a single sequence gets around its content (e.g. [CLS] … [SEP]).
         probe = tok("가", add_special_tokens=True, return_special_tokens_mask=True)
@@ -163,6 +166,13 @@ class ExampleTokenizer:
         ante_hi = bisect.bisect_left(starts, c.antecedent_end)
         if ante_hi <= ante_lo:
             return "antecedent_alignment"
+        # A word the vocabulary cannot spell becomes one unknown token: an antecedent or a
+        # target that the model cannot see teaches nothing, so it is dropped and counted.
+        if self.unk_id is not None:
+            if self.unk_id in content[ante_lo:ante_hi]:
+                return "unknown_antecedent"
+            if self.unk_id in self.target_ids(c.target):
+                return "unknown_target"
         lo = 0
         if len(content) > self.content_len:
             span = mask_hi - ante_lo

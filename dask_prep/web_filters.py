@@ -28,9 +28,11 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
-from itertools import accumulate
+from itertools import accumulate, compress
+from operator import ne
 from typing import Any, ClassVar
 
 from dask_prep.config import Config
@@ -207,21 +209,40 @@ def top_ngram_chars(ngrams: NGramText, n: int) -> int:
 
 
 def duplicated_ngram_chars(ngrams: NGramText, n: int) -> int:
-    """Characters in repeated n-grams (joined without spaces), skipping past each repeat."""
+    """Characters in repeated n-grams (joined without spaces), as datatrove's walk counts them.
+
+    datatrove walks the n-grams left to right; an n-gram seen before at a visited position
+    counts and makes the walk jump n positions, skipping the n-grams in between. The same
+    walk is done here only where it matters: the n-grams, their first positions and the
+    positions that repeat an earlier n-gram are found in C, then only those positions are
+    walked in Python.
+    """
     last = ngrams.count - n + 1
-    if last <= 0 or len(set(ngrams.joined_grams(n))) == last:
-        return 0  # no n-gram occurs twice: the walk below would find nothing
-    joined, offsets = ngrams.joined, ngrams.offsets
-    seen: set[str] = set()
-    repeated = idx = 0
-    while idx < last:
-        gram = joined[offsets[idx] : offsets[idx + n]]
-        if gram in seen:
+    if last <= 1:
+        return 0
+    grams = list(ngrams.joined_grams(n))
+    first = dict(zip(reversed(grams), range(last - 1, -1, -1), strict=True))  # the earliest position wins
+    positions = range(last)
+    repeats = list(compress(positions, map(ne, map(first.__getitem__, grams), positions)))
+    hits: list[int] = []  # positions where the walk counted a repeat; each skips the next n - 1
+
+    def visited(position: int) -> bool:
+        i = bisect_right(hits, position) - 1
+        return i < 0 or hits[i] == position or position >= hits[i] + n
+
+    seen_at_visit: dict[str, bool] = {}  # n-gram -> the walk has already visited a copy of it
+    repeated = 0
+    for position in repeats:
+        gram = grams[position]
+        if gram not in seen_at_visit:
+            seen_at_visit[gram] = visited(first[gram])
+        if not visited(position):
+            continue
+        if seen_at_visit[gram]:
             repeated += len(gram)
-            idx += n
+            hits.append(position)
         else:
-            seen.add(gram)
-            idx += 1
+            seen_at_visit[gram] = True
     return repeated
 
 

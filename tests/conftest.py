@@ -124,12 +124,21 @@ class PipelineRun:
         return {row["doc_id"]: row["text"] for row in self.candidate_rows()}
 
 
-def run_pipeline(client, inputs: list, config, output_dir: Path) -> PipelineRun:
-    """Run the whole pipeline on `client` (the test's cluster), as `Pipeline.run()`."""
+def run_pipeline(
+    client, inputs: list, config, output_dir: Path, *, exact_partition_size: int | None = None
+) -> PipelineRun:
+    """Run the whole pipeline on `client` (the test's cluster), as `Pipeline.run()`.
+
+    `exact_partition_size` plans partitions of exactly that size, without the finer cut
+    that a small corpus otherwise gets to keep every worker busy.
+    """
     from dask_prep.graph import Pipeline
 
     with client.as_current():
-        report = Pipeline([str(i) for i in inputs], config, str(output_dir)).run()
+        pipeline = Pipeline([str(i) for i in inputs], config, str(output_dir))
+        if exact_partition_size is not None:
+            pipeline.partitions(exact_partition_size)
+        report = pipeline.run()
     return PipelineRun(Path(output_dir), report, config.tokenize.seq_len)
 
 
@@ -145,14 +154,13 @@ def hf_tokenizer(tokenizer_dir):
 def seed_shard0_run(client, shard0, tokenizer_dir, tmp_path_factory) -> PipelineRun:
     """Shard 00000 with preset seed-v2 and its defaults, as the old script would judge it.
 
-    Dedup is off because the old script had none (issue 2's rules only), and partitions of
-    500 documents let both workers take part; neither changes any rule's decision.
+    Dedup is off because the old script had none (issue 2's rules only); on this shard it
+    would change nothing (no duplicate texts).
     """
     from dask_prep.config import preset
 
     config = preset("seed-v2")
     config.tokenize.model = str(tokenizer_dir)
-    config.input.partition_size = 500
     config.input.dedup = False
     return run_pipeline(client, [shard0], config, tmp_path_factory.mktemp("seed_shard0"))
 
@@ -161,8 +169,8 @@ def seed_shard0_run(client, shard0, tokenizer_dir, tmp_path_factory) -> Pipeline
 def pipeline_runner(client):
     """run(inputs, config, output_dir) -> PipelineRun, on the session cluster."""
 
-    def run(inputs: list, config, output_dir: Path) -> PipelineRun:
-        return run_pipeline(client, inputs, config, output_dir)
+    def run(inputs: list, config, output_dir: Path, **kwargs) -> PipelineRun:
+        return run_pipeline(client, inputs, config, output_dir, **kwargs)
 
     return run
 

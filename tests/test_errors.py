@@ -1,12 +1,14 @@
 """Issue 5: errors a person can act on, and an output directory that is never clobbered.
 
-Each case runs `python -m dask_prep run ...` in its own process, as a user would, so that
-stderr holds everything a user would see (library warnings and log lines included). The
-cases fail before any cluster work, so they run a few at a time in one module fixture.
+Every case must print one line on stderr, exit 2 and show no traceback. A few cases run
+`python -m dask_prep run ...` in a process of their own, exactly as a user would; the
+rest call the CLI's `main()` in the test process with stderr captured at the file
+descriptor, and fail if anything logs a warning (which a user would see as more lines).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -67,13 +69,25 @@ def _case_table(tmp: Path, shard0: Path, tokenizer: Path) -> dict[str, tuple[lis
     return cases
 
 
+# Run as a user would, in a process of their own: the console entry point, --verbose, and
+# the cases whose libraries read the environment at import (HF_HUB_OFFLINE) or log while
+# failing (distributed's connection attempts).
+IN_SUBPROCESS = ("missing_input", "verbose", "tokenizer_offline_hub", "scheduler")
+
+
 @pytest.fixture(scope="module")
-def outcomes(shard0, tokenizer_dir, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+def cases(shard0, tokenizer_dir, tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("errors")
-    cases = _case_table(tmp, shard0, tokenizer_dir)
+    return tmp, _case_table(tmp, shard0, tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def subprocess_outcomes(cases) -> dict[str, subprocess.CompletedProcess]:
+    """The subprocess cases, a few at a time (each is mostly Python imports)."""
+    _, table = cases
 
     def run(name: str) -> subprocess.CompletedProcess:
-        args, env = cases[name]
+        args, env = table[name]
         before = ["--verbose"] if name == "verbose" else []
         return subprocess.run(
             [sys.executable, "-m", "dask_prep", *before, "run", *args],
@@ -84,10 +98,26 @@ def outcomes(shard0, tokenizer_dir, tmp_path_factory) -> dict[str, subprocess.Co
             env={**os.environ, **env},
         )
 
-    with ThreadPoolExecutor(max_workers=3) as pool:  # each is mostly Python imports
-        done = dict(zip(cases, pool.map(run, cases), strict=True))
-    done["_tmp"] = tmp  # type: ignore[assignment]
-    return done
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(IN_SUBPROCESS, pool.map(run, IN_SUBPROCESS), strict=True))
+
+
+def _outcome(name: str, cases, subprocess_outcomes, capfd, caplog) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr); in-process cases must log no warning either."""
+    if name in IN_SUBPROCESS:
+        proc = subprocess_outcomes[name]
+        return proc.returncode, proc.stdout, proc.stderr
+    from dask_prep.cli import main
+
+    args, env = cases[1][name]
+    assert not env
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING):
+        code = main(["run", *args])
+    out, err = capfd.readouterr()
+    logged = [f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not logged, logged  # would be more lines on a user's stderr
+    return code, out, err
 
 
 # name -> what the one line must say: the problem and the way out.
@@ -121,29 +151,31 @@ YAML_ONE_LINE = pytest.mark.xfail(
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=YAML_ONE_LINE) if n == "config_bad_yaml" else n for n in EXPECTED]
 )
-def test_one_line_naming_the_problem_and_the_fix(outcomes, name):
-    proc = outcomes[name]
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr  # nothing else on stderr: no warnings, no log lines
+def test_one_line_naming_the_problem_and_the_fix(name, cases, subprocess_outcomes, capfd, caplog):
+    code, out, err = _outcome(name, cases, subprocess_outcomes, capfd, caplog)
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # nothing else on stderr: no warnings, no log lines
     assert lines[0].startswith("dask-prep: error: ")
     for part in EXPECTED[name]:
         assert part in lines[0], (part, lines[0])
-    assert proc.stdout == ""
+    assert out == ""
 
 
-def test_verbose_shows_the_traceback(outcomes):
-    proc = outcomes["verbose"]
+def test_verbose_shows_the_traceback(subprocess_outcomes):
+    proc = subprocess_outcomes["verbose"]
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "InputError" in proc.stderr
 
 
-def test_no_output_is_created_or_deleted_on_errors(outcomes):
-    tmp = outcomes["_tmp"]
+def test_no_output_is_created_or_deleted_on_errors(cases, subprocess_outcomes, capfd, caplog):
+    tmp, _ = cases
+    for name in EXPECTED:  # in-process cases are cheap: run them all here, whatever ran before
+        _outcome(name, cases, subprocess_outcomes, capfd, caplog)
     full = tmp / "full_output"
     assert sorted(p.relative_to(full).as_posix() for p in full.rglob("*")) == ["keep.txt", "sub", "sub/data.bin"]
     assert (full / "keep.txt").read_text(encoding="utf-8") == "earlier results"
     assert (full / "sub" / "data.bin").read_bytes() == b"\x00\x01"
-    # Errors found before any work leave no output directory behind (checked before the cluster starts).
+    # Errors found before any work leave no output directory behind.
     assert not any(tmp.glob("out_*"))

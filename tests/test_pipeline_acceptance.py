@@ -166,7 +166,6 @@ def single_run(pipeline_runner, shard0, tokenizer_dir, tmp_path_factory):
         tokenize__mask_style="single",
         tokenize__pad_to_max_length=True,
         tokenize__seq_len=SINGLE_LEN,
-        input__partition_size=500,
     )
     return pipeline_runner([shard0], config, tmp_path_factory.mktemp("single_512"))
 
@@ -248,7 +247,9 @@ def cap_runs(pipeline_runner, one_worker_cluster, shard0, tokenizer_dir, tmp_pat
     try:
         for size in (200, 2000):
             config = _config(tokenizer_dir, entities__max_entity_freq=CAP, input__partition_size=size)
-            runs[size] = pipeline_runner([shard0], config, tmp_path_factory.mktemp(f"cap_size{size}_"))
+            out = tmp_path_factory.mktemp(f"cap_size{size}_")
+            # Exactly this size: 2000 is then one partition holding the whole shard.
+            runs[size] = pipeline_runner([shard0], config, out, exact_partition_size=size)
     finally:
         finish_cli(proc)
     assert len(one_worker_cluster.scheduler_info["workers"]) == 1
@@ -298,7 +299,8 @@ def test_cap_is_independent_of_partitioning_and_workers(cap_runs):
     assert by_200 == one_worker, (sorted(by_200 - one_worker)[:5], sorted(one_worker - by_200)[:5])
     for name in ("documents", "rejected", "examples"):
         assert cap_runs[200].report[name] == cap_runs[2000].report[name] == cli_cap_run.report[name], name
-    assert cap_runs[200].report["partitions"] != cap_runs[2000].report["partitions"]
+    assert cap_runs[200].report["partitions"]["total"] == cap_runs["cli"].report["partitions"]["total"] == 10
+    assert cap_runs[2000].report["partitions"]["total"] == 1
 
 
 def test_existing_scheduler_gives_the_same_dataset(cap_runs):
@@ -401,8 +403,9 @@ def test_nk_long_documents_give_windowed_examples(nk_windowed_run, hf_tokenizer)
     assert report["documents"]["read"] == 12
     rows = nk_windowed_run.rows()
     # Speeches write ≪...≫ (U+226A/B, math symbols that BERT does not split off), so a
-    # quoted name can be one [UNK] word: the pipeline keeps such examples (see report).
-    check_every_example(rows, hf_tokenizer, NK_LEN, mask_style="whole", padded=False, allow_unknown_antecedent=True)
+    # quoted name can be one [UNK] word: the pipeline drops those examples under a reason.
+    assert report["examples"]["dropped"].get("unknown_antecedent", 0) > 0
+    check_every_example(rows, hf_tokenizer, NK_LEN, mask_style="whole", padded=False)
     texts, ends = nk_windowed_run.texts(), candidate_ends(nk_windowed_run)
     windowed = 0
     for r in rows:

@@ -488,18 +488,20 @@ def test_strict_stops_at_a_damaged_or_empty_file_before_kiwi(client, tokenizer_d
         assert not (out / "_work" / "stats").exists()  # no partition was analysed
 
 
-def test_strict_cli_fails_on_malformed_lines(client, tokenizer_dir, shard0_lines, tmp_path):
-    """Through the CLI (on the session cluster via --scheduler): exit 2 and one line.
+def test_strict_cli_fails_on_malformed_lines(client, tokenizer_dir, shard0_lines, tmp_path, capfd):
+    """Through the CLI's `main` (on the session cluster via --scheduler): exit 2 and one line.
 
     (Clean input passes --strict: the `bad_input_runs` fixture runs the good documents so.)
     """
+    from dask_prep.cli import main
+
     dirty, where = _mix(shard0_lines[:30], BAD_LINES[:3], every=10)
     (tmp_path / "dirty.jsonl").write_bytes(dirty)
     common = ["--model", str(tokenizer_dir), "--scheduler", client.scheduler.address, "--quiet", "--strict"]
 
-    proc = cli(str(tmp_path / "dirty.jsonl"), "--output-dir", str(tmp_path / "dirty_out"), *common)
-    _, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 2, stderr
+    code = main(["run", str(tmp_path / "dirty.jsonl"), "--output-dir", str(tmp_path / "dirty_out"), *common])
+    stderr = capfd.readouterr().err
+    assert code == 2, stderr
     line = _traceback_free_one_liner(stderr)
     assert "--strict" in line and "not_json 2" in line and "not_object 1" in line
     assert f"dirty.jsonl:{where['not_json'][0]}" in line
@@ -510,59 +512,51 @@ def test_strict_cli_fails_on_malformed_lines(client, tokenizer_dir, shard0_lines
 # ---- a worker killed mid-run -----------------------------------------------------------
 
 
-def test_killed_worker_gives_the_same_dataset(reference, tokenizer_dir, shard0, tmp_path):
-    """SIGKILL one worker process while it analyses a partition; the nanny restarts it."""
-    from distributed import Client, LocalCluster
-
-    from dask_prep.graph import Pipeline, register_kiwi
+def test_killed_worker_gives_the_same_dataset(client, reference, tokenizer_dir, shard0, tmp_path):
+    """SIGKILL a session worker process while it analyses a partition; its nanny restarts it."""
+    from dask_prep.graph import Pipeline
 
     config = _config(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False, input__partition_size=20)
     out = tmp_path / "killed"
     stats_dir = out / "_work" / "stats"
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
-        ) as cluster,
-        Client(cluster) as own,
-    ):
-        register_kiwi(own)
-        pids = own.run(os.getpid)
-        result: dict = {}
+    pids = client.run(os.getpid)
+    result: dict = {}
 
-        def work() -> None:
-            try:
-                with own.as_current():
-                    result["report"] = Pipeline([str(shard0)], config, str(out)).run()
-            except BaseException as exc:  # handed to the test thread
-                result["error"] = exc
+    def work() -> None:
+        try:
+            with client.as_current():
+                result["report"] = Pipeline([str(shard0)], config, str(out)).run()
+        except BaseException as exc:  # handed to the test thread
+            result["error"] = exc
 
-        thread = threading.Thread(target=work)
-        thread.start()
-        victim, unfinished, done_before = None, [], set()
-        while thread.is_alive() and victim is None:
-            time.sleep(0.05)
-            if not _finished(stats_dir):
-                continue  # partitions are not running yet
-            busy = [a for a, keys in own.processing().items() if any("_analyse" in str(k) for k in keys)]
-            if not busy:
-                continue
-            # Freeze the worker, then see which of its partitions are surely unfinished (no
-            # stats file, which is written last); kill it only if there are some.
-            os.kill(pids[busy[0]], signal.SIGSTOP)
-            done_before = _finished(stats_dir)
-            keys = own.processing().get(busy[0], [])
-            unfinished = [_index(k) for k in keys if "_analyse" in str(k) and _index(k) not in done_before]
-            if unfinished:
-                victim = busy[0]
-                os.kill(pids[victim], signal.SIGKILL)
-            else:
-                os.kill(pids[busy[0]], signal.SIGCONT)
-        assert victim is not None, "the run ended before a worker could be killed"
-        thread.join(timeout=900)
-        assert not thread.is_alive(), "the run did not finish after the kill"
-        assert "error" not in result, result.get("error")
-        own.wait_for_workers(2, timeout=300)  # the nanny's new worker may still be starting
-        pids_after = own.run(os.getpid)
+    thread = threading.Thread(target=work)
+    thread.start()
+    victim, unfinished, done_before = None, [], set()
+    while thread.is_alive() and victim is None:
+        time.sleep(0.05)
+        if not _finished(stats_dir):
+            continue  # partitions are not running yet
+        busy = [a for a, keys in client.processing().items() if any("_analyse" in str(k) for k in keys)]
+        if not busy:
+            continue
+        # Freeze the worker, then see which of its partitions are surely unfinished (no
+        # stats file, which is written last); kill it only if there are some.
+        os.kill(pids[busy[0]], signal.SIGSTOP)
+        done_before = _finished(stats_dir)
+        keys = client.processing().get(busy[0], [])
+        unfinished = [_index(k) for k in keys if "_analyse" in str(k) and _index(k) not in done_before]
+        if unfinished:
+            victim = busy[0]
+            os.kill(pids[victim], signal.SIGKILL)
+        else:
+            os.kill(pids[busy[0]], signal.SIGCONT)
+    thread.join(timeout=900)
+    # The session cluster must have its two workers again for the tests that follow.
+    client.wait_for_workers(2, timeout=300)
+    assert victim is not None, "the run ended before a worker could be killed"
+    assert not thread.is_alive(), "the run did not finish after the kill"
+    assert "error" not in result, result.get("error")
+    pids_after = client.run(os.getpid)
 
     report = result["report"]
     total = report["partitions"]["total"]
@@ -593,7 +587,7 @@ def _index(key) -> int:
 # ---- an interrupted run, resumed -------------------------------------------------------
 
 
-def test_interrupted_run_resumes_to_the_same_dataset(reference, tokenizer_dir, shard0, tmp_path):
+def test_interrupted_run_resumes_to_the_same_dataset(reference, tokenizer_dir, shard0, tmp_path, capfd):
     """SIGINT to `dask-prep run` mid-way, then the same command with --resume."""
     out = tmp_path / "interrupted"
     stats_dir = out / "_work" / "stats"
@@ -614,13 +608,15 @@ def test_interrupted_run_resumes_to_the_same_dataset(reference, tokenizer_dir, s
     assert not (out / "report.json").exists()
 
     # Resuming with another config is refused, and nothing is touched.
-    proc = cli(*args, "--resume", "--seq-len", "512")
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 2
-    line = _traceback_free_one_liner(stderr)
+    from dask_prep.cli import main
+
+    assert main(["run", *args, "--resume", "--seq-len", "512"]) == 2
+    line = _traceback_free_one_liner(capfd.readouterr().err)
     assert "config changed" in line and "seq_len" in line
     assert _finished(stats_dir) == finished
 
+    # Resumed on a cluster of another size: the partitions are those of the first run.
+    args[args.index("--n-workers") + 1] = "1"
     proc = cli(*args, "--resume")
     _, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr
