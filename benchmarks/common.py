@@ -156,6 +156,8 @@ class TreeSample:
     returncode: int = 0
     samples: int = 0
     rss_timeline: list[tuple[float, int]] = field(default_factory=list)
+    # pid -> [parent pid, last seen CPU seconds, peak RSS]: who used what in the tree
+    per_process: dict[int, list] = field(default_factory=dict)
 
 
 class TreeSampler:
@@ -194,7 +196,12 @@ class TreeSampler:
             total, alive = 0, 0
             for proc in self._members():
                 try:
-                    total += proc.memory_info().rss
+                    rss = proc.memory_info().rss
+                    cpu = proc.cpu_times()
+                    slot = self.result.per_process.setdefault(proc.pid, [proc.ppid(), 0.0, 0])
+                    slot[1] = cpu.user + cpu.system
+                    slot[2] = max(slot[2], rss)
+                    total += rss
                     alive += 1
                 except psutil.Error:
                     continue

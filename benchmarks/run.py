@@ -208,6 +208,7 @@ class Bench:
         step = max(1, len(timeline) // 200)
         row.details["rss_timeline"] = timeline[::step]
         row.details["peak_processes"] = sample.peak_processes
+        row.details["processes"] = _roles(sample.per_process)
         row.details["command"] = cmd
         self.log(f"{name}: {sample.wall:.1f} s, peak RSS {sample.peak_rss / 2**20:,.0f} MiB")
         self.rows[name] = row
@@ -216,6 +217,22 @@ class Bench:
     def _clean(self, out_dir: Path) -> None:
         if not self.args.keep:
             shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _roles(per_process: dict[int, list]) -> list[dict]:
+    """CPU seconds and peak RSS of each process of the tree, by depth (0 = the command)."""
+    depth: dict[int, int] = {}
+    pids = set(per_process)
+    for pid in sorted(per_process):
+        d, parent = 0, per_process[pid][0]
+        while parent in pids and d < 10:
+            d, parent = d + 1, per_process[parent][0]
+        depth[pid] = d
+    return sorted(
+        ({"pid": pid, "depth": depth[pid], "cpu": round(v[1], 2), "peak_rss_mib": round(v[2] / 2**20)}
+         for pid, v in per_process.items()),
+        key=lambda p: (p["depth"], -p["cpu"]),
+    )
 
 
 def _partition_count(partitions: Any) -> int:
@@ -351,6 +368,11 @@ def diagnostics(rows: list[Row], scale_note: dict[str, Row]) -> str:
         elif r.kind == "limit":
             extra = d.get("per_process_seconds") or d.get("kiwi_build_seconds")
             lines.append(f"  {r.name}: {d['docs']} docs, {d['chars']:,} chars; {extra}")
+    for r in rows:
+        procs = r.details.get("processes") or []
+        if procs:
+            shown = ", ".join(f"d{p['depth']}:{p['cpu']:.1f}s/{p['peak_rss_mib']}M" for p in procs if p["cpu"] >= 0.5)
+            lines.append(f"  CPU s / peak RSS per process (depth in tree), {r.name}: {shown}")
     for label, (small, big) in scale_note.items():
         lines.append(
             f"  memory growth {label}: {small.peak_rss / 2**20:,.0f} -> {big.peak_rss / 2**20:,.0f} MiB "

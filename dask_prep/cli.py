@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dask-prep: error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except KeyboardInterrupt:  # before or while starting the cluster: nothing was computed yet
+        print("dask-prep: interrupted", file=sys.stderr)
+        return 130
 
 
 def entry_point() -> Any:

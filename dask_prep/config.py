@@ -128,7 +128,13 @@ class Config:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{path}{where} is not valid YAML ({problem}); fix the syntax, "
+                "see `dask-prep presets show seed-v2` for the format"
+            ) from exc
         return cls.from_dict(data, base)
 
     def validate(self) -> None:

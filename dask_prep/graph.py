@@ -121,15 +121,17 @@ def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplica
         stats = analyse_partition(
             spec, config, layout, duplicates=duplicates, write_decisions=config.output.decisions, reuse=reuse
         )
-        results.append({**stats, "worker": _worker_address()})
+        # A reused partition was done by a worker of the interrupted run, not this one.
+        results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
     return results
 
 
 def _tokenize(specs: list[PartitionSpec], config: Config, layout: Layout, thresholds: dict, reuse: bool) -> list:
-    return [
-        {**tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse), "worker": _worker_address()}
-        for spec in specs
-    ]
+    results = []
+    for spec in specs:
+        stats = tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse)
+        results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
+    return results
 
 
 def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
@@ -296,7 +298,9 @@ class Pipeline:
         else:
             prepare_output_dir(layout.root, overwrite=overwrite)
             specs = self.partitions()
-            write_manifest(layout, self.files(), self.config, partition_size_used=max(s.records for s in specs))
+            write_manifest(
+                layout, self.files(), self.config, partition_size_used=max((s.records for s in specs), default=0)
+            )
         seconds["scan"] = time.perf_counter() - start
         if strict:
             check_strict(self.damaged, self.empty_files)

@@ -142,15 +142,7 @@ EXPECTED = {
     "resume_without_manifest": ["cannot resume", "manifest.json", "without --resume"],
 }
 
-YAML_ONE_LINE = pytest.mark.xfail(
-    strict=True,
-    reason="config.py quotes PyYAML's multi-line error (with a caret drawing) and names no fix",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=YAML_ONE_LINE) if n == "config_bad_yaml" else n for n in EXPECTED]
-)
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_one_line_naming_the_problem_and_the_fix(name, cases, subprocess_outcomes, capfd, caplog):
     code, out, err = _outcome(name, cases, subprocess_outcomes, capfd, caplog)
     assert code == 2, err

@@ -1,9 +1,9 @@
 """Issue 5: dirty input, pathological text, a killed worker, an interrupted run, safe output.
 
-Everything is real: worker processes (the session `client`, or a cluster of the test's
-own where a worker is killed or the CLI starts one), Kiwi, the shared tokenizer, and
-real documents from ../shared. Runs read a few hundred documents of shard 00000 so that
-the file stays within a few minutes on two cores.
+Everything is real: worker processes (the session `client`, one of whose workers is
+killed, or the LocalCluster the CLI starts), Kiwi, the shared tokenizer, and real
+documents from ../shared. Runs read a few hundred documents of shard 00000 so that the
+file stays within a few minutes on two cores.
 """
 
 from __future__ import annotations
@@ -96,6 +96,16 @@ def _traceback_free_one_liner(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("dask-prep: error:")]
     assert len(errors) == 1, stderr
     return errors[0]
+
+
+def _finished(stats_dir: Path, stage: str = "analyse") -> set[int]:
+    """Partitions whose stage is done: their stats file, written last, exists."""
+    return {int(p.stem.split("-")[1]) for p in stats_dir.glob(f"{stage}-*.json")}
+
+
+def _index(key) -> int:
+    """The partition of a bag task key ('_analyse-<token>', i): one spec per partition."""
+    return int(key[1]) if isinstance(key, tuple) else int(str(key).rstrip(")").rsplit(",", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -465,10 +475,10 @@ def test_check_strict_names_every_kind():
     assert "\n" not in message
     for part in ("c.jsonl.zst", "d.jsonl", "not_json 2", "a.jsonl:3", "no_text 1", "without --strict"):
         assert part in message
-    for problem in ({"damaged": ({"x.zst": "cut"}, [])}, {"empty": ({}, ["x.jsonl"])}):
-        ((damaged, empty),) = problem.values()
-        with pytest.raises(BadInputError):
-            check_strict(damaged, empty)
+    with pytest.raises(BadInputError, match="1 damaged file"):
+        check_strict({"x.jsonl.zst": "TruncatedError: cut"}, [])
+    with pytest.raises(BadInputError, match="1 empty file"):
+        check_strict({}, ["x.jsonl"])
 
 
 def test_strict_stops_at_a_damaged_or_empty_file_before_kiwi(client, tokenizer_dir, shard0, shard0_lines, tmp_path):
@@ -542,14 +552,14 @@ def test_killed_worker_gives_the_same_dataset(client, reference, tokenizer_dir, 
         # Freeze the worker, then see which of its partitions are surely unfinished (no
         # stats file, which is written last); kill it only if there are some.
         os.kill(pids[busy[0]], signal.SIGSTOP)
-        done_before = _finished(stats_dir)
-        keys = client.processing().get(busy[0], [])
-        unfinished = [_index(k) for k in keys if "_analyse" in str(k) and _index(k) not in done_before]
+        try:
+            done_before = _finished(stats_dir)
+            keys = client.processing().get(busy[0], [])
+            unfinished = [_index(k) for k in keys if "_analyse" in str(k) and _index(k) not in done_before]
+        finally:
+            os.kill(pids[busy[0]], signal.SIGKILL if unfinished else signal.SIGCONT)
         if unfinished:
             victim = busy[0]
-            os.kill(pids[victim], signal.SIGKILL)
-        else:
-            os.kill(pids[busy[0]], signal.SIGCONT)
     thread.join(timeout=900)
     # The session cluster must have its two workers again for the tests that follow.
     client.wait_for_workers(2, timeout=300)
@@ -572,16 +582,6 @@ def test_killed_worker_gives_the_same_dataset(client, reference, tokenizer_dir, 
     rows = dataset_rows(out)
     assert len(set(rows)) == len(rows)  # no duplicated row
     assert rows == dataset_rows(reference.output_dir)  # no lost row either, and the same order
-
-
-def _finished(stats_dir: Path, stage: str = "analyse") -> set[int]:
-    """Partitions whose stage is done: their stats file, written last, exists."""
-    return {int(p.stem.split("-")[1]) for p in stats_dir.glob(f"{stage}-*.json")}
-
-
-def _index(key) -> int:
-    """The partition of a bag task key ('_analyse-<token>', i): one spec per partition."""
-    return int(key[1]) if isinstance(key, tuple) else int(str(key).rstrip(")").rsplit(",", 1)[1])
 
 
 # ---- an interrupted run, resumed -------------------------------------------------------
