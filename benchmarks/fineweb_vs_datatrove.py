@@ -30,12 +30,15 @@ import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load_average, run_measured  # noqa: E402
 
 TARGET = 1.5  # dask_prep docs/s over datatrove docs/s (issue 4)
 GLOB = "*.jsonl*"
@@ -135,17 +138,25 @@ def _reason(doc: Any) -> str:
 
 
 def _run_side(side: str, corpus: str, workers: int) -> dict[str, Any]:
-    """One side in a fresh Python process; its logs go to a file, its result comes back as JSON."""
+    """One side in a fresh Python process tree, sampled for CPU and memory; result as JSON."""
     with tempfile.TemporaryDirectory(prefix=f"fw2-{side}-") as tmp:
         out = Path(tmp) / "result.json"
         log = Path(tmp) / "log.txt"
         cmd = [sys.executable, __file__, "--side", side, "--corpus", corpus, "--workers", str(workers)]
         cmd += ["--out", str(out), "--logging-dir", str(Path(tmp) / "logs")]
-        with open(log, "w") as handle:
-            done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{side} failed ({done.returncode}):\n" + log.read_text()[-4000:])
-        return json.loads(out.read_text())
+        load_before = load_average()
+        sample = run_measured(cmd, log_path=str(log))
+        if sample.returncode != 0:
+            raise RuntimeError(f"{side} failed ({sample.returncode}):\n" + log.read_text()[-4000:])
+        row = json.loads(out.read_text())
+    row.update(
+        docs_per_s=row["docs"] / row["seconds"],
+        cpu_seconds=sample.cpu_seconds,  # the whole process tree: workers, pool, scheduler
+        peak_rss=sample.peak_rss,
+        load_before=load_before,
+        load_after=load_average(),
+    )
+    return row
 
 
 def compare(corpus: str, workers: int = 2, repeats: int = 1, verbose: bool = True) -> dict[str, Any]:
@@ -154,11 +165,13 @@ def compare(corpus: str, workers: int = 2, repeats: int = 1, verbose: bool = Tru
     for _ in range(repeats):
         for side in ("datatrove", "dask_prep"):
             row = _run_side(side, corpus, workers)
-            row["docs_per_s"] = row["docs"] / row["seconds"]
-            row["load_average"] = os.getloadavg()[0]
             rows.append(row)
             if verbose:
-                print(f"  {side:10s} {row['docs']} docs in {row['seconds']:.1f} s = {row['docs_per_s']:.1f} docs/s")
+                print(
+                    f"  {side:10s} {row['docs']} docs in {row['seconds']:.1f} s = {row['docs_per_s']:.1f} docs/s, "
+                    f"{row['cpu_seconds']:.0f} CPU s, load {row['load_before']:.1f} -> {row['load_after']:.1f}",
+                    flush=True,
+                )
     best = {
         side: max((r for r in rows if r["side"] == side), key=lambda r: r["docs_per_s"])
         for side in ("datatrove", "dask_prep")
@@ -175,7 +188,9 @@ def compare(corpus: str, workers: int = 2, repeats: int = 1, verbose: bool = Tru
         "ratio": ratio,
         "target": TARGET,
         "target_met": ratio >= TARGET,
-        "same_decisions_count": best["dask_prep"]["kept"] == best["datatrove"]["kept"],
+        # CPU seconds per document barely depend on what else runs on the machine
+        "cpu_ratio": best["datatrove"]["cpu_seconds"] / best["dask_prep"]["cpu_seconds"],
+        "same_kept_count": best["dask_prep"]["kept"] == best["datatrove"]["kept"],
     }
     if verbose:
         print(report(result))
@@ -190,8 +205,11 @@ def report(result: dict[str, Any]) -> str:
         f"  datatrove LocalPipelineExecutor  {dt:8.1f} docs/s   kept {kept['datatrove']}",
         f"  dask_prep fineweb2-ko (judged)   {dp:8.1f} docs/s   kept {kept['dask_prep']}"
         f"   ({result['dask_prep_docs_per_s_without_startup']:.1f} docs/s without cluster start-up)",
-        f"  ratio {result['ratio']:.2f}x (target >= {result['target']}x): {'PASS' if result['target_met'] else 'FAIL'}",
+        f"  ratio {result['ratio']:.2f}x (target >= {result['target']}x): {'PASS' if result['target_met'] else 'FAIL'}"
+        f"; CPU seconds per document, datatrove / dask_prep: {result['cpu_ratio']:.2f}x",
     ]
+    if max(r["load_before"] for r in result["rows"]) > 1.0:
+        lines.append("  note: the machine was busy (load average above 1) during the run; the figures are noisy")
     return "\n".join(lines)
 
 
