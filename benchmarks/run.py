@@ -440,22 +440,21 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_fixed": f"dask-prep, {FIXED_DOCS} docs (fixed costs)",
             "two_workers": "dask-prep 1x, 2 workers",
         }
+        # Rows compared by a target run next to each other, so that the load of other users
+        # of a shared machine changes as little as possible between them: limit, pipeline,
+        # limit (the other way), Pool baseline, pipeline with 1 worker.
         limit_rows = []
-        if "limit" in sections:
-            for mode in [m for m in args.limit_modes.split(",") if m]:
-                limit_rows.append(bench.limit(texts_path, mode, cores, kiwi_set.read))
-        limit = max((r.chars_per_s for r in limit_rows), default=None)
-
-        if "fixed" in sections:
-            tiny = ["--max-samples", str(FIXED_DOCS)]
-            bench.baseline(names["baseline_fixed"], shards, tiny)
-            bench.pipeline(names["pipeline_fixed"], shards, tiny)
-
-        if "baseline" in sections:
-            bench.baseline(names["baseline"], shards)
+        modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
+        if modes:
+            limit_rows.append(bench.limit(texts_path, modes[0], cores, kiwi_set.read))
         if "pipeline" in sections:
             bench.pipeline(names["pipeline"], shards)
             check_kiwi_set(bench.rows[names["pipeline"]], kiwi_set)
+        for mode in modes[1:]:
+            limit_rows.append(bench.limit(texts_path, mode, cores, kiwi_set.read))
+        limit = max((r.chars_per_s for r in limit_rows), default=None)
+        if "baseline" in sections:
+            bench.baseline(names["baseline"], shards)
 
         d_workers = default_layout()[0]
         if "scaling" in sections:
@@ -464,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
                 names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
             else:
                 bench.pipeline(names["two_workers"], shards, ["--n-workers", "2"])
+
+        if "fixed" in sections:
+            tiny = ["--max-samples", str(FIXED_DOCS)]
+            bench.baseline(names["baseline_fixed"], shards, tiny)
+            bench.pipeline(names["pipeline_fixed"], shards, tiny)
 
         if "scale" in sections:
             scaled = work / f"corpus-{args.scale}x"

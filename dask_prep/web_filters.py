@@ -18,9 +18,8 @@ others are shifted as the removal shifts them (`datatrove_words`). Only document
 such a run (8 of 13,561 in the shared corpus) can differ, where Kiwi would segment the
 text around the run differently once the run is gone.
 
-Rules that only look at lines or characters run before Kiwi; the word rules read the
-words from one cached view per document (`word_view`), so datatrove's repeated
-splitting costs nothing here.
+Rules that only look at lines or characters run before Kiwi; the word rules share one
+view of the words per document (`word_view`), built from the analysis once.
 """
 
 from __future__ import annotations
@@ -132,10 +131,14 @@ class NGramText:
 
     def joined_grams(self, n: int) -> Iterator[str]:
         last = self.count - n + 1
+        if last <= 0:
+            return iter(())
         return map(self.joined.__getitem__, map(slice, self.offsets[:last], self.offsets[n:]))
 
     def spaced_grams(self, n: int) -> Iterator[str]:
         last = self.count - n + 1
+        if last <= 0:
+            return iter(())
         return map(self.spaced.__getitem__, map(slice, self.spaced_starts[:last], self.spaced_ends[n:]))
 
 
