@@ -44,12 +44,14 @@ from common import (  # noqa: E402
     run_measured,
     write_scaled_corpus,
 )
+from fineweb_vs_datatrove import compare as compare_with_datatrove  # noqa: E402
+from fineweb_vs_datatrove import report as datatrove_report  # noqa: E402
 
 from dask_prep.config import preset  # noqa: E402
 from dask_prep.graph import ClusterOptions  # noqa: E402
 
-SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "layouts")
-DEFAULT_SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale")
+SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "fineweb", "layouts")
+DEFAULT_SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "fineweb")
 FIXED_DOCS = 40  # a run this small measures start-up, imports, model loads and shutdown
 
 TARGETS = {
@@ -58,6 +60,7 @@ TARGETS = {
     "memory": 1.15,  # pipeline peak RSS at Nx / at 1x (at most)
     "size": 0.35,  # pipeline bytes per example / baseline padded (at most)
     "scaling": 1.7,  # pipeline 2 workers / 1 worker docs/s
+    "fineweb": 1.5,  # fineweb2-ko quality rules docs/s / datatrove's (issue 4)
 }
 
 
@@ -96,6 +99,10 @@ class Row:
         return None
 
 
+class RunFailed(RuntimeError):
+    """A measured subprocess exited with an error (recorded in Bench.failures)."""
+
+
 # ---- running one row ------------------------------------------------------------------
 
 
@@ -104,6 +111,21 @@ class Bench:
         self.args = args
         self.work = work
         self.rows: dict[str, Row] = {}
+        self.failures: dict[str, str] = {}
+
+    def attempt(self, fn: Any, *args: Any) -> Row | None:
+        """Run one row; a failed run is recorded (and reported) instead of ending the benchmark."""
+        try:
+            row = fn(*args)
+        except RunFailed:
+            return None
+        self.save_partial()
+        return row
+
+    def save_partial(self) -> None:
+        """Rows so far, in case a later run fails or the benchmark is interrupted."""
+        partial = {"rows": [_row_json(r) for r in self.rows.values()], "failures": self.failures}
+        (self.work / "partial.json").write_text(json.dumps(partial, indent=2, ensure_ascii=False))
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -192,7 +214,10 @@ class Bench:
         sample = run_measured(cmd, log_path=str(log_path), env=env)
         if sample.returncode != 0:
             tail = Path(log_path).read_text()[-3000:]
-            raise SystemExit(f"{name} failed (exit {sample.returncode}); log {log_path}:\n{tail}")
+            last = [ln for ln in tail.splitlines() if ln.strip()][-1:] or [""]
+            self.failures[name] = f"exit {sample.returncode}: {last[0].strip()[:300]} (log {log_path})"
+            self.log(f"{name} FAILED: {self.failures[name]}")
+            raise RunFailed(name)
         row = Row(
             name=name,
             kind=kind,
@@ -304,7 +329,9 @@ def table(rows: list[Row], limit: float | None, baseline: Row | None) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: dict[str, Row], limit: float | None, names: dict[str, str], scale: int) -> list[dict]:
+def targets(
+    rows: dict[str, Row], limit: float | None, names: dict[str, str], scale: int, fineweb: dict | None = None
+) -> list[dict]:
     out = []
 
     def add(key: str, label: str, value: float | None, at_least: bool) -> None:
@@ -335,13 +362,14 @@ def targets(rows: dict[str, Row], limit: float | None, names: dict[str, str], sc
         pipe.bytes_per_example / base.bytes_per_example
         if pipe and base and pipe.bytes_per_example and base.bytes_per_example else None, False)
     add("scaling", "docs/s 2 workers / 1 worker", two.docs_per_s / one.docs_per_s if one and two else None, True)
+    add("fineweb", "fineweb2-ko docs/s / datatrove, 2 workers", fineweb["ratio"] if fineweb else None, True)
     return out
 
 
 def targets_text(results: list[dict]) -> str:
     lines = []
     for t in results:
-        sign = ">=" if t["target"] in ("filter", "end_to_end", "scaling") else "<="
+        sign = ">=" if t["target"] in ("filter", "end_to_end", "scaling", "fineweb") else "<="
         value = "-" if t["value"] is None else f"{t['value']:.3f}"
         lines.append(f"  {t['result']:<5} {t['label']:<44} {value:>7}  (target {sign} {t['bound']})")
     return "\n".join(lines)
@@ -446,39 +474,49 @@ def main(argv: list[str] | None = None) -> int:
         limit_rows = []
         modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
         if modes:
-            limit_rows.append(bench.limit(texts_path, modes[0], cores, kiwi_set.read))
+            limit_rows.append(bench.attempt(bench.limit, texts_path, modes[0], cores, kiwi_set.read))
         if "pipeline" in sections:
-            bench.pipeline(names["pipeline"], shards)
-            check_kiwi_set(bench.rows[names["pipeline"]], kiwi_set)
+            if bench.attempt(bench.pipeline, names["pipeline"], shards):
+                check_kiwi_set(bench.rows[names["pipeline"]], kiwi_set)
         for mode in modes[1:]:
-            limit_rows.append(bench.limit(texts_path, mode, cores, kiwi_set.read))
+            limit_rows.append(bench.attempt(bench.limit, texts_path, mode, cores, kiwi_set.read))
+        limit_rows = [r for r in limit_rows if r is not None]
         limit = max((r.chars_per_s for r in limit_rows), default=None)
         if "baseline" in sections:
-            bench.baseline(names["baseline"], shards)
+            bench.attempt(bench.baseline, names["baseline"], shards)
 
         d_workers = default_layout()[0]
         if "scaling" in sections:
-            bench.pipeline(names["one_worker"], shards, ["--n-workers", "1"])
+            bench.attempt(bench.pipeline, names["one_worker"], shards, ["--n-workers", "1"])
             if d_workers == 2 and names["pipeline"] in bench.rows:
                 names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
             else:
-                bench.pipeline(names["two_workers"], shards, ["--n-workers", "2"])
+                bench.attempt(bench.pipeline, names["two_workers"], shards, ["--n-workers", "2"])
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
-            bench.baseline(names["baseline_fixed"], shards, tiny)
-            bench.pipeline(names["pipeline_fixed"], shards, tiny)
+            bench.attempt(bench.baseline, names["baseline_fixed"], shards, tiny)
+            bench.attempt(bench.pipeline, names["pipeline_fixed"], shards, tiny)
 
         if "scale" in sections:
             scaled = work / f"corpus-{args.scale}x"
             bench.log(f"writing the {args.scale}x corpus to {scaled}")
             write_scaled_corpus_from(shards, str(scaled), args.scale)
-            bench.baseline(names["baseline_scaled"], [str(scaled)])
+            bench.attempt(bench.baseline, names["baseline_scaled"], [str(scaled)])
             # The copies have new ids but the same texts, so with dedup on the pipeline would
             # reject 3 of every 4 as duplicates: the memory pair runs without dedup, as the
             # baseline does, so both do N times the work.
-            bench.pipeline(names["pipeline_nodedup"], shards, ["--no-dedup"])
-            bench.pipeline(names["pipeline_scaled"], [str(scaled)], ["--no-dedup"])
+            bench.attempt(bench.pipeline, names["pipeline_nodedup"], shards, ["--no-dedup"])
+            bench.attempt(bench.pipeline, names["pipeline_scaled"], [str(scaled)], ["--no-dedup"])
+
+        fineweb = None
+        if "fineweb" in sections:
+            bench.wait_for_quiet()
+            bench.log("fineweb2-ko quality rules against datatrove's LocalPipelineExecutor, 2 workers")
+            try:
+                fineweb = compare_with_datatrove(corpus, workers=2, verbose=False)
+            except RuntimeError as exc:  # one side failed: record it, keep the other rows
+                bench.failures["fineweb vs datatrove"] = str(exc)[-300:]
 
         layout_rows: list[Row] = []
         if "layouts" in sections:
@@ -489,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
                 if layout == default_layout() and names["pipeline"] in bench.rows:
                     row = bench.rows[names["pipeline"]]
                 else:
-                    row = bench.pipeline(name, shards, layout_options(layout))
+                    row = bench.attempt(bench.pipeline, name, shards, layout_options(layout))
+                    if row is None:
+                        continue
                 row.details["layout"] = spec
                 row.details["workers"] = layout[0] * layout[1]  # task slots
                 layout_rows.append(row)
@@ -507,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         order = list(dict.fromkeys(order))  # the 2-worker row may be the default row
         order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]
         base = bench.rows.get(names["baseline"])
-        results = targets(bench.rows, limit, names, args.scale)
+        results = targets(bench.rows, limit, names, args.scale, fineweb)
         growth = {}
         for small, big in (("baseline", "baseline_scaled"), ("pipeline_nodedup", "pipeline_scaled")):
             if names[small] in bench.rows and names[big] in bench.rows:
@@ -533,9 +573,14 @@ def main(argv: list[str] | None = None) -> int:
             "Diagnostics:",
             diagnostics(order + [r for r in layout_rows if r not in order], growth),
         ]
-        if layout_rows:
+        if fineweb:
+            out += ["", datatrove_report(fineweb)]
+        if layout_rows or "layouts" in sections:
             out += ["", "Layouts (workers x threads per worker x Kiwi threads @ partition size):",
                     table(layout_rows, limit, base)]
+            out += [f"{name:<44}FAILED" for name in bench.failures if name.startswith("layout ")]
+        if bench.failures:
+            out += ["", "Failed runs:"] + [f"  {name}: {why}" for name, why in bench.failures.items()]
         text = "\n".join(out)
         print(text)
 
@@ -553,12 +598,14 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [_row_json(r) for r in bench.rows.values()],
             "layouts": [r.name for r in layout_rows],
             "targets": results,
+            "fineweb_vs_datatrove": fineweb,
+            "failures": bench.failures,
             "table": text,
         }
         path.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
         print(f"\nresults: {path}")
         failed = [t for t in results if t["result"] == "FAIL"]
-        return 1 if failed else 0
+        return 1 if failed or bench.failures else 0
     finally:
         if own_work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
