@@ -40,3 +40,9 @@ def mark_duplicates(docs: Iterable[Document], keep: dict[int, str]) -> None:
             survivor = keep.get(fingerprint(doc.text))
             if survivor is not None and survivor != doc.doc_id:
                 doc.rejected_by = "duplicate"
+
+
+def first_of_repeated(group: tuple[int, list[tuple[int, str]]]) -> tuple[int, str] | None:
+    """(fingerprint, smallest doc id) of a text with several copies; None for a unique text."""
+    key, pairs = group
+    return (key, min(doc_id for _, doc_id in pairs)) if len(pairs) > 1 else None

@@ -8,6 +8,7 @@ the rest share one Kiwi analysis per document (`doc.tokens`).
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
@@ -20,10 +21,17 @@ _HANGUL = re.compile("[가-힣]")
 _SENTENCE_MARK = re.compile(r"[.?!]")
 _WHITESPACE_KEPT = frozenset(" \n\t")
 
+# Histogram bin edges of the measured values in the report. A rule's own thresholds are
+# added as edges, so the histogram shows exactly where they cut.
+FRACTION_EDGES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+COUNT_EDGES: tuple[float, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000,
+                                  10_000, 20_000, 50_000, 100_000, 1_000_000)
+
 
 class QualityFilter:
     name: ClassVar[str]
     needs_analysis: ClassVar[bool] = False
+    edges: ClassVar[tuple[float, ...]] = FRACTION_EDGES  # most rules measure a fraction
 
     def __init__(self, rule: Rule, config: Config) -> None:
         self.min = rule.min
@@ -42,6 +50,7 @@ class QualityFilter:
 
 class LengthFilter(QualityFilter):
     name = "length"
+    edges = COUNT_EDGES
 
     def measure(self, doc: Document) -> float:
         return len(doc.text)
@@ -55,6 +64,7 @@ class TooLongFilter(LengthFilter):
 
 class SentenceMarksFilter(QualityFilter):
     name = "sentence_marks"
+    edges = COUNT_EDGES
 
     def measure(self, doc: Document) -> float:
         return len(_SENTENCE_MARK.findall(doc.text))
@@ -88,6 +98,7 @@ class NNPRatioFilter(QualityFilter):
 class PronounFilter(QualityFilter):
     name = "pronoun"
     needs_analysis = True
+    edges = COUNT_EDGES
 
     def measure(self, doc: Document) -> float:
         return sum(1 for t in doc.tokens if t.tag == "NP")
@@ -98,6 +109,7 @@ class RepeatedEntityFilter(QualityFilter):
 
     name = "no_repeated_entity"
     needs_analysis = True
+    edges = COUNT_EDGES
 
     def __init__(self, rule: Rule, config: Config) -> None:
         super().__init__(rule, config)
@@ -121,6 +133,86 @@ FILTERS: dict[str, type[QualityFilter]] = {
         RepeatedEntityFilter,
     )
 }
+
+
+def rule_edges(name: str, rule: Rule) -> list[float]:
+    """The histogram edges of one rule: its class's edges plus its own thresholds."""
+    edges = set(FILTERS[name].edges)
+    edges.update(x for x in (rule.min, rule.max) if x is not None)
+    return sorted(edges)
+
+
+def measured_distributions(docs: Iterable[Document], config: Config) -> dict[str, dict[str, Any]]:
+    """Per enabled rule, how the values it measured are spread (documents that reached it).
+
+    Mergeable across partitions (`merge_distributions`): counts per bin, where bin 0 holds
+    values below the first edge and bin i values in [edges[i-1], edges[i]); the last bin is
+    unbounded above.
+    """
+    out = {}
+    for name, rule in config.rules.items():
+        if rule.enabled:
+            edges = rule_edges(name, rule)
+            out[name] = {"edges": edges, "counts": [0] * (len(edges) + 1), "min_bound": rule.min,
+                         "max_bound": rule.max, "n": 0, "sum": 0.0, "min": None, "max": None,
+                         "below_min": 0, "above_max": 0}
+    for doc in docs:
+        for name, value in doc.metrics.items():
+            dist = out.get(name)
+            if dist is None or value is None:
+                continue
+            dist["n"] += 1
+            dist["sum"] += value
+            dist["min"] = value if dist["min"] is None else min(dist["min"], value)
+            dist["max"] = value if dist["max"] is None else max(dist["max"], value)
+            dist["counts"][bisect.bisect_right(dist["edges"], value)] += 1
+            if dist["min_bound"] is not None and value < dist["min_bound"]:
+                dist["below_min"] += 1
+            if dist["max_bound"] is not None and value > dist["max_bound"]:
+                dist["above_max"] += 1
+    return out
+
+
+def merge_distributions(parts: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Add up the per-partition distributions of `measured_distributions` (order-free)."""
+    total: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for name, dist in part.items():
+            into = total.get(name)
+            if into is None:
+                total[name] = {**dist, "counts": list(dist["counts"])}
+                continue
+            if into["edges"] != dist["edges"]:
+                raise ValueError(f"rule {name}: partitions were measured with different histogram edges")
+            into["counts"] = [a + b for a, b in zip(into["counts"], dist["counts"], strict=True)]
+            for key in ("n", "sum", "below_min", "above_max"):
+                into[key] += dist[key]
+            for key, pick in (("min", min), ("max", max)):
+                values = [v for v in (into[key], dist[key]) if v is not None]
+                into[key] = pick(values) if values else None
+    return total
+
+
+def describe_distribution(dist: dict[str, Any]) -> dict[str, Any]:
+    """The report's readable form: bounds, how many fall outside them, and the non-empty bins."""
+    edges = dist["edges"]
+    bins = []
+    for i, count in enumerate(dist["counts"]):
+        if count:
+            low = edges[i - 1] if i > 0 else None
+            high = edges[i] if i < len(edges) else None
+            bins.append({"from": low, "to": high, "count": count})
+    return {
+        "measured": dist["n"],
+        "threshold_min": dist["min_bound"],
+        "threshold_max": dist["max_bound"],
+        "below_min": dist["below_min"],
+        "above_max": dist["above_max"],
+        "min": dist["min"],
+        "mean": round(dist["sum"] / dist["n"], 6) if dist["n"] else None,
+        "max": dist["max"],
+        "histogram": bins,
+    }
 
 
 class FilterChain:
@@ -166,10 +258,26 @@ class FilterChain:
             yield doc
 
 
-def kiwi_analyser(kiwi: Any) -> Any:
-    """Batch analysis on Kiwi's own threads; a failing document fails alone."""
+def kiwi_analyser(kiwi: Any, batch: bool | None = None) -> Any:
+    """`analyse(texts)`: one token list per text, or the Exception Kiwi raised for it.
 
-    def analyse(texts: list[str]) -> Iterable[Any]:
+    A Kiwi with one thread (the default: one single-threaded worker process per core)
+    analyses each text in the calling thread. Its batch mode would add a second thread
+    per process; with every core already running a worker, the two threads of each
+    process compete for the cores and stage 1 measured ~15% slower. A Kiwi with several
+    threads (`--kiwi-threads`) analyses the list in batch on its own threads.
+    """
+    if batch is None:
+        batch = getattr(kiwi, "num_workers", 1) > 1
+
+    def one_by_one(texts: list[str]) -> Iterator[Any]:
+        for text in texts:
+            try:
+                yield kiwi.tokenize(text)
+            except Exception as exc:
+                yield exc
+
+    def in_batch(texts: list[str]) -> Iterator[Any]:
         if not texts:
             return
         done = 0
@@ -179,13 +287,9 @@ def kiwi_analyser(kiwi: Any) -> Any:
                 yield tokens
         except Exception:
             # The batch stopped at one bad document: redo the rest one by one.
-            for text in texts[done:]:
-                try:
-                    yield kiwi.tokenize(text)
-                except Exception as exc:
-                    yield exc
+            yield from one_by_one(texts[done:])
 
-    return analyse
+    return in_batch if batch else one_by_one
 
 
 # The FineWeb-2 rules live in their own module and add themselves to FILTERS; imported

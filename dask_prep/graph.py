@@ -14,6 +14,7 @@ Each stage can be run on its own for inspection (`Pipeline.documents()`,
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import dask
 import dask.bag as db
 
 from dask_prep.config import Config
-from dask_prep.dedup import fingerprints, mark_duplicates
+from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.kiwi_setup import KiwiPlugin, get_kiwi
@@ -236,19 +237,16 @@ class Pipeline:
     def duplicates(self) -> dict[int, str]:
         """{fingerprint: doc id to keep} for every text that occurs more than once.
 
-        The grouping is a Dask dataframe groupby (shuffled across the cluster); only the
-        duplicated fingerprints reach the client.
+        A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
+        no worker holds more than its share of the keys; only the duplicated fingerprints
+        reach the client.
         """
         if not self.config.input.dedup:
             return {}
-        import pandas as pd
-
-        meta = pd.DataFrame({"fingerprint": pd.Series(dtype="int64"), "doc_id": pd.Series(dtype="string")})
         specs = self.partitions()
-        frame = _partition_bag(specs).map_partitions(_fingerprints, self.config).to_dataframe(meta=meta)
-        groups = frame.groupby("fingerprint").doc_id.agg(["min", "count"], split_out=max(1, len(specs) // 16))
-        repeated = groups[groups["count"] > 1]["min"].compute()
-        return {int(k): str(v) for k, v in repeated.items()}
+        pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
+        groups = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=max(1, len(specs) // 16))
+        return dict(groups.map(first_of_repeated).filter(None).compute())
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
         """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""

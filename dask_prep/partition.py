@@ -29,7 +29,7 @@ from dask_prep.examples import (
     passes_cap,
     summarize_entities,
 )
-from dask_prep.filters import FilterChain, kiwi_analyser
+from dask_prep.filters import FilterChain, kiwi_analyser, measured_distributions
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionSpec, read_partition
@@ -166,6 +166,7 @@ def analyse_partition(
         qualifying_entities=n_entities,
         candidates=n_candidates,
         summary=summarize_entities(keys, config.entities.max_entity_freq),
+        distributions=measured_distributions(docs, config),
         seconds={
             "read": t_read - t0,
             "filter": t_filter - t_read,

@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from dask_prep.filters import describe_distribution, merge_distributions
 from dask_prep.partition import AccountingError
 
 
@@ -70,6 +71,12 @@ def build_report(
         "malformed_locations": locations,
         "damaged_files": damaged,
         "rejected": dict(rejected.most_common()),
+        # Each rule's measured value over the documents that reached it (rules run in order
+        # and stop at the first rejection), with histogram edges at the thresholds.
+        "measured_values": {
+            name: describe_distribution(dist)
+            for name, dist in merge_distributions(s.get("distributions", {}) for s in analysed).items()
+        },
         "entities": {
             "qualifying_in_kept_documents": sum(s["qualifying_entities"] for s in analysed),
             "distinct_targets": distinct_targets,

@@ -522,6 +522,25 @@ def _worker_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
     ]
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+
+def _measured_table(report: dict[str, Any]) -> str:
+    """Per rule: its bounds, how many documents it measured and where their values lie."""
+    head = ("rule", "min bound", "max bound", "measured", "below min", "above max", "min", "mean", "max")
+    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for name, dist in report.get("measured_values", {}).items():
+        cells = [dist["threshold_min"], dist["threshold_max"], dist["measured"], dist["below_min"],
+                 dist["above_max"], dist["min"], dist["mean"], dist["max"]]
+        numbers = "".join(f'<td class="n">{_number(c)}</td>' for c in cells)
+        out.append(f"<tr><td>{html.escape(name)}</td>{numbers}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
 def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
     """The page; `images` maps a title to PNG bytes, or to a note when there is no plot."""
     parts = [
@@ -542,6 +561,13 @@ def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
             parts.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"></figure>')
         else:
             parts.append(f'<p class="note">{html.escape(title)}: {html.escape(image)}</p>')
+    if report.get("measured_values"):
+        parts += [
+            "<h2>Measured values per rule</h2>",
+            '<p class="note">Over the documents that reached each rule (rules run in order and stop at the '
+            "first rejection); the histograms are in report.json under measured_values.</p>",
+            _measured_table(report),
+        ]
     parts += ["<h2>Throughput</h2>", _table(_throughput_rows(report))]
     workers = _worker_rows(report)
     if workers:

@@ -35,7 +35,7 @@ from operator import ne
 from typing import Any, ClassVar
 
 from dask_prep.config import Config
-from dask_prep.filters import FILTERS, QualityFilter
+from dask_prep.filters import COUNT_EDGES, FILTERS, QualityFilter
 from dask_prep.reading import Document
 
 # ---- datatrove's character classes (datatrove/utils/text.py, Apache-2.0) --------------
@@ -389,6 +389,7 @@ class GopherShortDocFilter(QualityFilter):
 
     name = "gopher_short_doc"
     needs_analysis = True
+    edges = COUNT_EDGES
 
     def measure(self, doc: Document) -> float:
         return len(word_view(doc).non_symbol_words)
@@ -405,6 +406,7 @@ class GopherBelowAvgFilter(QualityFilter):
 
     name = "gopher_below_avg_threshold"
     needs_analysis = True
+    edges = tuple(i / 2 for i in range(31))  # characters per word, 0 to 15
 
     def measure(self, doc: Document) -> float:
         words = word_view(doc).non_symbol_words
@@ -472,6 +474,7 @@ class GopherStopWordsFilter(QualityFilter):
 
     name = "gopher_enough_stop_words"
     needs_analysis = True
+    edges = tuple(range(len(FINEWEB2_KO_STOP_WORDS) + 1))
     stop_words: ClassVar[frozenset[str]] = frozenset(FINEWEB2_KO_STOP_WORDS)
 
     def measure(self, doc: Document) -> float:

@@ -94,6 +94,40 @@ def test_same_decision_for_every_document(reference, seed_shard0_run):
     print(f"\nshard 00000: {len(reference.kept)} kept, rejected {dict(reference.rejected_counts())}")
 
 
+def test_report_distributions_add_up_to_the_decisions(seed_shard0_run):
+    """report.json's per-rule measured values (merged from the partitions) against the
+    per-document values in DIR/decisions, binned again here with numpy."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    report = seed_shard0_run.report
+    decisions = pq.read_table(seed_shard0_run.output_dir / "decisions").to_pandas()
+    assert report["partitions"]["total"] > 1  # the distributions were merged
+    measured = report["measured_values"]
+    assert set(measured) == {name for name, rule in report["config"]["rules"].items() if rule["enabled"]}
+    for name, dist in measured.items():
+        values = decisions[name].dropna().to_numpy()
+        assert dist["measured"] == len(values), name
+        # a rule rejects exactly the documents it measured outside its bounds
+        assert dist["below_min"] + dist["above_max"] == report["rejected"].get(name, 0), name
+        if not len(values):
+            continue
+        assert (dist["min"], dist["max"]) == (values.min(), values.max()), name
+        assert dist["mean"] == pytest.approx(values.mean(), abs=1e-6), name
+        for b in dist["histogram"]:
+            low = -np.inf if b["from"] is None else b["from"]
+            high = np.inf if b["to"] is None else b["to"]
+            assert b["count"] == ((values >= low) & (values < high)).sum(), (name, b)
+        assert sum(b["count"] for b in dist["histogram"]) == len(values), name
+        for bound in (dist["threshold_min"], dist["threshold_max"]):  # no bin straddles a threshold
+            assert bound is None or not any(
+                (b["from"] is None or b["from"] < bound) and (b["to"] is None or bound < b["to"])
+                for b in dist["histogram"]
+            ), (name, bound)
+    # the first rule sees every document that was read (no malformed lines, dedup off)
+    assert measured["length"]["measured"] == report["documents"]["read"]
+
+
 def test_same_candidates_before_the_cap(reference, seed_shard0_run):
     candidates = {
         (row["doc_id"], c["target"], c["antecedent_start"], c["start"])

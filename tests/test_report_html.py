@@ -215,3 +215,19 @@ def test_example_html_highlights_both_mentions(tokenizer_dir):
     assert '<span class="ante" title="antecedent">서울' in shown
     assert '<span class="mask" title="masked mention">[MASK]</span><span class="target">→ 서울</span>' in shown
     assert "한국의 수도" in shown and "[CLS]" not in shown and "[SEP]" not in shown
+
+
+def test_html_report_shows_measured_values(run_dir):
+    from dask_prep.filters import describe_distribution, measured_distributions
+    from dask_prep.reading import Document
+
+    folder, report = run_dir
+    docs = [Document(doc_id=str(i), text="x", source="a", line=i) for i in range(3)]
+    for doc, length in zip(docs, (50, 1000, 5000), strict=True):
+        doc.metrics["length"] = length
+    measured = measured_distributions(docs, preset("seed-v2"))
+    report = {**report, "measured_values": {name: describe_distribution(d) for name, d in measured.items()}}
+    page = (folder / write_html_report(report, str(folder))).read_text(encoding="utf-8")
+    assert "Measured values per rule" in page
+    row = re.search(r"<tr><td>length</td>(.*?)</tr>", page).group(1)
+    assert re.findall(r'<td class="n">([^<]*)</td>', row) == ["800", "2,500", "3", "1", "1", "50", "2,017", "5,000"]
