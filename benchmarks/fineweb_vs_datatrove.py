@@ -11,8 +11,9 @@ the quality rules are on (no dedup, no coreference rules, which datatrove does n
   tokenizer asks Kiwi for the `sbg` model, gone since kiwipiepy 0.22; the one patch here
   makes it default to `cong`, and the pool forks after the patch, so each worker process
   builds one Kiwi and keeps it, as datatrove does for a language code.
-- dask_prep: `Pipeline.judged()` on a LocalCluster of N worker processes, one thread and
-  one Kiwi each (the Kiwi plugin), as `dask-prep run` starts it.
+- dask_prep: `Pipeline.judged()` on the LocalCluster `dask-prep run` starts by default on
+  this machine (`ClusterOptions().layout()`: on 2 cores one worker process whose Kiwi has
+  2 threads), so both sides use every core.
 
 Each side runs in a fresh subprocess, one after the other (alternating when repeated).
 docs/s counts from before the executor or the cluster starts to the last decision, so
@@ -105,13 +106,13 @@ def _stat(step: dict, key: str) -> int:
     return int(value.get("total", 0) if isinstance(value, dict) else value)
 
 
-def run_dask_prep(corpus: str, workers: int) -> dict[str, Any]:
+def run_dask_prep(corpus: str) -> dict[str, Any]:
     """fineweb2-ko quality rules over every file of `corpus` on a new LocalCluster."""
     from dask_prep.graph import ClusterOptions, Pipeline, start_client
 
     files = corpus_files(corpus)
     start = time.perf_counter()
-    client = start_client(ClusterOptions(n_workers=workers, threads_per_worker=1, dashboard_address=":0"))
+    client = start_client(ClusterOptions(dashboard_address=":0"))
     try:
         ready = time.perf_counter()
         reasons = dict(Pipeline(files, quality_config()).judged(duplicates={}).map(_reason).frequencies().compute())
@@ -125,6 +126,7 @@ def run_dask_prep(corpus: str, workers: int) -> dict[str, Any]:
     kept = reasons.pop("kept", 0)
     return {
         "side": "dask_prep",
+        "layout": "{} worker(s) x {} Kiwi thread(s)".format(*ClusterOptions().layout()),
         "docs": docs,
         "kept": kept,
         "seconds": end - start,
@@ -201,9 +203,10 @@ def report(result: dict[str, Any]) -> str:
     dt, dp = result["datatrove_docs_per_s"], result["dask_prep_docs_per_s"]
     kept = {r["side"]: r["kept"] for r in result["rows"]}
     lines = [
-        f"FineWeb-2 Korean quality filtering, {result['workers']} workers, {result['corpus']}",
+        f"FineWeb-2 Korean quality filtering, datatrove with {result['workers']} workers, {result['corpus']}",
         f"  datatrove LocalPipelineExecutor  {dt:8.1f} docs/s   kept {kept['datatrove']}",
         f"  dask_prep fineweb2-ko (judged)   {dp:8.1f} docs/s   kept {kept['dask_prep']}"
+        f"   [{next(r['layout'] for r in result['rows'] if r['side'] == 'dask_prep')}]"
         f"   ({result['dask_prep_docs_per_s_without_startup']:.1f} docs/s without cluster start-up)",
         f"  ratio {result['ratio']:.2f}x (target >= {result['target']}x): {'PASS' if result['target_met'] else 'FAIL'}"
         f"; CPU seconds per document, datatrove / dask_prep: {result['cpu_ratio']:.2f}x",
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.side == "datatrove":
             row = run_datatrove(args.corpus, args.workers, args.logging_dir)
         else:
-            row = run_dask_prep(args.corpus, args.workers)
+            row = run_dask_prep(args.corpus)
         Path(args.out).write_text(json.dumps(row))
         return 0
     result = compare(args.corpus, args.workers, args.repeats)

@@ -294,12 +294,8 @@ def layout_options(layout: tuple[int, int, int, int]) -> list[str]:
 
 def default_layout() -> tuple[int, int, int, int]:
     opts = ClusterOptions()
-    return (
-        opts.n_workers or os.cpu_count() or 1,
-        opts.threads_per_worker,
-        opts.kiwi_threads,
-        preset("seed-v2").input.partition_size,
-    )
+    workers, kiwi_threads = opts.layout()
+    return workers, opts.threads_per_worker, kiwi_threads, preset("seed-v2").input.partition_size
 
 
 # ---- the report -------------------------------------------------------------------------
@@ -463,10 +459,10 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_nodedup": "dask-prep 1x, no dedup",
             "pipeline_scaled": f"dask-prep {args.scale}x, no dedup",
             "baseline_scaled": f"Pool baseline {args.scale}x",
-            "one_worker": "dask-prep 1x, 1 worker",
+            "one_worker": "dask-prep 1x, 1 worker x 1 Kiwi thread",
             "baseline_fixed": f"Pool baseline, {FIXED_DOCS} docs (fixed costs)",
             "pipeline_fixed": f"dask-prep, {FIXED_DOCS} docs (fixed costs)",
-            "two_workers": "dask-prep 1x, 2 workers",
+            "two_workers": "dask-prep 1x, 2 workers x 1 Kiwi thread",
         }
         # Rows compared by a target run next to each other, so that the load of other users
         # of a shared machine changes as little as possible between them: limit, pipeline,
@@ -487,11 +483,14 @@ def main(argv: list[str] | None = None) -> int:
 
         d_workers = default_layout()[0]
         if "scaling" in sections:
-            bench.attempt(bench.pipeline, names["one_worker"], shards, ["--n-workers", "1"])
-            if d_workers == 2 and names["pipeline"] in bench.rows:
+            # Workers of one core each (one single-threaded Kiwi), so that 2 workers use 2 cores
+            # and 1 worker uses 1, whatever the default layout.
+            one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
+            bench.attempt(bench.pipeline, names["one_worker"], shards, ["--n-workers", "1", *one_core])
+            if default_layout()[:3] == (2, 1, 1) and names["pipeline"] in bench.rows:
                 names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
             else:
-                bench.attempt(bench.pipeline, names["two_workers"], shards, ["--n-workers", "2"])
+                bench.attempt(bench.pipeline, names["two_workers"], shards, ["--n-workers", "2", *one_core])
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
@@ -613,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {work}", file=sys.stderr)
 
 
-DEFAULT_LAYOUTS = ["2x1x1@2000", "2x1x1@500", "1x1x2@2000", "1x2x1@2000", "2x1x2@2000"]
+DEFAULT_LAYOUTS = ["1x1x2@2000", "1x1x2@500", "2x1x1@2000", "2x1x1@500", "2x1x2@2000", "1x2x1@2000"]
 
 
 def _workers_of(options: list[str], default: int) -> int:

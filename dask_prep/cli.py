@@ -47,9 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         "--partition-size", type=int, help="at most N records per partition (default 2000; a small corpus is cut finer)"
     )
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
-    run.add_argument("--n-workers", type=int, help="LocalCluster worker processes (default: cores)")
+    run.add_argument(
+        "--n-workers", type=int, help="LocalCluster worker processes (default: one per 2 cores; see --kiwi-threads)"
+    )
     run.add_argument("--threads-per-worker", type=int, default=1)
-    run.add_argument("--kiwi-threads", type=int, default=1, help="Kiwi's own threads per worker")
+    run.add_argument(
+        "--kiwi-threads",
+        type=int,
+        help="Kiwi's own threads per worker (default: the cores per LocalCluster worker, at most 2; "
+        "1 with --scheduler)",
+    )
     run.add_argument("--memory-limit", default="auto", help="per LocalCluster worker, e.g. 4GiB")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")

@@ -219,10 +219,11 @@ class RecordingKiwi:
     fail alone.
     """
 
-    def __init__(self, kiwi, fail_on: set[str] = frozenset()) -> None:
+    def __init__(self, kiwi, fail_on: set[str] = frozenset(), num_workers: int = 1) -> None:
         self.kiwi = kiwi
         self.fail_on = set(fail_on)
         self.seen: list[str] = []
+        self.num_workers = num_workers  # > 1: the pipeline analyses in batch
 
     def tokenize(self, texts, **kwargs):
         if isinstance(texts, str):
@@ -288,7 +289,8 @@ def test_too_long_text_never_reaches_kiwi(preset_name, kiwi, shard0_lines):
     assert recorder.seen == passed_cheap  # Kiwi saw exactly the documents the cheap rules let through
 
 
-def test_kiwi_exception_rejects_one_document_and_the_partition_goes_on(kiwi, shard0, tmp_path):
+@pytest.mark.parametrize("kiwi_threads", [1, 2], ids=["one-by-one", "batch"])
+def test_kiwi_exception_rejects_one_document_and_the_partition_goes_on(kiwi, shard0, tmp_path, kiwi_threads):
     """A Kiwi failure on one document of a real partition: that one is `analysis_error`."""
     from dask_prep.config import preset
     from dask_prep.output import Layout
@@ -301,12 +303,12 @@ def test_kiwi_exception_rejects_one_document_and_the_partition_goes_on(kiwi, sha
     (spec,) = plan_partitions([file], [150], 150)
 
     clean_dir, faulty_dir = tmp_path / "clean", tmp_path / "faulty"
-    clean = analyse_partition(spec, config, Layout(str(clean_dir)), kiwi=RecordingKiwi(kiwi))
+    clean = analyse_partition(spec, config, Layout(str(clean_dir)), kiwi=RecordingKiwi(kiwi, num_workers=kiwi_threads))
     kept_texts = _candidate_texts(clean_dir)
     assert len(kept_texts) >= 3
     victim_id, victim = sorted(kept_texts.items())[1]  # a document that is kept when Kiwi works
 
-    faulty_kiwi = RecordingKiwi(kiwi, fail_on={victim})
+    faulty_kiwi = RecordingKiwi(kiwi, fail_on={victim}, num_workers=kiwi_threads)
     faulty = analyse_partition(spec, config, Layout(str(faulty_dir)), kiwi=faulty_kiwi)
 
     assert faulty["rejected"]["analysis_error"] == 1

@@ -829,3 +829,22 @@ def test_distributions_merge_the_same_for_any_partitioning():
     assert merged([1, 2, 90, 299]) == expected
     for name in names:
         assert sum(b["count"] for b in expected[name]["histogram"]) == sum(name in d.metrics for d in docs)
+
+
+# ---- the LocalCluster layout ------------------------------------------------------------
+
+
+def test_default_cluster_layout_fills_the_cores():
+    from dask_prep.graph import CORES_PER_WORKER, ClusterOptions
+
+    assert CORES_PER_WORKER == 2
+    assert ClusterOptions().layout(cores=2) == (1, 2)  # the measured winner on 2 cores
+    assert ClusterOptions().layout(cores=16) == (8, 2)
+    assert ClusterOptions().layout(cores=1) == (1, 1)
+    assert ClusterOptions().layout(cores=3) == (1, 2)
+    # Given the workers, each Kiwi takes the cores left to it; given Kiwi threads, the workers follow.
+    assert ClusterOptions(n_workers=2).layout(cores=2) == (2, 1)
+    assert ClusterOptions(n_workers=1).layout(cores=8) == (1, 8)
+    assert ClusterOptions(n_workers=4).layout(cores=2) == (4, 1)
+    assert ClusterOptions(kiwi_threads=1).layout(cores=4) == (4, 1)
+    assert ClusterOptions(n_workers=3, kiwi_threads=5).layout(cores=2) == (3, 5)
