@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,9 +30,22 @@ class TokenizerError(RuntimeError):
     """The tokenizer cannot be loaded or lacks what masking needs."""
 
 
-@functools.lru_cache(maxsize=4)
+_load_lock = threading.Lock()
+
+
 def load_tokenizer(model: str) -> Any:
-    """One tokenizer per process and model (hub name or local directory)."""
+    """One tokenizer per process and model (hub name or local directory).
+
+    Locked: with `--threads-per-worker` > 1 two tasks may ask at once, and importing
+    transformers from two threads at once fails (measured: "cannot import name
+    'AutoTokenizer'" in a 1-worker x 2-thread benchmark run).
+    """
+    with _load_lock:
+        return _load_tokenizer(model)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(model: str) -> Any:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # Kiwi owns the cores
     from transformers import AutoTokenizer
 

@@ -848,3 +848,38 @@ def test_default_cluster_layout_fills_the_cores():
     assert ClusterOptions(n_workers=4).layout(cores=2) == (4, 1)
     assert ClusterOptions(kiwi_threads=1).layout(cores=4) == (4, 1)
     assert ClusterOptions(n_workers=3, kiwi_threads=5).layout(cores=2) == (3, 5)
+
+
+def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
+    """Two task threads of one worker must not import transformers at the same time."""
+    import threading
+    import time
+
+    from dask_prep import tokenization
+
+    inside, most = 0, 0
+    guard = threading.Lock()
+
+    def slow_load(model: str) -> str:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        with guard:
+            inside -= 1
+        return model
+
+    monkeypatch.setattr(tokenization, "_load_tokenizer", slow_load)
+    start = threading.Barrier(4)
+
+    def load() -> None:
+        start.wait()
+        tokenization.load_tokenizer("m")
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
