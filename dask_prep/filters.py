@@ -261,7 +261,7 @@ class FilterChain:
 def kiwi_analyser(kiwi: Any, batch: bool | None = None) -> Any:
     """`analyse(texts)`: one token list per text, or the Exception Kiwi raised for it.
 
-    A Kiwi with one thread (the default: one single-threaded worker process per core)
+    A Kiwi with one thread (`--kiwi-threads 1`, e.g. one worker process per core)
     analyses each text in the calling thread. Its batch mode would add a second thread
     per process; with every core already running a worker, the threads compete for the
     cores (stage 1 of the shared corpus on 2 cores: 80.9 s in batch, 69.5-72.6 s one by

@@ -58,9 +58,9 @@ class ClusterError(RuntimeError):
 
 
 # Cores per LocalCluster worker by default: one worker process per two cores, whose Kiwi
-# analyses each partition in batch on two threads. On the 2-core benchmark machine this
-# beat one single-threaded worker per core by ~5% in wall time and ~12% in CPU time (one
-# Kiwi to build, one set of imports); see benchmarks/README.md.
+# analyses each partition in batch on two threads. On the 2-core benchmark machine this was
+# as fast as one single-threaded worker per core (within the host's noise) with ~10% less
+# CPU and half the memory (one Kiwi to build, one set of imports); benchmarks/README.md.
 CORES_PER_WORKER = 2
 
 
