@@ -112,7 +112,8 @@ def run_dask_prep(corpus: str) -> dict[str, Any]:
 
     files = corpus_files(corpus)
     start = time.perf_counter()
-    client = start_client(ClusterOptions(dashboard_address=":0"))
+    options = ClusterOptions(dashboard_address=":0")
+    client = start_client(options)
     try:
         ready = time.perf_counter()
         reasons = dict(Pipeline(files, quality_config()).judged(duplicates={}).map(_reason).frequencies().compute())
@@ -126,7 +127,7 @@ def run_dask_prep(corpus: str) -> dict[str, Any]:
     kept = reasons.pop("kept", 0)
     return {
         "side": "dask_prep",
-        "layout": "{} worker(s) x {} Kiwi thread(s)".format(*ClusterOptions().layout()),
+        "layout": "{} worker(s) x {} Kiwi thread(s)".format(*options.layout()),
         "docs": docs,
         "kept": kept,
         "seconds": end - start,

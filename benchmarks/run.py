@@ -481,13 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         if "baseline" in sections:
             bench.attempt(bench.baseline, names["baseline"], shards)
 
-        d_workers = default_layout()[0]
+        default = default_layout()
+        d_workers = default[0]
         if "scaling" in sections:
             # Workers of one core each (one single-threaded Kiwi), so that 2 workers use 2 cores
             # and 1 worker uses 1, whatever the default layout.
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
             bench.attempt(bench.pipeline, names["one_worker"], shards, ["--n-workers", "1", *one_core])
-            if default_layout()[:3] == (2, 1, 1) and names["pipeline"] in bench.rows:
+            if default[:3] == (2, 1, 1) and names["pipeline"] in bench.rows:
                 names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
             else:
                 bench.attempt(bench.pipeline, names["two_workers"], shards, ["--n-workers", "2", *one_core])
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in specs:
                 layout = parse_layout(spec)
                 name = f"layout {spec}"
-                if layout == default_layout() and names["pipeline"] in bench.rows:
+                if layout == default and names["pipeline"] in bench.rows:
                     row = bench.rows[names["pipeline"]]
                 else:
                     row = bench.attempt(bench.pipeline, name, shards, layout_options(layout))

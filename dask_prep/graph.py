@@ -97,8 +97,8 @@ def start_client(options: ClusterOptions) -> Any:
     """A client on a running scheduler or on a new LocalCluster of worker processes."""
     from distributed import Client, LocalCluster
 
-    kiwi_threads = options.kiwi_threads or 1
     if options.scheduler:
+        kiwi_threads = options.kiwi_threads or 1  # the workers' cores are not known here
         try:
             client = Client(options.scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:

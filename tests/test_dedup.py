@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -20,11 +19,11 @@ def test_fingerprint_ignores_nfkc_and_whitespace_differences() -> None:
 @pytest.fixture(scope="module")
 def corpus_with_copies(tmp_path_factory, shard0):
     """300 real documents, plus a second file holding 20 exact and 20 whitespace-variant copies."""
-    import zstandard
+    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
-    with open(shard0, "rb") as handle:
-        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(handle), encoding="utf-8")
-        records = [json.loads(line) for _, line in zip(range(300), reader, strict=False)]
+    files = resolve_inputs([str(shard0)])
+    docs, _ = read_partition(plan_partitions(files, [scan_file(files[0]).records], 300)[0], "text", "id")
+    records = [{"id": d.doc_id, "text": d.text} for d in docs]
     kept_length = [r for r in records if 800 <= len(r["text"]) <= 2500]
     copies = []
     for i, record in enumerate(kept_length[:40]):
