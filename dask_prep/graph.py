@@ -14,14 +14,17 @@ Each stage can be run on its own for inspection (`Pipeline.documents()`,
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask
 import dask.bag as db
+from distributed import WorkerPlugin
 
 from dask_prep.config import Config
 from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
@@ -118,8 +121,40 @@ def start_client(options: ClusterOptions) -> Any:
             **options.extra,
         )
         client = Client(cluster)
+        client.register_plugin(QuietWorkerShutdown())
     register_kiwi(client, kiwi_threads)
     return client
+
+
+class _HeartbeatCutByClose(logging.Filter):
+    """Drops the heartbeat error of a worker whose own shutdown cut that heartbeat off."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self._worker = weakref.ref(worker)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from distributed.core import Status
+
+        worker = self._worker()
+        closing = worker is None or worker.status in (Status.closing, Status.closed, Status.failed)
+        return not (closing and record.getMessage().startswith("Failed to communicate with scheduler during heartbeat"))
+
+
+class QuietWorkerShutdown(WorkerPlugin):
+    """No heartbeat tracebacks from the workers of a LocalCluster while it closes.
+
+    A worker's close tears down its connections while a heartbeat may be in flight, and
+    distributed logs that at ERROR with a traceback (dask/distributed#7891): after a clean
+    finish or Ctrl-C, a user would see errors that are not errors. Only that message, and
+    only once the worker is closing, is dropped; every other log line is left alone.
+    """
+
+    name = "dask-prep-quiet-shutdown"
+
+    def setup(self, worker: Any) -> None:
+        # Not removed in teardown(): the worker's plugins are torn down before its connections close.
+        logging.getLogger("distributed.worker").addFilter(_HeartbeatCutByClose(worker))
 
 
 def register_kiwi(client: Any, kiwi_threads: int = 1) -> None:

@@ -850,6 +850,45 @@ def test_default_cluster_layout_fills_the_cores():
     assert ClusterOptions(n_workers=3, kiwi_threads=5).layout(cores=2) == (3, 5)
 
 
+def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
+    """distributed logs a heartbeat cut off by the worker's own close as an ERROR traceback."""
+    import logging
+
+    from distributed.core import Status
+
+    from dask_prep.graph import QuietWorkerShutdown
+
+    class StandInWorker:  # only its status is read
+        status = Status.running
+
+    worker = StandInWorker()
+    logger = logging.getLogger("distributed.worker")
+    before = list(logger.filters)
+    QuietWorkerShutdown().setup(worker)
+    try:
+
+        def heartbeat_fails() -> None:
+            try:
+                raise OSError("Stream is closed")
+            except OSError:
+                logger.exception("Failed to communicate with scheduler during heartbeat.")
+
+        with caplog.at_level(logging.INFO, logger="distributed.worker"):
+            heartbeat_fails()  # a running worker: a real failure, kept
+            worker.status = Status.closing
+            heartbeat_fails()  # its own close cut it off: dropped
+            logger.error("Worker stream died during communication")  # anything else: kept
+            worker.status = Status.closed
+            heartbeat_fails()
+        messages = [r.getMessage() for r in caplog.records if r.name == "distributed.worker"]
+        assert messages == [
+            "Failed to communicate with scheduler during heartbeat.",
+            "Worker stream died during communication",
+        ]
+    finally:
+        logger.filters[:] = before
+
+
 def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
     """Two task threads of one worker must not import transformers at the same time."""
     import threading
