@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 from dask_prep.config import PRESETS, Config, ConfigError, preset
@@ -117,8 +118,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dask_prep.graph import ClusterOptions, Pipeline, start_client
+    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
     from dask_prep.report import TqdmProgress, summary_lines
+    from dask_prep.report_html import warm_up_plotting, write_html_report
 
     config = config_from_args(args)
     options = ClusterOptions(
@@ -129,13 +131,19 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
     )
     pipeline = Pipeline(args.inputs, config, args.output_dir)
-    # Bad inputs, model, output dir or resume state: fail before starting a cluster.
-    pipeline.check(overwrite=args.overwrite, resume=args.resume)
-    if args.quiet or not sys.stderr.isatty():
-        import datasets
+    # Bad inputs, output dir or resume state: fail before starting a cluster.
+    pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 
-        datasets.disable_progress_bars()  # no bar lines in CI logs
-    client = start_client(options)
+    def client_start_up() -> None:
+        pipeline.tokenizer()  # a bad model fails here, and the cluster is closed again
+        if args.quiet or not sys.stderr.isatty():
+            import datasets
+
+            datasets.disable_progress_bars()  # no bar lines in CI logs
+        warm_up_plotting()
+
+    client = start_client(options, meanwhile=client_start_up)
+    closing = None
     try:
         if not args.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
@@ -144,7 +152,12 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=TqdmProgress(disable=True if args.quiet else None),
             strict=args.strict,
+            html=False,
         )
+        # The cluster is not needed for report.html (plots, ~2-3 s): it shuts down meanwhile.
+        closing = threading.Thread(target=stop_client, args=(client, options), name="dask-prep-stop")
+        closing.start()
+        write_html_report(report, args.output_dir)
     except KeyboardInterrupt:
         print(
             f"dask-prep: interrupted; finished partitions are kept in {args.output_dir}. "
@@ -153,10 +166,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 130
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and options.scheduler is None:
-            cluster.close()
+        if closing is None:
+            stop_client(client, options)
+        else:
+            closing.join()
     print("\n".join(summary_lines(report)))
     print(f"dataset: {report['dataset']}")
     print(f"report:  {args.output_dir}/report.json")

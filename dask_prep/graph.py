@@ -19,6 +19,8 @@ import operator
 import os
 import time
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +55,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import load_tokenizer
+from dask_prep.tokenization import PortableTokenizer
 
 
 class ClusterError(RuntimeError):
@@ -96,8 +98,36 @@ class ClusterOptions:
         return max(1, cores // kiwi_threads), kiwi_threads
 
 
-def start_client(options: ClusterOptions) -> Any:
-    """A client on a running scheduler or on a new LocalCluster of worker processes."""
+def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = None) -> Any:
+    """A client on a running scheduler or on a new LocalCluster of worker processes.
+
+    `meanwhile()` runs in the calling thread while the cluster starts and its workers build
+    Kiwi (~5 s, during which a LocalCluster's worker leaves a core idle): the client's own
+    start-up (loading the tokenizer, imports) fits there. If it raises, the client and its
+    cluster are closed before the error goes on.
+    """
+    if meanwhile is None:
+        return _start_client(options)
+    with ThreadPoolExecutor(1, thread_name_prefix="dask-prep-start") as pool:
+        starting = pool.submit(_start_client, options)
+        try:
+            meanwhile()
+            return starting.result()
+        except BaseException:
+            if starting.exception() is None:  # waits for the start; Ctrl-C again abandons it
+                stop_client(starting.result(), options)
+            raise
+
+
+def stop_client(client: Any, options: ClusterOptions) -> None:
+    """Close the client, and the cluster if `start_client` started it."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None and options.scheduler is None:
+        cluster.close()
+
+
+def _start_client(options: ClusterOptions) -> Any:
     from distributed import Client, LocalCluster
 
     if options.scheduler:
@@ -187,10 +217,17 @@ def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplica
     return results
 
 
-def _tokenize(specs: list[PartitionSpec], config: Config, layout: Layout, thresholds: dict, reuse: bool) -> list:
+def _tokenize(
+    specs: list[PartitionSpec],
+    config: Config,
+    layout: Layout,
+    thresholds: dict,
+    tokenizer: PortableTokenizer,
+    reuse: bool,
+) -> list:
     results = []
     for spec in specs:
-        stats = tokenize_partition(spec.index, config, layout, thresholds, reuse=reuse)
+        stats = tokenize_partition(spec.index, config, layout, thresholds, tokenizer=tokenizer, reuse=reuse)
         results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
     return results
 
@@ -257,6 +294,7 @@ class Pipeline:
         self.output_dir = os.path.abspath(output_dir) if output_dir is not None else None
         self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
+        self._tokenizer: PortableTokenizer | None = None
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
 
@@ -289,6 +327,12 @@ class Pipeline:
                 min_partitions=1 if partition_size else PARTITIONS_PER_THREAD * _total_threads(),
             )
         return self._specs
+
+    def tokenizer(self) -> PortableTokenizer:
+        """The tokenizer, loaded and checked once here; the workers get it from this process."""
+        if self._tokenizer is None:
+            self._tokenizer = PortableTokenizer.load(self.config.tokenize.model)
+        return self._tokenizer
 
     def documents(self) -> db.Bag:
         """Every input record as a `Document` (malformed ones carry their reason)."""
@@ -325,12 +369,16 @@ class Pipeline:
 
     def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
-        return _partition_bag(self.partitions()).map_partitions(_tokenize, self.config, self.layout, thresholds, reuse)
+        tokenizer = dask.delayed(self.tokenizer(), pure=True)  # sent once to each worker
+        return _partition_bag(self.partitions()).map_partitions(
+            _tokenize, self.config, self.layout, thresholds, tokenizer, reuse
+        )
 
-    def check(self, *, overwrite: bool = False, resume: bool = False) -> None:
-        """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume."""
+    def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
+        """Fail fast, before any cluster work, on inputs, tokenizer (unless told not to), output dir or resume."""
         self.files()
-        load_tokenizer(self.config.tokenize.model)
+        if tokenizer:
+            self.tokenizer()
         if self.output_dir is None:
             return
         if resume:
@@ -339,12 +387,20 @@ class Pipeline:
             check_output_dir(self.output_dir, overwrite=overwrite)
 
     def run(
-        self, *, overwrite: bool = False, resume: bool = False, progress: Progress | None = None, strict: bool = False
+        self,
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        progress: Progress | None = None,
+        strict: bool = False,
+        html: bool = True,
     ) -> dict:
         """Everything, on the active Dask client or the default scheduler; returns the report.
 
         With `strict`, bad input (damaged or empty files, malformed lines) raises
         `BadInputError` as soon as it is known: after the scan, or after stage 1.
+        With `html=False` report.html is left to the caller (`write_html_report`), e.g. to
+        draw it while the cluster shuts down; report.json is always written.
         """
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
@@ -397,7 +453,8 @@ class Pipeline:
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
         write_report(report, layout.root)
-        write_html_report(report, layout.root)
+        if html:
+            write_html_report(report, layout.root)
         return report
 
 

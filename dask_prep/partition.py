@@ -33,7 +33,7 @@ from dask_prep.filters import FilterChain, kiwi_analyser, measured_distributions
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionSpec, read_partition
-from dask_prep.tokenization import ExampleTokenizer
+from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer
 
 CANDIDATE_SCHEMA = pa.schema(
     [
@@ -224,15 +224,24 @@ def thresholds_digest(thresholds: dict[str, int]) -> str:
 
 
 def tokenize_partition(
-    index: int, config: Config, layout: Layout, thresholds: dict[str, int], *, reuse: bool = False
+    index: int,
+    config: Config,
+    layout: Layout,
+    thresholds: dict[str, int],
+    *,
+    tokenizer: PortableTokenizer | None = None,
+    reuse: bool = False,
 ) -> dict:
-    """Stage 2 for one partition: cap, tokenize, write the output part."""
+    """Stage 2 for one partition: cap, tokenize, write the output part.
+
+    `tokenizer` is the one the client checked; None loads `config.tokenize.model` here.
+    """
     digest = thresholds_digest(thresholds)
     if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
         if done.get("thresholds") == digest:  # the cap decided the same; the part is valid
             return done
     t0 = time.perf_counter()
-    encoder = ExampleTokenizer(config.tokenize)
+    encoder = ExampleTokenizer(config.tokenize, tokenizer)
     dropped: dict[str, int] = {}
     pairs = list(iter_candidates(layout.part("candidates", index), thresholds))
     written = write_atomically(encoder.encode(pairs, dropped), encoder.schema, layout.part("examples", index))

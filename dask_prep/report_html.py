@@ -221,6 +221,11 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
 # ---- figures --------------------------------------------------------------------------
 
 
+def warm_up_plotting() -> None:
+    """Import matplotlib and load its fonts now (~1 s), e.g. while a cluster starts."""
+    figure_png(_figure(1, 1))
+
+
 def _figure(width: float, height: float) -> Figure:
     # Imported here: graph.py imports this module, and workers need no matplotlib.
     from matplotlib.figure import Figure

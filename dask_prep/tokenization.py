@@ -1,7 +1,10 @@
 """Tokenization: masked texts → model inputs, with both mentions inside the window.
 
-Works with any Hugging Face fast tokenizer. Each example's masked text is tokenized as a
-whole (so the ids equal `tokenizer(masked_text)` for documents that fit); token offsets
+Works with any Hugging Face fast tokenizer. The client loads it with transformers once and
+checks it; workers get a `PortableTokenizer` (its `tokenizers` backend as JSON and the
+special tokens) and rebuild the backend in milliseconds, without importing transformers.
+Each example's masked text is tokenized as a whole (so the ids equal
+`tokenizer(masked_text)` for documents that fit); token offsets
 locate the masked span and the antecedent. A document longer than `seq_len` tokens gets a
 window that contains both, or the example is dropped under reason `window`: a mask is
 never truncated away. Examples whose antecedent or target the vocabulary cannot spell
@@ -16,6 +19,7 @@ import functools
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -46,7 +50,6 @@ def load_tokenizer(model: str) -> Any:
 
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(model: str) -> Any:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # Kiwi owns the cores
     from transformers import AutoTokenizer
 
     if model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
@@ -69,6 +72,56 @@ def _load_tokenizer(model: str) -> Any:
     if tokenizer.mask_token is None:
         raise TokenizerError(f"{model!r} has no mask token; a masked-LM tokenizer is needed")
     return tokenizer
+
+
+@dataclass(frozen=True)
+class PortableTokenizer:
+    """What encoding needs of a fast tokenizer, small enough to send to every worker.
+
+    transformers' fast tokenizers encode with their `tokenizers` backend; the rest of what
+    masking needs is the special tokens. Rebuilding the backend from JSON takes ~0.1 s,
+    where importing transformers and loading the tokenizer takes 2-3 s and ~100 MB in every
+    worker at the start of stage 2.
+    """
+
+    backend_json: str
+    mask_token: str
+    mask_token_id: int
+    unk_token_id: int | None
+    pad_token_id: int
+    with_token_type_ids: bool
+    split_special_tokens: bool = False
+
+    @classmethod
+    def load(cls, model: str) -> PortableTokenizer:
+        """Load and check `model` (hub name or directory) with transformers."""
+        tok = load_tokenizer(model)
+        return cls(
+            backend_json=tok.backend_tokenizer.to_str(),
+            mask_token=tok.mask_token,
+            mask_token_id=tok.mask_token_id,
+            unk_token_id=tok.unk_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+            with_token_type_ids="token_type_ids" in tok.model_input_names,
+            split_special_tokens=bool(getattr(tok, "split_special_tokens", False)),
+        )
+
+    def backend(self) -> Any:
+        """The `tokenizers.Tokenizer`, built once per process."""
+        return _backend(self.backend_json, self.split_special_tokens)
+
+
+@functools.lru_cache(maxsize=4)
+def _backend(backend_json: str, split_special_tokens: bool) -> Any:
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(backend_json)
+    # As transformers sets it for `tokenizer(text)`: no truncation or padding (windowing is
+    # ours), special tokens in the text recognised as such.
+    backend.no_truncation()
+    backend.no_padding()
+    backend.encode_special_tokens = split_special_tokens
+    return backend
 
 
 def output_schema(with_token_type_ids: bool) -> pa.Schema:
@@ -99,19 +152,21 @@ def output_schema(with_token_type_ids: bool) -> pa.Schema:
 class ExampleTokenizer:
     """Turns (document text, candidate) pairs into rows of the output schema."""
 
-    def __init__(self, config: TokenizeConfig, batch_size: int = 64) -> None:
+    def __init__(
+        self, config: TokenizeConfig, tokenizer: PortableTokenizer | None = None, batch_size: int = 64
+    ) -> None:
+        """`tokenizer`: the checked tokenizer from the client; None loads `config.model` here."""
         self.config = config
-        self.tokenizer = load_tokenizer(config.model)
+        self.tokenizer = tokenizer or PortableTokenizer.load(config.model)
+        self.backend = self.tokenizer.backend()
         self.batch_size = batch_size
-        tok = self.tokenizer
-        self.with_token_type_ids = "token_type_ids" in tok.model_input_names
+        self.with_token_type_ids = self.tokenizer.with_token_type_ids
         self.schema = output_schema(self.with_token_type_ids)
-        self.mask_id = tok.mask_token_id
-        self.unk_id = tok.unk_token_id
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.mask_id = self.tokenizer.mask_token_id
+        self.unk_id = self.tokenizer.unk_token_id
+        self.pad_id = self.tokenizer.pad_token_id
         # The special tokens a single sequence gets around its content (e.g. [CLS] … [SEP]).
-        probe = tok("가", add_special_tokens=True, return_special_tokens_mask=True)
-        marks = probe["special_tokens_mask"]
+        marks = self.backend.encode("가", add_special_tokens=True).special_tokens_mask
         self.n_prefix = next(i for i, m in enumerate(marks) if not m)
         self.n_suffix = len(marks) - 1 - max(i for i, m in enumerate(marks) if not m)
         self.content_len = config.seq_len - self.n_prefix - self.n_suffix
@@ -120,7 +175,7 @@ class ExampleTokenizer:
     def target_ids(self, target: str) -> list[int]:
         ids = self._target_ids.get(target)
         if ids is None:
-            ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+            ids = self.backend.encode(target, add_special_tokens=False).ids
             if len(self._target_ids) < 100_000:
                 self._target_ids[target] = ids
         return ids
@@ -142,22 +197,10 @@ class ExampleTokenizer:
 
     def _encode_batch(self, batch: list[tuple[str, Candidate]], dropped: dict[str, int]) -> pa.RecordBatch:
         masked = [self.masked_text(text, c) for text, c in batch]
-        enc = self.tokenizer(
-            [m for m, _ in masked],
-            add_special_tokens=True,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=self.with_token_type_ids,
-        )
+        encodings = self.backend.encode_batch([m for m, _ in masked], add_special_tokens=True)
         rows = []
-        for i, ((_, c), (_, k)) in enumerate(zip(batch, masked, strict=True)):
-            row = self._example(
-                c,
-                k,
-                enc["input_ids"][i],
-                enc["offset_mapping"][i],
-                enc["token_type_ids"][i] if self.with_token_type_ids else None,
-            )
+        for (_, c), (_, k), enc in zip(batch, masked, encodings, strict=True):
+            row = self._example(c, k, enc.ids, enc.offsets, enc.type_ids if self.with_token_type_ids else None)
             if isinstance(row, str):
                 dropped[row] = dropped.get(row, 0) + 1
             else:
