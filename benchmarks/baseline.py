@@ -3,8 +3,9 @@
 Its structure follows the script the project started from, not dask_prep's:
 - a `multiprocessing.Pool` with one process per core, each building its Kiwi in the
   `initializer`;
-- the main process reads the whole corpus into a list and feeds
-  `imap_unordered(quality_check_worker, ..., chunksize=500)`;
+- the main process reads the whole corpus into a list, drops exact duplicates in memory
+  (the rules' dedup: same fingerprint, the smallest doc id kept; off with `--no-dedup`) and
+  feeds `imap_unordered(quality_check_worker, ..., chunksize=500)`;
 - every result is collected in a list in memory, and examples are built from it with a
   sequential `Counter` cap (first come, first kept);
 - the examples are tokenized padded to `max_length` (on the same Pool, as the old
@@ -29,6 +30,7 @@ from collections import Counter
 from typing import Any
 
 from dask_prep.config import Config, preset
+from dask_prep.dedup import fingerprint
 from dask_prep.examples import Candidate, build_candidates, find_repeated_entities
 from dask_prep.filters import FilterChain
 from dask_prep.reading import Document, parse_line, resolve_inputs
@@ -107,6 +109,17 @@ def read_corpus(
     return raw_texts, malformed
 
 
+def drop_duplicates(raw_texts: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
+    """The rules' exact dedup done the old way, in memory: (survivors in order, duplicates)."""
+    keys = [fingerprint(text) for _, text in raw_texts]
+    survivor: dict[int, str] = {}
+    for (doc_id, _), key in zip(raw_texts, keys, strict=True):
+        if key not in survivor or doc_id < survivor[key]:
+            survivor[key] = doc_id
+    kept = [item for item, key in zip(raw_texts, keys, strict=True) if survivor[key] == item[0]]
+    return kept, len(raw_texts) - len(kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("inputs", nargs="+")
@@ -117,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-entity-freq", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-samples", type=int, help="read only the first N records (fixed-cost runs)")
+    parser.add_argument("--no-dedup", dest="dedup", action="store_false", help="keep exact duplicates")
     args = parser.parse_args(argv)
 
     from multiprocessing import Pool
@@ -135,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         raw_texts, malformed = read_corpus(args.inputs, config, args.max_samples)
         seconds["read"] = time.perf_counter() - t
+        read = len(raw_texts) + malformed
+        rejected: Counter = Counter()
+        if args.dedup:
+            t = time.perf_counter()
+            raw_texts, rejected["duplicate"] = drop_duplicates(raw_texts)
+            seconds["dedup"] = time.perf_counter() - t
 
         t = time.perf_counter()
         results = []
-        rejected: Counter = Counter()
         analysed_chars = analysed_docs = 0
         for doc_id, text, entities, reason, chars in pool.imap_unordered(
             quality_check_worker, raw_texts, chunksize=CHUNKSIZE
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds["total"] = time.perf_counter() - t_start
 
     result = {
-        "read": len(raw_texts) + malformed,
+        "read": read,
         "malformed": malformed,
         "rejected": dict(rejected.most_common()),
         "kept": len(results),

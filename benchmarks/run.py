@@ -362,6 +362,23 @@ def targets(
     return out
 
 
+def median_row(runs: list[Row]) -> Row:
+    """The run with the median wall time (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r.wall)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def repeats_text(repeats: dict[str, list[str]], rows: dict[str, Row], chosen: dict[str, Row],
+                 names: dict[str, str]) -> str:
+    lines = []
+    for role, repeat_names in repeats.items():
+        walls = [f"{rows[n].wall:.1f}" for n in repeat_names if n in rows]
+        if len(walls) > 1 and names[role] in chosen:
+            lines.append(f"  {names[role]}: wall s in run order {', '.join(walls)}; "
+                         f"median {chosen[names[role]].wall:.1f}")
+    return "\n".join(lines)
+
+
 def targets_text(results: list[dict]) -> str:
     lines = []
     for t in results:
@@ -417,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=4, help="copies of the corpus for the memory runs")
     parser.add_argument("--max-shards", type=int, help="use only the first N shards (for quick checks)")
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"sections: {','.join(SECTIONS)}")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternating runs of each compared pair (pipeline/baseline, 1/2 workers); median used")
     parser.add_argument("--layouts", default="", help="e.g. 2x1x1@2000,2x1x1@500,1x1x2@2000 (adds 'layouts')")
     parser.add_argument("--limit-modes", default="processes,threads", help="processes,threads")
     parser.add_argument("--work-dir", help="scratch directory (default: a new temp dir, removed at the end)")
@@ -471,15 +490,26 @@ def main(argv: list[str] | None = None) -> int:
         modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
         if modes:
             limit_rows.append(bench.attempt(bench.limit, texts_path, modes[0], cores, kiwi_set.read))
-        if "pipeline" in sections:
-            if bench.attempt(bench.pipeline, names["pipeline"], shards):
-                check_kiwi_set(bench.rows[names["pipeline"]], kiwi_set)
+        # Each compared pair runs --repeat times, alternating (A B A B ...), and the targets
+        # use each side's median run: on a shared host one sequence drifts by 10-15 %.
+        repeats: dict[str, list[str]] = {}
+
+        def repeated(role: str, k: int) -> str:
+            name = names[role] if k == 0 else f"{names[role]} #{k + 1}"
+            repeats.setdefault(role, []).append(name)
+            return name
+
+        for k in range(args.repeat):
+            if "pipeline" in sections:
+                name = repeated("pipeline", k)
+                if bench.attempt(bench.pipeline, name, shards) and k == 0:
+                    check_kiwi_set(bench.rows[name], kiwi_set)
+            if "baseline" in sections:
+                bench.attempt(bench.baseline, repeated("baseline", k), shards)
         for mode in modes[1:]:
             limit_rows.append(bench.attempt(bench.limit, texts_path, mode, cores, kiwi_set.read))
         limit_rows = [r for r in limit_rows if r is not None]
         limit = max((r.chars_per_s for r in limit_rows), default=None)
-        if "baseline" in sections:
-            bench.attempt(bench.baseline, names["baseline"], shards)
 
         default = default_layout()
         d_workers = default[0]
@@ -487,11 +517,9 @@ def main(argv: list[str] | None = None) -> int:
             # Workers of one core each (one single-threaded Kiwi), so that 2 workers use 2 cores
             # and 1 worker uses 1, whatever the default layout.
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
-            bench.attempt(bench.pipeline, names["one_worker"], shards, ["--n-workers", "1", *one_core])
-            if default[:3] == (2, 1, 1) and names["pipeline"] in bench.rows:
-                names["two_workers"] = names["pipeline"]  # the default run is the 2-worker run
-            else:
-                bench.attempt(bench.pipeline, names["two_workers"], shards, ["--n-workers", "2", *one_core])
+            for k in range(args.repeat):
+                bench.attempt(bench.pipeline, repeated("one_worker", k), shards, ["--n-workers", "1", *one_core])
+                bench.attempt(bench.pipeline, repeated("two_workers", k), shards, ["--n-workers", "2", *one_core])
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
@@ -502,10 +530,10 @@ def main(argv: list[str] | None = None) -> int:
             scaled = work / f"corpus-{args.scale}x"
             bench.log(f"writing the {args.scale}x corpus to {scaled}")
             write_scaled_corpus_from(shards, str(scaled), args.scale)
-            bench.attempt(bench.baseline, names["baseline_scaled"], [str(scaled)])
-            # The copies have new ids but the same texts, so with dedup on the pipeline would
-            # reject 3 of every 4 as duplicates: the memory pair runs without dedup, as the
-            # baseline does, so both do N times the work.
+            bench.attempt(bench.baseline, names["baseline_scaled"], [str(scaled)], ["--no-dedup"])
+            # The copies have new ids but the same texts: with dedup on, both designs would
+            # reject 3 of every 4 as duplicates. The memory runs are without dedup, so both do
+            # N times the work (the 1x corpus has no duplicates: dedup on or off, same work).
             bench.attempt(bench.pipeline, names["pipeline_nodedup"], shards, ["--no-dedup"])
             bench.attempt(bench.pipeline, names["pipeline_scaled"], [str(scaled)], ["--no-dedup"])
 
@@ -546,8 +574,13 @@ def main(argv: list[str] | None = None) -> int:
                   if n in bench.rows]
         order = list(dict.fromkeys(order))  # the 2-worker row may be the default row
         order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]
-        base = bench.rows.get(names["baseline"])
-        results = targets(bench.rows, limit, names, args.scale, fineweb)
+        chosen = dict(bench.rows)  # a repeated row's name -> that side's median run
+        for role, repeat_names in repeats.items():
+            runs = [bench.rows[n] for n in repeat_names if n in bench.rows]
+            if runs:
+                chosen[names[role]] = median_row(runs)
+        base = chosen.get(names["baseline"])
+        results = targets(chosen, limit, names, args.scale, fineweb)
         growth = {}
         for small, big in (("baseline", "baseline_scaled"), ("pipeline_nodedup", "pipeline_scaled")):
             if names[small] in bench.rows and names[big] in bench.rows:
@@ -567,8 +600,10 @@ def main(argv: list[str] | None = None) -> int:
             "'x limit' = stage chars/s / limit; 'x Pool' = docs/s / Pool baseline 1x docs/s; "
             "load = 1-min load average around the run.",
             "",
-            "Targets:",
+            f"Targets (each compared side: the median of {args.repeat} alternating runs):"
+            if args.repeat > 1 else "Targets:",
             targets_text(results),
+            repeats_text(repeats, bench.rows, chosen, names),
             "",
             "Diagnostics:",
             diagnostics(order + [r for r in layout_rows if r not in order], growth),

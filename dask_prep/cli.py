@@ -205,4 +205,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> Any:
-    sys.exit(main())
+    code = main()
+    # Everything is written and closed by now. Python's own teardown of the modules loaded
+    # (transformers, datasets, distributed, matplotlib) would take another 1-1.3 s
+    # (measured), so the command ends here, once logs and output are flushed.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
