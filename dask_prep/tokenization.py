@@ -49,14 +49,19 @@ def load_tokenizer(model: str) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
-
+def check_model_path(model: str) -> None:
+    """A model given as a path must be a directory; cheap, so it runs before anything starts."""
     if model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
         raise TokenizerError(
             f"cannot load tokenizer {model!r}: no such directory. Pass a directory holding the tokenizer "
             "files (tokenizer_config.json, vocab), or a hub name such as kakaobank/kf-deberta-base"
         )
+
+
+def _load_tokenizer(model: str) -> Any:
+    check_model_path(model)
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except Exception as exc:
