@@ -261,10 +261,9 @@ def _without_summary(stats: dict) -> dict:
     return {k: v for k, v in stats.items() if k != "summary"}
 
 
-# Enough partitions per worker thread that the last ones finish close together: Kiwi's
-# share of a partition varies. With 4 per thread, two 1-core workers on the benchmark corpus
-# (8 partitions of ~1,700 documents) filtered for 71.7 s each on average, the stage took 76.3 s.
-PARTITIONS_PER_THREAD = 8
+# Enough partitions per worker thread that the last ones finish close together. (8 per
+# thread was measured too: no better on the benchmark's 2-worker runs; benchmarks/README.md.)
+PARTITIONS_PER_THREAD = 4
 
 
 def _total_threads() -> int:
