@@ -48,7 +48,6 @@ def load_tokenizer(model: str) -> Any:
         return _load_tokenizer(model)
 
 
-@functools.lru_cache(maxsize=4)
 def check_model_path(model: str) -> None:
     """A model given as a path must be a directory; cheap, so it runs before anything starts."""
     if model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
@@ -58,6 +57,7 @@ def check_model_path(model: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4)
 def _load_tokenizer(model: str) -> Any:
     check_model_path(model)
     from transformers import AutoTokenizer

@@ -889,6 +889,22 @@ def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
         logger.filters[:] = before
 
 
+def test_tokenizer_is_loaded_once_per_process_and_the_portable_one_encodes_the_same():
+    from dask_prep.tokenization import PortableTokenizer, load_tokenizer
+
+    model = str(SAMPLE_TOKENIZER)
+    hf = load_tokenizer(model)
+    assert load_tokenizer(model) is hf  # cached: the report and the check do not reload it
+    portable = PortableTokenizer.load(model)
+    assert PortableTokenizer.load(model).backend() is portable.backend()
+    texts = [f"서울은 대한민국의 수도이다. {hf.mask_token}는 한강을 끼고 있다.", "세종대왕은 한글을 만들었다."]
+    expected = hf(texts, return_offsets_mapping=True)
+    encodings = portable.backend().encode_batch(texts, add_special_tokens=True)
+    assert [e.ids for e in encodings] == expected["input_ids"]
+    assert [e.offsets for e in encodings] == [[tuple(o) for o in offs] for offs in expected["offset_mapping"]]
+    assert portable.mask_token_id == hf.mask_token_id and portable.unk_token_id == hf.unk_token_id
+
+
 def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
     """Two task threads of one worker must not import transformers at the same time."""
     import threading
