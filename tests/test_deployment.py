@@ -22,8 +22,11 @@ import pytest
 from conftest import needs_shared
 
 PLUGIN_NAME = "dask-prep-kiwi"
-MAX_SAMPLES = 1000
-PARTITION_SIZE = 50  # 20 partitions: enough tasks for a worker that joins late
+# 60 partitions over two shards: the run must outlast a late worker's start (~2 s) and Kiwi
+# build (~5 s). With 1,000 documents, once stage 2 no longer loaded transformers on every
+# worker, the run sometimes ended before the late worker was ready.
+MAX_SAMPLES = 3000
+PARTITION_SIZE = 50
 
 
 def _script(name: str) -> str:
@@ -131,6 +134,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
         has_kiwi = getattr(plugin, "kiwi", None) is not None
         return {"plugin": plugin is not None, "kiwi": has_kiwi, "builds": kiwi_setup.builds}
 
+    inputs = [str(shard0), str(shard0.with_name("00001.jsonl.zst"))]
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = spawn(
         [
@@ -160,7 +164,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
             [
                 _script("dask-prep"),
                 "run",
-                str(shard0),
+                *inputs,
                 "--model",
                 str(tokenizer_dir),
                 "--max-samples",
@@ -215,7 +219,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     config.input.max_samples = MAX_SAMPLES
     config.input.partition_size = PARTITION_SIZE
     with client.as_current():
-        local = Pipeline([str(shard0)], config, str(tmp_path / "local")).run()
+        local = Pipeline(inputs, config, str(tmp_path / "local")).run()
     local_report = json.loads((tmp_path / "local" / "report.json").read_text(encoding="utf-8"))
     for key in ("documents", "rejected", "examples", "entities"):
         assert report[key] == local_report[key], key
