@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Any
 
 from dask_prep.config import Config, preset
-from dask_prep.dedup import fingerprint
+from dask_prep.dedup import fingerprint, first_of_repeated
 from dask_prep.examples import Candidate, build_candidates, find_repeated_entities
 from dask_prep.filters import FilterChain
 from dask_prep.reading import Document, parse_line, resolve_inputs
@@ -110,13 +110,17 @@ def read_corpus(
 
 
 def drop_duplicates(raw_texts: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
-    """The rules' exact dedup done the old way, in memory: (survivors in order, duplicates)."""
+    """The rules' exact dedup done the old way, in memory: (survivors in order, duplicates).
+
+    The same fingerprint and the same survivor (`first_of_repeated`) as the pipeline's
+    dedup, over one dict instead of a shuffle.
+    """
     keys = [fingerprint(text) for _, text in raw_texts]
-    survivor: dict[int, str] = {}
+    groups: dict[int, list[tuple[int, str]]] = {}
     for (doc_id, _), key in zip(raw_texts, keys, strict=True):
-        if key not in survivor or doc_id < survivor[key]:
-            survivor[key] = doc_id
-    kept = [item for item, key in zip(raw_texts, keys, strict=True) if survivor[key] == item[0]]
+        groups.setdefault(key, []).append((key, doc_id))
+    keep = dict(filter(None, map(first_of_repeated, groups.items())))
+    kept = [item for item, key in zip(raw_texts, keys, strict=True) if keep.get(key, item[0]) == item[0]]
     return kept, len(raw_texts) - len(kept)
 
 

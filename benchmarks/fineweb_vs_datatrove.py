@@ -108,7 +108,7 @@ def _stat(step: dict, key: str) -> int:
 
 def run_dask_prep(corpus: str) -> dict[str, Any]:
     """fineweb2-ko quality rules over every file of `corpus` on a new LocalCluster."""
-    from dask_prep.graph import ClusterOptions, Pipeline, start_client
+    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
 
     files = corpus_files(corpus)
     start = time.perf_counter()
@@ -119,10 +119,7 @@ def run_dask_prep(corpus: str) -> dict[str, Any]:
         reasons = dict(Pipeline(files, quality_config()).judged(duplicates={}).map(_reason).frequencies().compute())
         end = time.perf_counter()
     finally:
-        cluster = client.cluster
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        stop_client(client)
     docs = sum(reasons.values())
     kept = reasons.pop("kept", 0)
     return {

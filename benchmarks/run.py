@@ -572,7 +572,6 @@ def main(argv: list[str] | None = None) -> int:
                                           names["pipeline_nodedup"], names["pipeline_scaled"],
                                           names["baseline_fixed"], names["pipeline_fixed"])
                   if n in bench.rows]
-        order = list(dict.fromkeys(order))  # the 2-worker row may be the default row
         order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]
         chosen = dict(bench.rows)  # a repeated row's name -> that side's median run
         for role, repeat_names in repeats.items():
@@ -583,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         results = targets(chosen, limit, names, args.scale, fineweb)
         growth = {}
         for small, big in (("baseline", "baseline_scaled"), ("pipeline_nodedup", "pipeline_scaled")):
-            if names[small] in bench.rows and names[big] in bench.rows:
-                growth[f"{small} 1x -> {args.scale}x"] = (bench.rows[names[small]], bench.rows[names[big]])
+            if names[small] in chosen and names[big] in chosen:
+                growth[f"{small} 1x -> {args.scale}x"] = (chosen[names[small]], chosen[names[big]])
 
         out = [
             f"dask-prep benchmark, {started:%Y-%m-%d %H:%M}, {cores} cores, {platform.node()}; "

@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
             html=False,
         )
         # The cluster is not needed for report.html (plots, ~2-3 s): it shuts down meanwhile.
-        closing = threading.Thread(target=stop_client, args=(client, options), name="dask-prep-stop")
+        closing = threading.Thread(target=stop_client, args=(client,), name="dask-prep-stop")
         closing.start()
         write_html_report(report, args.output_dir)
     except KeyboardInterrupt:
@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     finally:
         if closing is None:
-            stop_client(client, options)
+            stop_client(client)
         else:
             closing.join()
     print("\n".join(summary_lines(report)))

@@ -115,15 +115,19 @@ def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = 
             return starting.result()
         except BaseException:
             if starting.exception() is None:  # waits for the start; Ctrl-C again abandons it
-                stop_client(starting.result(), options)
+                stop_client(starting.result())
             raise
 
 
-def stop_client(client: Any, options: ClusterOptions) -> None:
-    """Close the client, and the cluster if `start_client` started it."""
+def stop_client(client: Any) -> None:
+    """Close a client from `start_client`, and its LocalCluster if it started one.
+
+    A client on a running scheduler (`--scheduler`) has no cluster object: that scheduler
+    and its workers stay up.
+    """
     cluster = getattr(client, "cluster", None)
     client.close()
-    if cluster is not None and options.scheduler is None:
+    if cluster is not None:
         cluster.close()
 
 
@@ -382,9 +386,10 @@ class Pipeline:
         caller loads the tokenizer later (`tokenizer()`), e.g. while a cluster starts.
         """
         self.files()
-        check_model_path(self.config.tokenize.model)
         if tokenizer:
             self.tokenizer()
+        else:
+            check_model_path(self.config.tokenize.model)
         if self.output_dir is None:
             return
         if resume:
