@@ -216,6 +216,9 @@ class TreeSampler:
 
 def run_measured(cmd: list[str], *, log_path: str, env: dict | None = None, interval: float = 0.2) -> TreeSample:
     """Run `cmd` to completion, sampling its process tree; stdout+stderr go to `log_path`."""
+    # Every process imports this checkout's dask_prep, not whichever one pip installed.
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log_path, "w") as log:

@@ -131,8 +131,10 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     def limit(self, texts_path: Path, mode: str, n: int, docs: int) -> Row:
-        name = f"Kiwi limit: {n} processes x 1 Kiwi thread" if mode == "processes" else (
-            f"Kiwi limit: 1 process x {n} Kiwi threads"
+        name = (
+            f"Kiwi limit: {n} processes x 1 Kiwi thread"
+            if mode == "processes"
+            else (f"Kiwi limit: 1 process x {n} Kiwi threads")
         )
         out = self.work / f"limit-{mode}.json"
         cmd = [python(), str(BENCH_DIR / "kiwi_limit.py"), str(texts_path), "--mode", mode, "--n", str(n)]
@@ -166,9 +168,18 @@ class Bench:
     def pipeline(self, name: str, inputs: list[str], options: list[str] | None = None) -> Row:
         out_dir = self.work / f"out-{_slug(name)}"
         shutil.rmtree(out_dir, ignore_errors=True)
-        cli = shutil.which("dask-prep")
-        cmd = [cli] if cli else [python(), "-m", "dask_prep"]
-        cmd += ["run", *inputs, "--output-dir", str(out_dir), "--model", self.args.model, "--quiet"]
+        cmd = [
+            python(),
+            "-m",
+            "dask_prep",
+            "run",
+            *inputs,
+            "--output-dir",
+            str(out_dir),
+            "--model",
+            self.args.model,
+            "--quiet",
+        ]
         cmd += ["--seq-len", str(self.args.seq_len), "--max-entity-freq", str(self.args.max_entity_freq)]
         cmd += options or []
         row = self._measure(name, "pipeline", cmd)
@@ -254,8 +265,10 @@ def _roles(per_process: dict[int, list]) -> list[dict]:
             d, parent = d + 1, per_process[parent][0]
         depth[pid] = d
     return sorted(
-        ({"pid": pid, "depth": depth[pid], "cpu": round(v[1], 2), "peak_rss_mib": round(v[2] / 2**20)}
-         for pid, v in per_process.items()),
+        (
+            {"pid": pid, "depth": depth[pid], "cpu": round(v[1], 2), "peak_rss_mib": round(v[2] / 2**20)}
+            for pid, v in per_process.items()
+        ),
         key=lambda p: (p["depth"], -p["cpu"]),
     )
 
@@ -288,8 +301,7 @@ def parse_layout(spec: str) -> tuple[int, int, int, int]:
 
 def layout_options(layout: tuple[int, int, int, int]) -> list[str]:
     w, t, k, p = layout
-    return ["--n-workers", str(w), "--threads-per-worker", str(t), "--kiwi-threads", str(k),
-            "--partition-size", str(p)]
+    return ["--n-workers", str(w), "--threads-per-worker", str(t), "--kiwi-threads", str(k), "--partition-size", str(p)]
 
 
 def default_layout() -> tuple[int, int, int, int]:
@@ -336,9 +348,7 @@ def targets(
             out.append({"target": key, "label": label, "value": None, "bound": bound, "result": "SKIP"})
             return
         ok = value >= bound if at_least else value <= bound
-        out.append(
-            {"target": key, "label": label, "value": value, "bound": bound, "result": "PASS" if ok else "FAIL"}
-        )
+        out.append({"target": key, "label": label, "value": value, "bound": bound, "result": "PASS" if ok else "FAIL"})
 
     pipe = rows.get(names["pipeline"])
     base = rows.get(names["baseline"])
@@ -350,13 +360,26 @@ def targets(
         pipe.stage_chars_per_s / limit if pipe and limit else None,
         True,
     )
-    add("end_to_end", "docs/s / Pool baseline (start-up incl.)",
-        pipe.docs_per_s / base.docs_per_s if pipe and base else None, True)
-    add("memory", f"peak RSS at {scale}x / at 1x (pipeline, no dedup)",
-        pipe_n.peak_rss / pipe_1.peak_rss if pipe_1 and pipe_n else None, False)
-    add("size", "bytes per example / Pool padded layout",
+    add(
+        "end_to_end",
+        "docs/s / Pool baseline (start-up incl.)",
+        pipe.docs_per_s / base.docs_per_s if pipe and base else None,
+        True,
+    )
+    add(
+        "memory",
+        f"peak RSS at {scale}x / at 1x (pipeline, no dedup)",
+        pipe_n.peak_rss / pipe_1.peak_rss if pipe_1 and pipe_n else None,
+        False,
+    )
+    add(
+        "size",
+        "bytes per example / Pool padded layout",
         pipe.bytes_per_example / base.bytes_per_example
-        if pipe and base and pipe.bytes_per_example and base.bytes_per_example else None, False)
+        if pipe and base and pipe.bytes_per_example and base.bytes_per_example
+        else None,
+        False,
+    )
     add("scaling", "docs/s 2 workers / 1 worker", two.docs_per_s / one.docs_per_s if one and two else None, True)
     add("fineweb", "fineweb2-ko docs/s / datatrove, 2 workers", fineweb["ratio"] if fineweb else None, True)
     return out
@@ -368,14 +391,16 @@ def median_row(runs: list[Row]) -> Row:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def repeats_text(repeats: dict[str, list[str]], rows: dict[str, Row], chosen: dict[str, Row],
-                 names: dict[str, str]) -> str:
+def repeats_text(
+    repeats: dict[str, list[str]], rows: dict[str, Row], chosen: dict[str, Row], names: dict[str, str]
+) -> str:
     lines = []
     for role, repeat_names in repeats.items():
         walls = [f"{rows[n].wall:.1f}" for n in repeat_names if n in rows]
         if len(walls) > 1 and names[role] in chosen:
-            lines.append(f"  {names[role]}: wall s in run order {', '.join(walls)}; "
-                         f"median {chosen[names[role]].wall:.1f}")
+            lines.append(
+                f"  {names[role]}: wall s in run order {', '.join(walls)}; median {chosen[names[role]].wall:.1f}"
+            )
     return "\n".join(lines)
 
 
@@ -403,8 +428,11 @@ def diagnostics(rows: list[Row], scale_note: dict[str, Row]) -> str:
                 f"rejected {d.get('rejected')}"
             )
         elif r.kind == "baseline":
-            types = {k: v.replace("List(Value(", "[").replace("Value(", "").replace("))", "]").strip(")'")
-                     for k, v in (d.get("features") or {}).items() if k in ("input_ids", "attention_mask", "labels")}
+            types = {
+                k: v.replace("List(Value(", "[").replace("Value(", "").replace("))", "]").strip(")'")
+                for k, v in (d.get("features") or {}).items()
+                if k in ("input_ids", "attention_mask", "labels")
+            }
             lines.append(f"  {r.name}: stages {d['seconds']}; kept {d.get('kept')}; column types {types}")
         elif r.kind == "limit":
             extra = d.get("per_process_seconds") or d.get("kiwi_build_seconds")
@@ -434,8 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=4, help="copies of the corpus for the memory runs")
     parser.add_argument("--max-shards", type=int, help="use only the first N shards (for quick checks)")
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"sections: {','.join(SECTIONS)}")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="alternating runs of each compared pair (pipeline/baseline, 1/2 workers); median used")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="alternating runs of each compared pair (pipeline/baseline, 1/2 workers); median used",
+    )
     parser.add_argument("--layouts", default="", help="e.g. 2x1x1@2000,2x1x1@500,1x1x2@2000 (adds 'layouts')")
     parser.add_argument("--limit-modes", default="processes,threads", help="processes,threads")
     parser.add_argument("--work-dir", help="scratch directory (default: a new temp dir, removed at the end)")
@@ -567,11 +599,21 @@ def main(argv: list[str] | None = None) -> int:
                 row.details["workers"] = _workers_of(row.details.get("options", []), d_workers)
 
         order = [r for r in bench.rows.values() if r.kind == "limit"]
-        order += [bench.rows[n] for n in (names["baseline"], names["pipeline"], names["one_worker"],
-                                          names["two_workers"], names["baseline_scaled"],
-                                          names["pipeline_nodedup"], names["pipeline_scaled"],
-                                          names["baseline_fixed"], names["pipeline_fixed"])
-                  if n in bench.rows]
+        order += [
+            bench.rows[n]
+            for n in (
+                names["baseline"],
+                names["pipeline"],
+                names["one_worker"],
+                names["two_workers"],
+                names["baseline_scaled"],
+                names["pipeline_nodedup"],
+                names["pipeline_scaled"],
+                names["baseline_fixed"],
+                names["pipeline_fixed"],
+            )
+            if n in bench.rows
+        ]
         order += [r for r in bench.rows.values() if r not in order and r not in layout_rows]
         chosen = dict(bench.rows)  # a repeated row's name -> that side's median run
         for role, repeat_names in repeats.items():
@@ -600,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             "load = 1-min load average around the run.",
             "",
             f"Targets (each compared side: the median of {args.repeat} alternating runs):"
-            if args.repeat > 1 else "Targets:",
+            if args.repeat > 1
+            else "Targets:",
             targets_text(results),
             repeats_text(repeats, bench.rows, chosen, names),
             "",
@@ -610,8 +653,11 @@ def main(argv: list[str] | None = None) -> int:
         if fineweb:
             out += ["", datatrove_report(fineweb)]
         if layout_rows or "layouts" in sections:
-            out += ["", "Layouts (workers x threads per worker x Kiwi threads @ partition size):",
-                    table(layout_rows, limit, base)]
+            out += [
+                "",
+                "Layouts (workers x threads per worker x Kiwi threads @ partition size):",
+                table(layout_rows, limit, base),
+            ]
             out += [f"{name:<44}FAILED" for name in bench.failures if name.startswith("layout ")]
         if bench.failures:
             out += ["", "Failed runs:"] + [f"  {name}: {why}" for name, why in bench.failures.items()]
@@ -626,8 +672,12 @@ def main(argv: list[str] | None = None) -> int:
             "argv": sys.argv,
             "cores": cores,
             "machine": platform.platform(),
-            "corpus": {"shards": shards, "read": kiwi_set.read, "kiwi_docs": len(kiwi_set.texts),
-                       "kiwi_chars": kiwi_set.chars},
+            "corpus": {
+                "shards": shards,
+                "read": kiwi_set.read,
+                "kiwi_docs": len(kiwi_set.texts),
+                "kiwi_chars": kiwi_set.chars,
+            },
             "limit_chars_per_second": limit,
             "rows": [_row_json(r) for r in bench.rows.values()],
             "layouts": [r.name for r in layout_rows],

@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "1 with --scheduler)",
     )
     run.add_argument("--memory-limit", default="auto", help="per LocalCluster worker, e.g. 4GiB")
+    run.add_argument(
+        "--worker-profile",
+        action="store_true",
+        help="keep distributed's statistical profiler on in LocalCluster workers (the dashboard's Profile "
+        "page; off by default: it slows a worker by a few percent)",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     run.add_argument(
@@ -129,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads_per_worker,
         kiwi_threads=args.kiwi_threads,
         memory_limit=args.memory_limit,
+        worker_profile=args.worker_profile,
     )
     pipeline = Pipeline(args.inputs, config, args.output_dir)
     # Bad inputs, output dir or resume state: fail before starting a cluster.

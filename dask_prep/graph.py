@@ -85,6 +85,7 @@ class ClusterOptions:
     kiwi_threads: int | None = None  # Kiwi's own threads per worker (batch analysis when > 1)
     memory_limit: str = "auto"
     dashboard_address: str = ":8787"
+    worker_profile: bool = False  # distributed's statistical profiler (the dashboard's Profile page)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def layout(self, cores: int | None = None) -> tuple[int, int]:
@@ -131,6 +132,22 @@ def stop_client(client: Any) -> None:
         cluster.close()
 
 
+def local_cluster_config(options: ClusterOptions) -> dict[str, Any]:
+    """Dask settings for a LocalCluster: less housekeeping competing with Kiwi for the cores.
+
+    distributed's defaults wake every server's event loop every 20 ms (the "tick" that
+    detects a blocked loop) and sample each worker's stack every 10 ms (the statistical
+    profiler, which takes the GIL from the task thread). Measured on 2 cores: ~7 % of a core
+    in the client process (scheduler, nannies) and ~5 % in each worker while idle, and a
+    GIL-bound task ran 5-15 % slower beside them (benchmarks/README.md). A 500-ms tick still
+    reports a loop blocked for more than `distributed.admin.tick.limit` (3 s).
+    """
+    return {
+        "distributed.admin.tick.interval": "500ms",
+        "distributed.worker.profile.enabled": options.worker_profile,
+    }
+
+
 def _start_client(options: ClusterOptions) -> Any:
     from distributed import Client, LocalCluster
 
@@ -146,14 +163,15 @@ def _start_client(options: ClusterOptions) -> Any:
             ) from exc
     else:
         n_workers, kiwi_threads = options.layout()
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=options.threads_per_worker,
-            processes=True,
-            memory_limit=options.memory_limit,
-            dashboard_address=options.dashboard_address,
-            **options.extra,
-        )
+        with dask.config.set(local_cluster_config(options)):  # the worker processes get it from their nanny
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=options.threads_per_worker,
+                processes=True,
+                memory_limit=options.memory_limit,
+                dashboard_address=options.dashboard_address,
+                **options.extra,
+            )
         client = Client(cluster)
         client.register_plugin(QuietWorkerShutdown())
     register_kiwi(client, kiwi_threads)

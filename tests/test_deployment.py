@@ -227,3 +227,26 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     assert distributed_rows.num_rows == report["examples"]["written"] > 0
     assert distributed_rows.column("doc_id").to_pylist() == local_rows.column("doc_id").to_pylist()
     assert distributed_rows.equals(local_rows)
+
+
+def test_local_cluster_from_start_client_has_quiet_housekeeping():
+    """The LocalCluster dask-prep starts: event loops tick every 500 ms (not 20), no profiler.
+
+    The settings must reach the worker processes (through their nannies), not only this one.
+    """
+    import dask
+
+    from dask_prep.graph import ClusterOptions, start_client, stop_client
+
+    own_tick = dask.config.get("distributed.admin.tick.interval")
+    client = start_client(ClusterOptions(n_workers=1, kiwi_threads=1, dashboard_address=":0"))
+    try:
+        worker_state = client.run(lambda dask_worker: (dask_worker._tick_interval, set(dask_worker.periodic_callbacks)))
+        ((tick, callbacks),) = worker_state.values()
+        scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
+    finally:
+        stop_client(client)
+    assert tick == 0.5 and scheduler_tick == 0.5
+    assert "profile" not in callbacks and "tick" in callbacks  # the loop is still watched, less often
+    # Only the cluster's processes: this process keeps the user's dask config.
+    assert dask.config.get("distributed.admin.tick.interval") == own_tick

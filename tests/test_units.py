@@ -814,8 +814,9 @@ def test_distributions_merge_the_same_for_any_partitioning():
     rng = random.Random(7)
     config = preset("fineweb2-ko")
     names = [name for name, rule in config.rules.items() if rule.enabled]
-    docs = _measured({name: [rng.choice([None, rng.random(), rng.random() * 50]) for _ in range(300)]
-                      for name in names})
+    docs = _measured(
+        {name: [rng.choice([None, rng.random(), rng.random() * 50]) for _ in range(300)] for name in names}
+    )
     whole = measured_distributions(docs, config)
 
     def merged(cuts: list[int]) -> dict:
@@ -848,6 +849,14 @@ def test_default_cluster_layout_fills_the_cores():
     assert ClusterOptions(n_workers=4).layout(cores=2) == (4, 1)
     assert ClusterOptions(kiwi_threads=1).layout(cores=4) == (4, 1)
     assert ClusterOptions(n_workers=3, kiwi_threads=5).layout(cores=2) == (3, 5)
+
+
+def test_local_cluster_housekeeping_settings():
+    from dask_prep.graph import ClusterOptions, local_cluster_config
+
+    quiet = local_cluster_config(ClusterOptions())
+    assert quiet == {"distributed.admin.tick.interval": "500ms", "distributed.worker.profile.enabled": False}
+    assert local_cluster_config(ClusterOptions(worker_profile=True))["distributed.worker.profile.enabled"] is True
 
 
 def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
