@@ -12,7 +12,6 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,25 +202,11 @@ def _chunks(path: str) -> Iterator[bytes]:
             yield data
 
 
-def _split_lines(chunks: Iterator[bytes], skip: int = 0) -> Iterator[bytes]:
-    """Lines ending in b"\n"; a last line without one is still a line.
-
-    The first `skip` lines are passed over by counting newlines, without cutting them out
-    of their chunks: a partition that starts deep inside a compressed file must decompress
-    everything before it, and this keeps that close to the decompression's own cost.
-    """
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines ending in b"\n"; a last line without one is still a line."""
     pending: list[bytes] = []  # pieces of a line that spans chunks
     for chunk in chunks:
         start = 0
-        if skip:
-            newlines = chunk.count(b"\n")
-            if newlines < skip:  # the rest of the chunk still belongs to skipped lines
-                skip -= newlines
-                continue
-            end = -1
-            for _ in range(skip):
-                end = chunk.find(b"\n", end + 1)
-            start, skip = end + 1, 0
         while (end := chunk.find(b"\n", start)) >= 0:
             piece = chunk[start : end + 1]
             if pending:
@@ -236,27 +221,18 @@ def _split_lines(chunks: Iterator[bytes], skip: int = 0) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-@contextmanager
-def _noting_damage(scan: FileScan) -> Iterator[None]:
-    """A truncated or corrupt stream ends the reading and is noted in `scan`.
+def _iter_raw_lines(path: str, scan: FileScan) -> Iterator[bytes]:
+    """Yield raw lines; a damaged stream stops the iteration and is noted in `scan`.
 
+    The unterminated piece of line cut by the damage is part of the damage, not a line.
     A file that cannot be opened at all is an error, not damage.
     """
     try:
-        yield
+        yield from _split_lines(_chunks(path))
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except _damage_errors() as exc:
         scan.damage = f"{type(exc).__name__}: {exc}"
-
-
-def _iter_raw_lines(path: str, scan: FileScan, skip: int = 0) -> Iterator[bytes]:
-    """Raw lines after the first `skip`, up to any damage (noted in `scan`).
-
-    The unterminated piece of line cut by the damage is part of the damage, not a line.
-    """
-    with _noting_damage(scan):
-        yield from _split_lines(_chunks(path), skip)
 
 
 def scan_file(file: InputFile) -> FileScan:
@@ -267,14 +243,8 @@ def scan_file(file: InputFile) -> FileScan:
         with fsspec.open(file.path, "rb") as handle:
             return FileScan(records=pq.ParquetFile(handle).metadata.num_rows)
     scan = FileScan(records=0)
-    unterminated = False
-    with _noting_damage(scan):
-        for chunk in _chunks(file.path):  # newlines are counted, no line is cut out
-            if chunk:
-                scan.records += chunk.count(b"\n")
-                unterminated = not chunk.endswith(b"\n")
-    if not scan.damage:
-        scan.records += unterminated  # a last line without a newline is still a line
+    for _ in _iter_raw_lines(file.path, scan):
+        scan.records += 1
     return scan
 
 
@@ -422,7 +392,9 @@ def _read_slice(piece: FileSlice, text_field: str, id_field: str, docs: list[Doc
         return None
 
     scan = FileScan(records=0)
-    for index, raw in enumerate(_iter_raw_lines(file.path, scan, skip=piece.start), piece.start):
+    for index, raw in enumerate(_iter_raw_lines(file.path, scan)):
+        if index < piece.start:
+            continue
         if index >= piece.stop:
             break
         add(index, *parse_line(raw, text_field, id_field))

@@ -284,32 +284,6 @@ def test_plan_partitions_max_samples_and_empty_input():
     assert plan_partitions(_files("a.jsonl"), [0], 1000) == []
 
 
-def test_lines_after_a_skip_are_the_same_lines_for_any_chunking():
-    """A partition deep in a file skips lines by counting newlines: the lines it gets must not change."""
-    import random
-
-    from dask_prep.reading import _split_lines
-
-    rng = random.Random(7)
-    contents = [
-        b"",
-        b"a",
-        b"\n",
-        b"a\nbb\n\nccc",  # a blank line and a last line without a newline
-        b"a\r\nbb\r\n",
-        "".join(f'{{"text": "줄 {i}"}}\n' for i in range(40)).encode(),
-        bytes(rng.choice(b"ab\n") for _ in range(300)),
-    ]
-    for data in contents:
-        lines = data.splitlines(keepends=True)
-        for _ in range(20):
-            cuts = sorted(rng.sample(range(len(data) + 1), k=min(len(data) + 1, rng.randint(0, 8))))
-            chunks = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-            assert b"".join(chunks) == data
-            for skip in range(len(lines) + 2):
-                assert list(_split_lines(iter(chunks), skip)) == lines[skip:], (data[:40], chunks, skip)
-
-
 def test_scan_counts_the_lines_the_reader_reads(tmp_path):
     import zstandard
 
