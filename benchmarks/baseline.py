@@ -86,9 +86,7 @@ def tokenize_worker(pairs: list[tuple[str, Candidate]]) -> tuple[dict[str, list]
     return columns, dropped
 
 
-def read_corpus(
-    inputs: list[str], config: Config, max_samples: int | None = None
-) -> tuple[list[tuple[str, str]], int]:
+def read_corpus(inputs: list[str], config: Config, max_samples: int | None = None) -> tuple[list[tuple[str, str]], int]:
     """Every usable (id, text) of the corpus, in one list (the old script's raw_texts)."""
     import io
 

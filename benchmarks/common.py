@@ -111,9 +111,7 @@ def write_scaled_corpus(corpus: str, dest: str, copies: int, id_field: str = "id
             with open(path, "rb") as raw_in, open(tmp, "wb") as raw_out:
                 reader = _lines(path, raw_in)
                 writer = (
-                    zstandard.ZstdCompressor(level=3).stream_writer(raw_out)
-                    if path.name.endswith(".zst")
-                    else raw_out
+                    zstandard.ZstdCompressor(level=3).stream_writer(raw_out) if path.name.endswith(".zst") else raw_out
                 )
                 for line in reader:
                     writer.write(_with_new_id(line, f"r{k}-", id_field))

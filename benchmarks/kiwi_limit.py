@@ -60,8 +60,7 @@ def run_processes(texts: list[str], n: int, kiwi_threads: int = 1) -> dict:
     barrier = ctx.Barrier(n)
     queue = ctx.Queue()
     procs = [
-        ctx.Process(target=_child, args=(share, kiwi_threads, barrier, queue))
-        for share in split_balanced(texts, n)
+        ctx.Process(target=_child, args=(share, kiwi_threads, barrier, queue)) for share in split_balanced(texts, n)
     ]
     for p in procs:
         p.start()

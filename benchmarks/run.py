@@ -391,6 +391,11 @@ def median_row(runs: list[Row]) -> Row:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def counterbalanced(pair: list, k: int) -> list:
+    """The pair in order for the k-th repetition: A B, then B A, then A B again, ..."""
+    return pair if k % 2 == 0 else pair[::-1]
+
+
 def repeats_text(
     repeats: dict[str, list[str]], rows: dict[str, Row], chosen: dict[str, Row], names: dict[str, str]
 ) -> str:
@@ -466,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=3,
-        help="alternating runs of each compared pair (pipeline/baseline, 1/2 workers); median used",
+        help="runs of each compared pair (pipeline/baseline, 1/2 workers), in A B, B A, ... order; median used",
     )
     parser.add_argument("--layouts", default="", help="e.g. 2x1x1@2000,2x1x1@500,1x1x2@2000 (adds 'layouts')")
     parser.add_argument("--limit-modes", default="processes,threads", help="processes,threads")
@@ -522,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
         if modes:
             limit_rows.append(bench.attempt(bench.limit, texts_path, modes[0], cores, kiwi_set.read))
-        # Each compared pair runs --repeat times, alternating (A B A B ...), and the targets
-        # use each side's median run: on a shared host one sequence drifts by 10-15 %.
+        # Each compared pair runs --repeat times in counterbalanced order (A B, B A, A B, ...)
+        # and the targets use each side's median run: on a shared host one sequence drifts
+        # by 10-15 %, often steadily, and a fixed A-before-B order would hand that drift to B.
         repeats: dict[str, list[str]] = {}
 
         def repeated(role: str, k: int) -> str:
@@ -531,13 +537,18 @@ def main(argv: list[str] | None = None) -> int:
             repeats.setdefault(role, []).append(name)
             return name
 
+        def run_pipeline(k: int) -> None:
+            name = repeated("pipeline", k)
+            if bench.attempt(bench.pipeline, name, shards) and k == 0:
+                check_kiwi_set(bench.rows[name], kiwi_set)
+
+        def run_baseline(k: int) -> None:
+            bench.attempt(bench.baseline, repeated("baseline", k), shards)
+
+        pair = [run for section, run in (("pipeline", run_pipeline), ("baseline", run_baseline)) if section in sections]
         for k in range(args.repeat):
-            if "pipeline" in sections:
-                name = repeated("pipeline", k)
-                if bench.attempt(bench.pipeline, name, shards) and k == 0:
-                    check_kiwi_set(bench.rows[name], kiwi_set)
-            if "baseline" in sections:
-                bench.attempt(bench.baseline, repeated("baseline", k), shards)
+            for run in counterbalanced(pair, k):
+                run(k)
         for mode in modes[1:]:
             limit_rows.append(bench.attempt(bench.limit, texts_path, mode, cores, kiwi_set.read))
         limit_rows = [r for r in limit_rows if r is not None]
@@ -550,8 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             # and 1 worker uses 1, whatever the default layout.
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
             for k in range(args.repeat):
-                bench.attempt(bench.pipeline, repeated("one_worker", k), shards, ["--n-workers", "1", *one_core])
-                bench.attempt(bench.pipeline, repeated("two_workers", k), shards, ["--n-workers", "2", *one_core])
+                for role, workers in counterbalanced([("one_worker", "1"), ("two_workers", "2")], k):
+                    bench.attempt(bench.pipeline, repeated(role, k), shards, ["--n-workers", workers, *one_core])
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
@@ -641,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
             "'x limit' = stage chars/s / limit; 'x Pool' = docs/s / Pool baseline 1x docs/s; "
             "load = 1-min load average around the run.",
             "",
-            f"Targets (each compared side: the median of {args.repeat} alternating runs):"
+            f"Targets (each compared side: the median of {args.repeat} counterbalanced runs):"
             if args.repeat > 1
             else "Targets:",
             targets_text(results),
