@@ -26,6 +26,7 @@ import os
 import pickle
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -130,13 +131,14 @@ class Bench:
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    def limit(self, texts_path: Path, mode: str, n: int, docs: int) -> Row:
+    def limit(self, texts_path: Path, mode: str, n: int, docs: int, repeat: int = 0) -> Row:
         name = (
             f"Kiwi limit: {n} processes x 1 Kiwi thread"
             if mode == "processes"
             else (f"Kiwi limit: 1 process x {n} Kiwi threads")
         )
-        out = self.work / f"limit-{mode}.json"
+        name += f" #{repeat + 1}" if repeat else ""
+        out = self.work / f"limit-{mode}-{repeat + 1}.json"
         cmd = [python(), str(BENCH_DIR / "kiwi_limit.py"), str(texts_path), "--mode", mode, "--n", str(n)]
         row = self._measure(name, "limit", cmd + ["--out", str(out)])
         result = json.loads(out.read_text())
@@ -337,9 +339,24 @@ def table(rows: list[Row], limit: float | None, baseline: Row | None) -> str:
     return "\n".join(lines)
 
 
+def paired_ratios(rows: dict[str, Row], paired: dict[str, list[tuple[str, Any]]]) -> dict[str, list[float]]:
+    """Per repeat: filter stage / that repeat's Kiwi limit, pipeline / baseline, 2 / 1 workers."""
+    ratios: dict[str, list[float]] = {key: [] for key in paired}
+    for pipe, limits in paired.get("filter", []):
+        best = max((rows[n].chars_per_s for n in limits if n in rows), default=None)
+        if pipe in rows and best and rows[pipe].stage_chars_per_s:
+            ratios["filter"].append(rows[pipe].stage_chars_per_s / best)
+    for key in ("end_to_end", "scaling"):
+        for a, b in paired.get(key, []):
+            if a in rows and b in rows:
+                ratios[key].append(rows[a].docs_per_s / rows[b].docs_per_s)
+    return ratios
+
+
 def targets(
-    rows: dict[str, Row], limit: float | None, names: dict[str, str], scale: int, fineweb: dict | None = None
+    rows: dict[str, Row], ratios: dict[str, list[float]], names: dict[str, str], scale: int, fineweb: dict | None = None
 ) -> list[dict]:
+    """The issue's targets; the speed ratios are medians over the repeats (`paired_ratios`)."""
     out = []
 
     def add(key: str, label: str, value: float | None, at_least: bool) -> None:
@@ -350,22 +367,15 @@ def targets(
         ok = value >= bound if at_least else value <= bound
         out.append({"target": key, "label": label, "value": value, "bound": bound, "result": "PASS" if ok else "FAIL"})
 
+    def median_of(key: str) -> float | None:
+        values = ratios.get(key) or []
+        return statistics.median(values) if values else None
+
     pipe = rows.get(names["pipeline"])
     base = rows.get(names["baseline"])
     pipe_1, pipe_n = rows.get(names["pipeline_nodedup"]), rows.get(names["pipeline_scaled"])
-    one, two = rows.get(names["one_worker"]), rows.get(names["two_workers"])
-    add(
-        "filter",
-        "filter stage Kiwi chars/s / Kiwi limit",
-        pipe.stage_chars_per_s / limit if pipe and limit else None,
-        True,
-    )
-    add(
-        "end_to_end",
-        "docs/s / Pool baseline (start-up incl.)",
-        pipe.docs_per_s / base.docs_per_s if pipe and base else None,
-        True,
-    )
+    add("filter", "filter stage Kiwi chars/s / Kiwi limit", median_of("filter"), True)
+    add("end_to_end", "docs/s / Pool baseline (start-up incl.)", median_of("end_to_end"), True)
     add(
         "memory",
         f"peak RSS at {scale}x / at 1x (pipeline, no dedup)",
@@ -380,7 +390,7 @@ def targets(
         else None,
         False,
     )
-    add("scaling", "docs/s 2 workers / 1 worker", two.docs_per_s / one.docs_per_s if one and two else None, True)
+    add("scaling", "docs/s 2 workers / 1 worker", median_of("scaling"), True)
     add("fineweb", "fineweb2-ko docs/s / datatrove, 2 workers", fineweb["ratio"] if fineweb else None, True)
     return out
 
@@ -391,22 +401,18 @@ def median_row(runs: list[Row]) -> Row:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def counterbalanced(pair: list, k: int) -> list:
-    """The pair in order for the k-th repetition: A B, then B A, then A B again, ..."""
-    return pair if k % 2 == 0 else pair[::-1]
+def counterbalanced(runs: list, k: int) -> list:
+    """The runs in order for the k-th repetition: as given, then reversed, then as given, ..."""
+    return runs if k % 2 == 0 else runs[::-1]
 
 
-def repeats_text(
-    repeats: dict[str, list[str]], rows: dict[str, Row], chosen: dict[str, Row], names: dict[str, str]
-) -> str:
-    lines = []
-    for role, repeat_names in repeats.items():
-        walls = [f"{rows[n].wall:.1f}" for n in repeat_names if n in rows]
-        if len(walls) > 1 and names[role] in chosen:
-            lines.append(
-                f"  {names[role]}: wall s in run order {', '.join(walls)}; median {chosen[names[role]].wall:.1f}"
-            )
-    return "\n".join(lines)
+def repeats_text(ratios: dict[str, list[float]]) -> str:
+    labels = {"filter": "filter stage / limit", "end_to_end": "pipeline / baseline", "scaling": "2 / 1 workers"}
+    return "\n".join(
+        f"  {labels[key]} per repeat, in run order: {', '.join(f'{v:.3f}' for v in values)}"
+        for key, values in ratios.items()
+        if len(values) > 1
+    )
 
 
 def targets_text(results: list[dict]) -> str:
@@ -520,38 +526,45 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_fixed": f"dask-prep, {FIXED_DOCS} docs (fixed costs)",
             "two_workers": "dask-prep 1x, 2 workers x 1 Kiwi thread",
         }
-        # Rows compared by a target run next to each other, so that the load of other users
-        # of a shared machine changes as little as possible between them: limit, pipeline,
-        # limit (the other way), Pool baseline, pipeline with 1 worker.
-        limit_rows = []
+        # Each compared set runs --repeat times, and each target is the median of the ratios
+        # of its repeats: a ratio compares runs made minutes apart, next to each other, while
+        # the host's speed drifts by 10-25 % over a benchmark, often steadily. The order is
+        # counterbalanced (limit, pipeline, baseline; then baseline, pipeline, limit; ...) so
+        # that a steady drift does not favour one side.
         modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
-        if modes:
-            limit_rows.append(bench.attempt(bench.limit, texts_path, modes[0], cores, kiwi_set.read))
-        # Each compared pair runs --repeat times in counterbalanced order (A B, B A, A B, ...)
-        # and the targets use each side's median run: on a shared host one sequence drifts
-        # by 10-15 %, often steadily, and a fixed A-before-B order would hand that drift to B.
         repeats: dict[str, list[str]] = {}
+        paired: dict[str, list[tuple[str, str | list[str]]]] = {"filter": [], "end_to_end": [], "scaling": []}
 
         def repeated(role: str, k: int) -> str:
             name = names[role] if k == 0 else f"{names[role]} #{k + 1}"
             repeats.setdefault(role, []).append(name)
             return name
 
-        def run_pipeline(k: int) -> None:
-            name = repeated("pipeline", k)
-            if bench.attempt(bench.pipeline, name, shards) and k == 0:
-                check_kiwi_set(bench.rows[name], kiwi_set)
-
-        def run_baseline(k: int) -> None:
-            bench.attempt(bench.baseline, repeated("baseline", k), shards)
-
-        pair = [run for section, run in (("pipeline", run_pipeline), ("baseline", run_baseline)) if section in sections]
         for k in range(args.repeat):
-            for run in counterbalanced(pair, k):
-                run(k)
-        for mode in modes[1:]:
-            limit_rows.append(bench.attempt(bench.limit, texts_path, mode, cores, kiwi_set.read))
-        limit_rows = [r for r in limit_rows if r is not None]
+            limits: list[str] = []
+            pipe = repeated("pipeline", k) if "pipeline" in sections else None
+            base = repeated("baseline", k) if "baseline" in sections else None
+
+            def run_limits(k: int = k, limits: list[str] = limits) -> None:
+                for mode in counterbalanced(modes, k):
+                    row = bench.attempt(bench.limit, texts_path, mode, cores, kiwi_set.read, k)
+                    if row is not None:
+                        limits.append(row.name)
+
+            def run_pipeline(k: int = k, pipe: str | None = pipe) -> None:
+                if pipe and bench.attempt(bench.pipeline, pipe, shards) and k == 0:
+                    check_kiwi_set(bench.rows[pipe], kiwi_set)
+
+            def run_baseline(base: str | None = base) -> None:
+                if base:
+                    bench.attempt(bench.baseline, base, shards)
+
+            for run in counterbalanced([run_limits, run_pipeline, run_baseline], k):
+                run()
+            if pipe:
+                paired["filter"].append((pipe, limits))
+                paired["end_to_end"].append((pipe, base))
+        limit_rows = [r for r in bench.rows.values() if r.kind == "limit"]
         limit = max((r.chars_per_s for r in limit_rows), default=None)
 
         default = default_layout()
@@ -561,8 +574,10 @@ def main(argv: list[str] | None = None) -> int:
             # and 1 worker uses 1, whatever the default layout.
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
             for k in range(args.repeat):
+                pair = {role: repeated(role, k) for role in ("one_worker", "two_workers")}
                 for role, workers in counterbalanced([("one_worker", "1"), ("two_workers", "2")], k):
-                    bench.attempt(bench.pipeline, repeated(role, k), shards, ["--n-workers", workers, *one_core])
+                    bench.attempt(bench.pipeline, pair[role], shards, ["--n-workers", workers, *one_core])
+                paired["scaling"].append((pair["two_workers"], pair["one_worker"]))
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
@@ -632,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             if runs:
                 chosen[names[role]] = median_row(runs)
         base = chosen.get(names["baseline"])
-        results = targets(chosen, limit, names, args.scale, fineweb)
+        ratios = paired_ratios(bench.rows, paired)
+        results = targets(chosen, ratios, names, args.scale, fineweb)
         growth = {}
         for small, big in (("baseline", "baseline_scaled"), ("pipeline_nodedup", "pipeline_scaled")):
             if names[small] in chosen and names[big] in chosen:
@@ -645,18 +661,18 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table(order, limit, base),
             "",
-            "Kiwi limit = best Kiwi-alone chars/s above"
+            "Kiwi limit = best Kiwi-alone chars/s above (the filter target uses each repeat's own)"
             + (f": {limit:,.0f} chars/s" if limit else " (not measured)")
             + ". wall/docs/s of a limit row = the analysis alone, over the whole corpus's documents.",
             "stage = the filter stage (read + cheap rules + Kiwi + analysis rules + entities); "
             "'x limit' = stage chars/s / limit; 'x Pool' = docs/s / Pool baseline 1x docs/s; "
             "load = 1-min load average around the run.",
             "",
-            f"Targets (each compared side: the median of {args.repeat} counterbalanced runs):"
+            f"Targets (speed: the median of {args.repeat} ratios, each between runs made next to each other):"
             if args.repeat > 1
             else "Targets:",
             targets_text(results),
-            repeats_text(repeats, bench.rows, chosen, names),
+            repeats_text(ratios),
             "",
             "Diagnostics:",
             diagnostics(order + [r for r in layout_rows if r not in order], growth),
