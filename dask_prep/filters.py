@@ -17,9 +17,12 @@ from dask_prep.config import Config, EntityConfig, Rule
 from dask_prep.examples import find_repeated_entities
 from dask_prep.reading import Document
 
-_HANGUL = re.compile("[가-힣]")
-_SENTENCE_MARK = re.compile(r"[.?!]")
-_WHITESPACE_KEPT = frozenset(" \n\t")
+# Runs, not single characters: summing the lengths of a few hundred matches is 2-3x faster
+# than listing every character (these rules see every document that passes `length`).
+_HANGUL_RUN = re.compile("[가-힣]+")
+# `\w` is exactly "str.isalnum() or '_'" (checked over every code point in the tests), so a
+# symbol is a character in these runs, or an underscore.
+_SYMBOL_RUN = re.compile(r"[^\w \n\t]+")
 
 # Histogram bin edges of the measured values in the report. A rule's own thresholds are
 # added as edges, so the histogram shows exactly where they cut.
@@ -67,22 +70,24 @@ class SentenceMarksFilter(QualityFilter):
     edges = COUNT_EDGES
 
     def measure(self, doc: Document) -> float:
-        return len(_SENTENCE_MARK.findall(doc.text))
+        text = doc.text
+        return text.count(".") + text.count("?") + text.count("!")
 
 
 class HangulRatioFilter(QualityFilter):
     name = "hangul_ratio"
 
     def measure(self, doc: Document) -> float:
-        return len(_HANGUL.findall(doc.text)) / len(doc.text)
+        return sum(map(len, _HANGUL_RUN.findall(doc.text))) / len(doc.text)
 
 
 class SymbolRatioFilter(QualityFilter):
     name = "symbol_ratio"
 
     def measure(self, doc: Document) -> float:
+        """Characters that are neither letters/digits (`str.isalnum`) nor space, newline or tab."""
         text = doc.text
-        symbols = sum(1 for ch in text if not ch.isalnum() and ch not in _WHITESPACE_KEPT)
+        symbols = sum(map(len, _SYMBOL_RUN.findall(text))) + text.count("_")
         return symbols / len(text)
 
 

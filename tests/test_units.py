@@ -431,6 +431,22 @@ def test_symbol_ratio_spares_only_space_newline_and_tab():
     assert f.measure(doc("가\u3000나")) == pytest.approx(1 / 3)  # so is the ideographic space
     assert f.filter(doc("가나다라마바★★★")) == (False, "symbol_ratio")
     assert f.filter(doc("가나다라마바사★★★")) is True  # exactly 0.3 is inside [0, 0.3]
+    assert f.measure(doc("a_b")) == pytest.approx(1 / 3)  # "_" is no letter, though regex's \w
+
+
+def test_symbol_runs_regex_is_exactly_not_isalnum():
+    r"""The symbol rule counts runs of `[^\w \n\t]` plus "_": that equals "not str.isalnum()"
+    only if `\w` is exactly isalnum() or "_" for every code point, in this Python."""
+    import re
+    import sys
+
+    word = re.compile(r"\w")
+    differ = [
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if not 0xD800 <= cp <= 0xDFFF and bool(word.match(chr(cp))) != (chr(cp).isalnum() or chr(cp) == "_")
+    ]
+    assert differ == []
 
 
 def _tokens(*spec: tuple[str, str]) -> list[Tok]:
