@@ -138,8 +138,8 @@ def local_cluster_config(options: ClusterOptions) -> dict[str, Any]:
     distributed's defaults wake every server's event loop every 20 ms (the "tick" that
     detects a blocked loop) and sample each worker's stack every 10 ms (the statistical
     profiler, which takes the GIL from the task thread). Measured on 2 cores: ~7 % of a core
-    in the client process (scheduler, nannies) and ~5 % in each worker while idle, and a
-    GIL-bound task ran 5-15 % slower beside them (benchmarks/README.md). A 500-ms tick still
+    in the client process (scheduler, nannies) and ~6-7 % in each worker while idle, and a
+    GIL-bound task ran 4-11 % slower beside them (benchmarks/README.md). A 500-ms tick still
     reports a loop blocked for more than `distributed.admin.tick.limit` (3 s).
     """
     return {
