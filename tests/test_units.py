@@ -287,7 +287,7 @@ def test_plan_partitions_max_samples_and_empty_input():
 def test_scan_counts_the_lines_the_reader_reads(tmp_path):
     import zstandard
 
-    from dask_prep.reading import _iter_raw_lines
+    from dask_prep.reading import FileScan, _iter_raw_lines
 
     for name, data in [
         ("end.jsonl", b'{"text": "\xea\xb0\x80"}\n\n{"text": "b"}\n'),
@@ -300,7 +300,7 @@ def test_scan_counts_the_lines_the_reader_reads(tmp_path):
         (file,) = resolve_inputs([str(path)])
         scan = scan_file(file)
         assert scan.damage is None
-        assert scan.records == len(list(_iter_raw_lines(str(path), scan))), name
+        assert scan.records == len(list(_iter_raw_lines(str(path), FileScan(records=0)))), name
 
 
 @pytest.fixture
