@@ -46,10 +46,10 @@ from dask_prep.partition import analyse_partition, tokenize_partition
 from dask_prep.reading import (
     Document,
     InputFile,
+    PartitionReader,
     PartitionSpec,
     check_strict,
     plan_partitions,
-    read_partition,
     resolve_inputs,
     scan_file,
 )
@@ -214,9 +214,21 @@ def register_kiwi(client: Any, kiwi_threads: int = 1) -> None:
     client.register_plugin(KiwiPlugin(num_threads=kiwi_threads))
 
 
-def _partition_bag(specs: list[PartitionSpec]) -> db.Bag:
-    """One partition spec per bag partition."""
-    return db.from_sequence(specs, npartitions=max(len(specs), 1))
+def _partition_bag(specs: list[PartitionSpec], *, reading: bool = True) -> db.Bag:
+    """The partition specs as a bag: one per bag partition, or consecutive ones grouped.
+
+    A task that reads input reads its specs in order with one `PartitionReader`, so
+    grouping a compressed file's consecutive partitions decompresses that file once per
+    group instead of once per partition. Groups are made only when there are more specs
+    than files and than `PARTITIONS_PER_THREAD` per worker thread (which keeps every
+    thread busy to the end), and hold at most `MAX_SPECS_PER_TASK` (for progress and
+    retries). Stages that do not read the input (`reading=False`) keep one spec per task.
+    """
+    if not reading:
+        return db.from_sequence(specs, npartitions=max(len(specs), 1))
+    files = len({piece.file.path for spec in specs for piece in spec.slices})
+    tasks = max(PARTITIONS_PER_THREAD * _total_threads(), files, -(-len(specs) // MAX_SPECS_PER_TASK))
+    return db.from_sequence(specs, npartitions=max(1, min(len(specs), tasks)))
 
 
 def _worker_address() -> str | None:
@@ -228,14 +240,25 @@ def _worker_address() -> str | None:
         return None
 
 
+def _reader(config: Config) -> PartitionReader:
+    return PartitionReader(config.input.text_field, config.input.id_field)
+
+
 def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplicates: dict, reuse: bool) -> list:
     results = []
-    for spec in specs:
-        stats = analyse_partition(
-            spec, config, layout, duplicates=duplicates, write_decisions=config.output.decisions, reuse=reuse
-        )
-        # A reused partition was done by a worker of the interrupted run, not this one.
-        results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
+    with _reader(config) as reader:
+        for spec in specs:
+            stats = analyse_partition(
+                spec,
+                config,
+                layout,
+                duplicates=duplicates,
+                write_decisions=config.output.decisions,
+                reuse=reuse,
+                reader=reader,
+            )
+            # A reused partition was done by a worker of the interrupted run, not this one.
+            results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
     return results
 
 
@@ -255,7 +278,8 @@ def _tokenize(
 
 
 def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
-    return [doc for spec in specs for doc in read_partition(spec, config.input.text_field, config.input.id_field)[0]]
+    with _reader(config) as reader:
+        return [doc for spec in specs for doc in reader.read(spec)[0]]
 
 
 def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list[Document]:
@@ -286,6 +310,8 @@ def _without_summary(stats: dict) -> dict:
 # Enough partitions per worker thread that the last ones finish close together. (8 per
 # thread was measured too: no better on the benchmark's 2-worker runs; benchmarks/README.md.)
 PARTITIONS_PER_THREAD = 4
+# At most this many partitions per reading task (see `_partition_bag`).
+MAX_SPECS_PER_TASK = 16
 
 
 def _total_threads() -> int:
@@ -393,7 +419,7 @@ class Pipeline:
     def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
         tokenizer = dask.delayed(self.tokenizer(), pure=True)  # sent once to each worker
-        return _partition_bag(self.partitions()).map_partitions(
+        return _partition_bag(self.partitions(), reading=False).map_partitions(
             _tokenize, self.config, self.layout, thresholds, tokenizer, reuse
         )
 

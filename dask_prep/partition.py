@@ -32,7 +32,7 @@ from dask_prep.examples import (
 from dask_prep.filters import FilterChain, kiwi_analyser, measured_distributions
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json, write_json_atomically
-from dask_prep.reading import MALFORMED_REASONS, Document, PartitionSpec, read_partition
+from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
 from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer
 
 CANDIDATE_SCHEMA = pa.schema(
@@ -126,17 +126,23 @@ def analyse_partition(
     write_decisions: bool = True,
     reuse: bool = False,
     kiwi: Any = None,
+    reader: PartitionReader | None = None,
 ) -> dict:
     """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
 
     `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
     With `reuse`, a partition that an earlier run finished is not computed again.
+    `reader` reads the partition; one reader for consecutive partitions of a file reads
+    that file once.
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
         return done
     t0 = time.perf_counter()
-    docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
+    if reader is None:
+        docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
+    else:
+        docs, damaged = reader.read(spec)
     mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
     chain = FilterChain(config)

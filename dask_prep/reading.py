@@ -359,46 +359,85 @@ def _text_of(text: Any, doc_id: Any) -> tuple[str | None, Any, str | None]:
 
 def read_partition(spec: PartitionSpec, text_field: str, id_field: str) -> tuple[list[Document], dict[str, str]]:
     """The documents of one partition, and {file: damage} for files cut short."""
-    docs: list[Document] = []
-    damaged: dict[str, str] = {}
-    for piece in spec.slices:
-        damage = _read_slice(piece, text_field, id_field, docs)
-        if damage:
-            damaged[piece.file.key] = damage
-    return docs, damaged
+    with PartitionReader(text_field, id_field) as reader:
+        return reader.read(spec)
 
 
-def _read_slice(piece: FileSlice, text_field: str, id_field: str, docs: list[Document]) -> str | None:
-    file = piece.file
+class PartitionReader:
+    """Reads partitions in input order, going on in each file from where the last one stopped.
 
-    def add(index: int, text: str | None, id_value: Any, reason: str | None) -> None:
-        line = index + 1
-        doc_id = str(id_value) if id_value is not None and not isinstance(id_value, (dict, list)) else None
-        if doc_id is not None and _SURROGATE.search(doc_id):
-            doc_id = None  # not writable as UTF-8: fall back to the derived id
-        docs.append(
-            Document(
-                doc_id=doc_id or f"{file.key}:{line}",
-                text=text,
-                source=file.key,
-                line=line,
-                rejected_by=reason,
-            )
-        )
+    A line of a compressed file can only be reached by decompressing everything before it,
+    so a partition that starts at line k of a file skips k lines first. Reading a file's
+    partitions one after another with one reader decompresses the file once, not once per
+    partition: ~P/2 times the file for P partitions (measured, 108 k lines of zstd in 55
+    partitions: the first read in 0.1 s, the last in 1.0 s).
+    """
 
-    if file.kind == "parquet":
-        for index, (text, id_value) in enumerate(_parquet_rows(piece, text_field, id_field), piece.start):
-            add(index, *_text_of(text, id_value))
-        return None
+    def __init__(self, text_field: str, id_field: str) -> None:
+        self.text_field = text_field
+        self.id_field = id_field
+        self._path: str | None = None  # the line file being read, if any
+        self._lines: Iterator[bytes] = iter(())
+        self._next = 0  # index of the next line to be taken
+        self._ahead: bytes | None = None  # a line taken from `_lines` but not yet used
+        self._scan = FileScan(records=0)
+        self.opened = 0  # line files opened (the tests check that a file is opened once)
 
-    scan = FileScan(records=0)
-    for index, raw in enumerate(_iter_raw_lines(file.path, scan)):
-        if index < piece.start:
-            continue
-        if index >= piece.stop:
-            break
-        add(index, *parse_line(raw, text_field, id_field))
-    return scan.damage
+    def read(self, spec: PartitionSpec) -> tuple[list[Document], dict[str, str]]:
+        """The documents of `spec`, and {file: damage} for files cut short."""
+        docs: list[Document] = []
+        damaged: dict[str, str] = {}
+        for piece in spec.slices:
+            if piece.file.kind == "parquet":
+                rows = _parquet_rows(piece, self.text_field, self.id_field)
+                docs.extend(_document(piece.file, i, *_text_of(*row)) for i, row in enumerate(rows, piece.start))
+                continue
+            docs.extend(self._read_lines(piece))
+            if self._scan.damage:
+                damaged[piece.file.key] = self._scan.damage
+        return docs, damaged
+
+    def _read_lines(self, piece: FileSlice) -> Iterator[Document]:
+        if piece.file.path != self._path or self._next > piece.start:
+            self.close()
+            self._path, self._scan = piece.file.path, FileScan(records=0)
+            self._lines, self._next = _iter_raw_lines(piece.file.path, self._scan), 0
+            self.opened += 1
+        while self._next < piece.stop:
+            raw = self._take()
+            if raw is None:
+                return
+            index = self._next
+            self._next += 1
+            if index >= piece.start:
+                yield _document(piece.file, index, *parse_line(raw, self.text_field, self.id_field))
+        # As a reader that stops on seeing the next line: a cut right after the slice is
+        # found, and reported, by the partition that ends there.
+        self._ahead = self._take()
+
+    def _take(self) -> bytes | None:
+        raw, self._ahead = self._ahead, None
+        return raw if raw is not None else next(self._lines, None)
+
+    def close(self) -> None:
+        close = getattr(self._lines, "close", None)
+        if close is not None:
+            close()  # closes the file now, not when the generator is collected
+        self._path, self._lines, self._next, self._ahead = None, iter(()), 0, None
+
+    def __enter__(self) -> PartitionReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _document(file: InputFile, index: int, text: str | None, id_value: Any, reason: str | None) -> Document:
+    line = index + 1
+    doc_id = str(id_value) if id_value is not None and not isinstance(id_value, (dict, list)) else None
+    if doc_id is not None and _SURROGATE.search(doc_id):
+        doc_id = None  # not writable as UTF-8: fall back to the derived id
+    return Document(doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason)
 
 
 def _parquet_rows(spec: FileSlice, text_field: str, id_field: str) -> Iterator[tuple[Any, Any]]:
@@ -410,8 +449,19 @@ def _parquet_rows(spec: FileSlice, text_field: str, id_field: str) -> Iterator[t
         if text_field not in names:
             raise InputError(f"{spec.file.path} has no column {text_field!r}; set --text-field")
         columns = [text_field] + ([id_field] if id_field in names else [])
-        position = 0
-        for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        # Only the row groups that hold the slice are decoded (a file's later partitions
+        # would otherwise decode every row before theirs).
+        groups, position, first = [], 0, 0
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if position < spec.stop and position + rows > spec.start:
+                first = first if groups else position
+                groups.append(group)
+            position += rows
+        if not groups:
+            return
+        position = first
+        for batch in parquet.iter_batches(columns=columns, batch_size=4096, row_groups=groups):
             end = position + batch.num_rows
             if end > spec.start:
                 lo, hi = max(spec.start - position, 0), min(spec.stop - position, batch.num_rows)

@@ -134,14 +134,22 @@ def _scan(path: Path):
 
 
 def _read_all(path: Path):
-    from dask_prep.reading import plan_partitions, read_partition
+    from dask_prep.reading import PartitionReader, plan_partitions, read_partition
 
     file, scan = _scan(path)
+    specs = plan_partitions([file], [scan.records], 100)
     docs, damaged = [], {}
-    for spec in plan_partitions([file], [scan.records], 100):
+    for spec in specs:
         part_docs, part_damage = read_partition(spec, "text", "id")
         docs += part_docs
         damaged.update(part_damage)
+    # One reader through the partitions in order (as a stage-1 task reads them) reads the
+    # file once and finds the same documents and the same damage.
+    with PartitionReader("text", "id") as reader:
+        in_one_pass = [reader.read(spec) for spec in specs]
+    assert [d for part, _ in in_one_pass for d in part] == docs
+    assert {k: v for _, part_damage in in_one_pass for k, v in part_damage.items()} == damaged
+    assert reader.opened == (1 if specs else 0)
     return scan, docs, damaged
 
 

@@ -42,6 +42,7 @@ from dask_prep.filters import (
 from dask_prep.reading import (
     Document,
     InputError,
+    PartitionReader,
     parse_line,
     plan_partitions,
     read_partition,
@@ -301,6 +302,77 @@ def test_scan_counts_the_lines_the_reader_reads(tmp_path):
         scan = scan_file(file)
         assert scan.damage is None
         assert scan.records == len(list(_iter_raw_lines(str(path), FileScan(records=0)))), name
+
+
+def _specs_of(paths: list[Path], partition_size: int):
+    files = resolve_inputs([str(p) for p in paths])
+    return plan_partitions(files, [scan_file(f).records for f in files], partition_size)
+
+
+def test_one_reader_reads_consecutive_partitions_of_a_file_in_one_pass(tmp_path):
+    import zstandard
+
+    lines = [json.dumps({"id": f"z{i}", "text": f"문서 {i}번의 본문이다."}, ensure_ascii=False) for i in range(1000)]
+    lines[37] = "{not json"
+    big = tmp_path / "big.jsonl.zst"
+    big.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
+    small = tmp_path / "small.jsonl"
+    small.write_text('{"id": "s0", "text": "작은 파일"}\n{"id": "s1", "text": "둘째 줄"}\n', encoding="utf-8")
+    specs = _specs_of([big, small], 64)
+    assert len(specs) == 16 and len(specs[-1].slices) == 2  # the last one spans both files
+    one_by_one = [read_partition(spec, "text", "id") for spec in specs]
+    assert sum(len(docs) for docs, _ in one_by_one) == 1002
+
+    with PartitionReader("text", "id") as reader:
+        assert [reader.read(spec) for spec in specs] == one_by_one
+    assert reader.opened == 2  # each file once, however many partitions it has
+
+    # Going back (a partition before the one just read) starts the file again; same documents.
+    with PartitionReader("text", "id") as reader:
+        assert [reader.read(spec) for spec in reversed(specs)] == one_by_one[::-1]
+    assert reader.opened == 17  # big.jsonl.zst for every partition, small.jsonl once
+
+
+def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    table = pa.table({"id": [f"p{i}" for i in range(1000)], "text": [f"{i}번째 문서의 본문" for i in range(1000)]})
+    pq.write_table(table, path, row_group_size=90)
+    specs = _specs_of([path], 64)
+    with PartitionReader("text", "id") as reader:
+        parts = [reader.read(spec)[0] for spec in specs]
+    assert [d.doc_id for part in parts for d in part] == [f"p{i}" for i in range(1000)]
+    assert [d.line for part in parts for d in part] == list(range(1, 1001))
+    assert all(d.text == f"{int(d.doc_id[1:])}번째 문서의 본문" for part in parts for d in part)
+
+
+def test_reading_tasks_group_consecutive_partitions_only_when_there_are_many(monkeypatch):
+    from dask_prep import graph
+    from dask_prep.reading import FileSlice, InputFile, PartitionSpec
+
+    monkeypatch.setattr(graph, "_total_threads", lambda: 1)
+
+    def specs(files: int, per_file: int) -> list[PartitionSpec]:
+        out = []
+        for f in range(files):
+            file = InputFile(path=f"/data/{f}.jsonl.zst", key=f"{f}.jsonl.zst", kind="jsonl")
+            out += [PartitionSpec(len(out) + i, (FileSlice(file, 10 * i, 10 * i + 10),)) for i in range(per_file)]
+        return out
+
+    def tasks(bag) -> list[list[int]]:
+        import dask
+
+        return [[spec.index for spec in part] for part in dask.compute(*bag.to_delayed(), scheduler="sync")]
+
+    few = specs(7, 1)  # one partition per file: one per task, as before
+    assert tasks(graph._partition_bag(few)) == [[i] for i in range(7)]
+    many = specs(1, 100)  # one file in 100 partitions: consecutive ones share a task
+    grouped = tasks(graph._partition_bag(many))
+    assert [i for part in grouped for i in part] == list(range(100))
+    assert len(grouped) >= graph.PARTITIONS_PER_THREAD and max(map(len, grouped)) <= graph.MAX_SPECS_PER_TASK
+    assert tasks(graph._partition_bag(many, reading=False)) == [[i] for i in range(100)]
 
 
 @pytest.fixture
