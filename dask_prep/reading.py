@@ -370,7 +370,7 @@ class PartitionReader:
     so a partition that starts at line k of a file skips k lines first. Reading a file's
     partitions one after another with one reader decompresses the file once, not once per
     partition: ~P/2 times the file for P partitions (measured, 108 k lines of zstd in 55
-    partitions: the first read in 0.1 s, the last in 1.0 s).
+    partitions: 33.5 s read one partition at a time, 7.4 s with one reader).
     """
 
     def __init__(self, text_field: str, id_field: str) -> None:
