@@ -333,7 +333,7 @@ def test_one_reader_reads_consecutive_partitions_of_a_file_in_one_pass(tmp_path)
     assert reader.opened == 17  # big.jsonl.zst for every partition, small.jsonl once
 
 
-def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path):
+def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -341,8 +341,18 @@ def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path):
     table = pa.table({"id": [f"p{i}" for i in range(1000)], "text": [f"{i}번째 문서의 본문" for i in range(1000)]})
     pq.write_table(table, path, row_group_size=90)
     specs = _specs_of([path], 64)
+    decoded: list[list[int]] = []  # the row groups each partition asked for
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def recording(self, *args, **kwargs):
+        decoded.append(list(kwargs["row_groups"]))
+        return iter_batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recording)
     with PartitionReader("text", "id") as reader:
         parts = [reader.read(spec)[0] for spec in specs]
+    # Rows [64k, 64k+64) lie in the groups of 90 rows from 64k // 90 to (64k + 63) // 90.
+    assert decoded == [list(range(64 * k // 90, min(64 * k + 63, 999) // 90 + 1)) for k in range(len(specs))]
     assert [d.doc_id for part in parts for d in part] == [f"p{i}" for i in range(1000)]
     assert [d.line for part in parts for d in part] == list(range(1, 1001))
     assert all(d.text == f"{int(d.doc_id[1:])}번째 문서의 본문" for part in parts for d in part)
