@@ -18,9 +18,25 @@ def fingerprint(text: str) -> int:
     """64-bit key of a text's normalised form (fits a signed int64 column)."""
     if not unicodedata.is_normalized("NFKC", text):  # the fast check spares most texts a copy
         text = unicodedata.normalize("NFKC", text)
-    normalised = " ".join(text.split())  # collapses every Unicode whitespace run; 3x faster than re
-    digest = hashlib.blake2b(normalised.encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(collapse_whitespace(text).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+def collapse_whitespace(text: str) -> str:
+    """`" ".join(text.split())`: every Unicode whitespace run becomes one space, none at the ends.
+
+    Splitting a long text makes one string per word; most texts have no whitespace but
+    spaces, newlines and tabs, and are done with a few whole-string passes instead (half
+    the time on the shared corpus). After the replacements, a printable text has no
+    whitespace but the space (the only whitespace character that is printable; the tests
+    check every code point).
+    """
+    flat = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
+    if not flat.isprintable():
+        return " ".join(text.split())
+    while "  " in flat:
+        flat = flat.replace("  ", " ")
+    return flat.strip(" ")
 
 
 def fingerprints(docs: Iterable[Document]) -> list[tuple[int, str]]:

@@ -5,11 +5,12 @@ its model) and ~300 MB, and cannot be pickled, so it is built once per
 worker in `KiwiPlugin.setup()` and tasks take it from their worker. Workers that join the
 cluster later get the plugin from the scheduler and build their own. Outside a
 distributed worker (plain `dask.compute`, a notebook, a unit test) `get_kiwi()` builds one
-lazily per process.
+lazily per process. The plugin also sizes the tokenizer's thread pool to the worker.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -48,6 +49,11 @@ class KiwiPlugin(WorkerPlugin):
         self.kiwi: Any = None
 
     def setup(self, worker: Any) -> None:
+        # The tokenizer's Rust thread pool (rayon) would otherwise start one thread per core
+        # of the host in every worker process, as OpenMP would without distributed's
+        # `distributed.nanny.pre-spawn-environ`. Sized here to the cores this worker is
+        # given, before stage 2 first starts the pool; a value set by the user is kept.
+        os.environ.setdefault("RAYON_NUM_THREADS", str(max(worker.state.nthreads, self.num_threads)))
         self.kiwi = build_kiwi(self.num_threads, self.model_type)
         # Kiwi loads parts of its model on the first call (seconds): pay that here, not in a task.
         self.kiwi.tokenize("키위를 미리 깨운다.")

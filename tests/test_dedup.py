@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dask_prep.dedup import fingerprint
+from dask_prep.dedup import collapse_whitespace, fingerprint
 
 
 def test_fingerprint_ignores_nfkc_and_whitespace_differences() -> None:
@@ -14,6 +14,48 @@ def test_fingerprint_ignores_nfkc_and_whitespace_differences() -> None:
     assert fingerprint(text) == fingerprint("  서울특별시는   대한민국의 수도이다.\t서울은 크다.  ")
     assert fingerprint("ＡＢＣ 서울") == fingerprint("ABC 서울")  # NFKC folds full-width letters
     assert fingerprint(text) != fingerprint(text.replace("서울은", "부산은"))
+
+
+def test_the_space_is_the_only_printable_whitespace() -> None:
+    # What `collapse_whitespace`'s fast path rests on, over every code point.
+    assert [c for c in map(chr, range(0x110000)) if c.isspace() and c.isprintable()] == [" "]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "\n\n",
+        "a",
+        " a ",
+        "a  b",
+        "a\n\n\nb",
+        "a \t\r\n b",
+        "a" + " " * 9 + "b",
+        "a\u3000b",
+        "a\xa0 b",
+        "a\u2028b",
+        "a\x1cb",
+        "a\x85b",
+        "\u1680a",
+        "a\x0bb\x0c",
+        "서울 \n 부산",
+        "a\u200bb",
+    ],
+)
+def test_collapse_whitespace_is_split_and_join(text: str) -> None:
+    assert collapse_whitespace(text) == " ".join(text.split())
+
+
+def test_collapse_whitespace_is_split_and_join_on_real_documents(shard0) -> None:
+    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+
+    files = resolve_inputs([str(shard0)])
+    docs, _ = read_partition(plan_partitions(files, [scan_file(files[0]).records], 2000)[0], "text", "id")
+    texts = [d.text for d in docs if d.text]
+    assert len(texts) > 1000
+    assert [collapse_whitespace(t) for t in texts] == [" ".join(t.split()) for t in texts]
 
 
 @pytest.fixture(scope="module")

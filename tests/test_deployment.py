@@ -132,7 +132,8 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
 
         plugin = dask_worker.plugins.get(kiwi_setup.PLUGIN_NAME)
         has_kiwi = getattr(plugin, "kiwi", None) is not None
-        return {"plugin": plugin is not None, "kiwi": has_kiwi, "builds": kiwi_setup.builds}
+        rayon_threads = os.environ.get("RAYON_NUM_THREADS")
+        return {"plugin": plugin is not None, "kiwi": has_kiwi, "builds": kiwi_setup.builds, "rayon": rayon_threads}
 
     inputs = [str(shard0), str(shard0.with_name("00001.jsonl.zst"))]
     scheduler_file = tmp_path / "scheduler.json"
@@ -204,7 +205,9 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
         late_address = by_name["late"]
         # The late worker got its Kiwi from the plugin, and built no other.
         state = monitor.run(kiwi_state, workers=[late_address])[late_address]
-        assert state == {"plugin": True, "kiwi": True, "builds": 1}
+        # ... and sized the tokenizer's thread pool to its one thread (`dask worker --nthreads 1`).
+        rayon_threads = os.environ.get("RAYON_NUM_THREADS", "1")
+        assert state == {"plugin": True, "kiwi": True, "builds": 1, "rayon": rayon_threads}
 
     report = json.loads((output / "report.json").read_text(encoding="utf-8"))
     log_entries = report["partition_log"]
@@ -229,8 +232,9 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     assert distributed_rows.equals(local_rows)
 
 
-def test_local_cluster_from_start_client_has_quiet_housekeeping():
-    """The LocalCluster dask-prep starts: event loops tick every 500 ms (not 20), no profiler.
+def test_local_cluster_from_start_client_settings_reach_the_workers():
+    """The LocalCluster dask-prep starts: event loops tick every 500 ms (not 20), no profiler,
+    and the tokenizer's thread pool sized to the worker's cores (its Kiwi's 2 threads).
 
     The settings must reach the worker processes (through their nannies), not only this one.
     """
@@ -239,13 +243,20 @@ def test_local_cluster_from_start_client_has_quiet_housekeeping():
     from dask_prep.graph import ClusterOptions, start_client, stop_client
 
     own_tick = dask.config.get("distributed.admin.tick.interval")
-    client = start_client(ClusterOptions(n_workers=1, kiwi_threads=1, dashboard_address=":0"))
+    client = start_client(ClusterOptions(n_workers=1, kiwi_threads=2, dashboard_address=":0"))
     try:
-        worker_state = client.run(lambda dask_worker: (dask_worker._tick_interval, set(dask_worker.periodic_callbacks)))
-        ((tick, callbacks),) = worker_state.values()
+        worker_state = client.run(
+            lambda dask_worker: (
+                dask_worker._tick_interval,
+                set(dask_worker.periodic_callbacks),
+                os.environ.get("RAYON_NUM_THREADS"),
+            )
+        )
+        ((tick, callbacks, rayon_threads),) = worker_state.values()
         scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
     finally:
         stop_client(client)
+    assert rayon_threads == os.environ.get("RAYON_NUM_THREADS", "2")  # a value the user set is kept
     assert tick == 0.5 and scheduler_tick == 0.5
     assert "profile" not in callbacks and "tick" in callbacks  # the loop is still watched, less often
     # Only the cluster's processes: this process keeps the user's dask config.
