@@ -54,13 +54,22 @@ def client():
         yield client
 
 
-@pytest.fixture
-def seed_config(tokenizer_dir):
+def seed_config_with(tokenizer_dir, **changes):
+    """Preset seed-v2 with the shared tokenizer; changes are section__field=value."""
     from dask_prep.config import preset
 
     config = preset("seed-v2")
     config.tokenize.model = str(tokenizer_dir)
+    for dotted, value in changes.items():
+        section, name = dotted.split("__")
+        setattr(getattr(config, section), name, value)
+    config.validate()
     return config
+
+
+@pytest.fixture
+def seed_config(tokenizer_dir):
+    return seed_config_with(tokenizer_dir)
 
 
 # ---- shared pipeline runs (integration and acceptance tests) -------------------------

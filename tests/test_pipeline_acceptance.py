@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import seed_config_with
 
 REPO = Path(__file__).resolve().parent.parent
 SPEECHES = REPO.parent / "shared" / "data" / "nk-speeches.jsonl"
@@ -27,19 +28,6 @@ IGNORE_INDEX = -100
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def _config(tokenizer_dir, **changes):
-    """Preset seed-v2 with the shared tokenizer; changes are section__field=value."""
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(tokenizer_dir)
-    for dotted, value in changes.items():
-        section, name = dotted.split("__")
-        setattr(getattr(config, section), name, value)
-    config.validate()
-    return config
 
 
 def start_cli(*args: str) -> subprocess.Popen:
@@ -161,7 +149,7 @@ SINGLE_LEN = 512
 
 @pytest.fixture(scope="module")
 def single_run(pipeline_runner, shard0, tokenizer_dir, tmp_path_factory):
-    config = _config(
+    config = seed_config_with(
         tokenizer_dir,
         tokenize__mask_style="single",
         tokenize__pad_to_max_length=True,
@@ -246,7 +234,7 @@ def cap_runs(pipeline_runner, one_worker_cluster, shard0, tokenizer_dir, tmp_pat
     runs = {}
     try:
         for size in (200, 2000):
-            config = _config(tokenizer_dir, entities__max_entity_freq=CAP, input__partition_size=size)
+            config = seed_config_with(tokenizer_dir, entities__max_entity_freq=CAP, input__partition_size=size)
             out = tmp_path_factory.mktemp(f"cap_size{size}_")
             # Exactly this size: 2000 is then one partition holding the whole shard.
             runs[size] = pipeline_runner([shard0], config, out, exact_partition_size=size)

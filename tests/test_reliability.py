@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import seed_config_with
 
 REPO = Path(__file__).resolve().parent.parent
 SEQ_LEN = 2048
@@ -26,19 +27,6 @@ SAMPLES = 400  # documents of shard 00000 in the kill, interrupt and reference r
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def _config(tokenizer_dir, **changes):
-    """Preset seed-v2 with the shared tokenizer; changes are section__field=value."""
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(tokenizer_dir)
-    for dotted, value in changes.items():
-        section, name = dotted.split("__")
-        setattr(getattr(config, section), name, value)
-    config.validate()
-    return config
 
 
 def _decompress(data: bytes) -> bytes:
@@ -116,7 +104,7 @@ def shard0_lines(shard0) -> list[bytes]:
 @pytest.fixture(scope="module")
 def reference(pipeline_runner, tokenizer_dir, shard0, tmp_path_factory):
     """The clean run the killed and the interrupted runs must equal (no dedup, as in those)."""
-    config = _config(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False)
+    config = seed_config_with(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False)
     run = pipeline_runner([shard0], config, tmp_path_factory.mktemp("reference"))
     rows = dataset_rows(run.output_dir)
     assert len(rows) > 50, "the reference has too few examples to compare anything"
@@ -413,7 +401,7 @@ def bad_input_runs(client, pipeline_runner, tokenizer_dir, shard0, shard0_lines,
     (clean / "mixed.jsonl").write_bytes(b"".join(good))
     (clean / "shard1.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"".join(readable)))
 
-    config = _config(tokenizer_dir)
+    config = seed_config_with(tokenizer_dir)
     dirty_run = pipeline_runner([dirty], config, tmp_path_factory.mktemp("dirty_run"))
     # The good documents alone are clean input: --strict lets them through.
     alone_dir = tmp_path_factory.mktemp("alone_run")
@@ -504,7 +492,7 @@ def test_strict_stops_at_a_damaged_or_empty_file_before_kiwi(client, tokenizer_d
         (inputs / name).write_bytes(content)
         out = tmp_path / f"{case}_out"
         with client.as_current(), pytest.raises(BadInputError, match=name.replace(".", r"\.")):
-            Pipeline([str(inputs)], _config(tokenizer_dir), str(out)).run(strict=True)
+            Pipeline([str(inputs)], seed_config_with(tokenizer_dir), str(out)).run(strict=True)
         assert not (out / "_work" / "stats").exists()  # no partition was analysed
 
 
@@ -536,7 +524,7 @@ def test_killed_worker_gives_the_same_dataset(client, reference, tokenizer_dir, 
     """SIGKILL a session worker process while it analyses a partition; its nanny restarts it."""
     from dask_prep.graph import Pipeline
 
-    config = _config(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False, input__partition_size=20)
+    config = seed_config_with(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False, input__partition_size=20)
     out = tmp_path / "killed"
     stats_dir = out / "_work" / "stats"
     pids = client.run(os.getpid)
