@@ -19,7 +19,7 @@ import psutil
 from dask_prep.config import Config
 from dask_prep.dedup import fingerprints, mark_duplicates
 from dask_prep.filters import FilterChain
-from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.reading import Document, plan_partitions, read_partition, resolve_inputs, scan_file
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -61,18 +61,28 @@ def kiwi_documents(inputs: list[str], config: Config) -> KiwiSet:
     chain = FilterChain(config)
     texts: list[str] = []
     read = 0
-
-    def record(batch: list[str]) -> list[Exception]:
-        texts.extend(batch)
-        # An Exception per text makes the chain stop there (no analysis rule runs).
-        return [RuntimeError("not analysed")] * len(batch)
-
     for spec in specs:
         docs, _ = read_partition(spec, config.input.text_field, config.input.id_field)
         mark_duplicates(docs, keep)
         read += len(docs)
-        list(chain.run(docs, record))
+        texts.extend(texts_sent_to_kiwi(chain, docs))
     return KiwiSet(read=read, texts=texts)
+
+
+def texts_sent_to_kiwi(chain: FilterChain, docs: list[Document]) -> list[str]:
+    """The texts `chain.run(docs, ...)` gives Kiwi, recorded instead of analysed.
+
+    The documents are judged as the pipeline judges them (cheap rules set `rejected_by`).
+    """
+    sent: list[str] = []
+
+    def record(batch: list[str]) -> list[Exception]:
+        sent.extend(batch)
+        # An Exception per text makes the chain stop there (no analysis rule runs).
+        return [RuntimeError("not analysed")] * len(batch)
+
+    list(chain.run(docs, record))
+    return sent
 
 
 def split_balanced(texts: list[str], parts: int) -> list[list[str]]:

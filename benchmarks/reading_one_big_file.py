@@ -29,10 +29,10 @@ from dask_prep.reading import PartitionReader, plan_partitions, read_partition, 
 def write_big_file(corpus: str, copies: int, path: str) -> None:
     import zstandard
 
-    data = b"".join(
-        zstandard.ZstdDecompressor().stream_reader(open(f, "rb")).read()
-        for f in sorted(glob.glob(os.path.join(corpus, "*.jsonl.zst")))
-    )
+    data = b""
+    for shard in sorted(glob.glob(os.path.join(corpus, "*.jsonl.zst"))):
+        with open(shard, "rb") as handle, zstandard.ZstdDecompressor().stream_reader(handle) as stream:
+            data += stream.read()
     with open(path, "wb") as out:
         out.write(zstandard.ZstdCompressor(level=3).compress(data * copies))
 
