@@ -27,8 +27,10 @@ _SYMBOL_RUN = re.compile(r"[^\w \n\t]+")
 # Histogram bin edges of the measured values in the report. A rule's own thresholds are
 # added as edges, so the histogram shows exactly where they cut.
 FRACTION_EDGES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+# fmt: off
 COUNT_EDGES: tuple[float, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000,
                                   10_000, 20_000, 50_000, 100_000, 1_000_000)
+# fmt: on
 
 
 class QualityFilter:
@@ -158,9 +160,18 @@ def measured_distributions(docs: Iterable[Document], config: Config) -> dict[str
     for name, rule in config.rules.items():
         if rule.enabled:
             edges = rule_edges(name, rule)
-            out[name] = {"edges": edges, "counts": [0] * (len(edges) + 1), "min_bound": rule.min,
-                         "max_bound": rule.max, "n": 0, "sum": 0.0, "min": None, "max": None,
-                         "below_min": 0, "above_max": 0}
+            out[name] = {
+                "edges": edges,
+                "counts": [0] * (len(edges) + 1),
+                "min_bound": rule.min,
+                "max_bound": rule.max,
+                "n": 0,
+                "sum": 0.0,
+                "min": None,
+                "max": None,
+                "below_min": 0,
+                "above_max": 0,
+            }
     for doc in docs:
         for name, value in doc.metrics.items():
             dist = out.get(name)

@@ -553,8 +553,16 @@ def _measured_table(report: dict[str, Any]) -> str:
     head = ("rule", "min bound", "max bound", "measured", "below min", "above max", "min", "mean", "max")
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for name, dist in report.get("measured_values", {}).items():
-        cells = [dist["threshold_min"], dist["threshold_max"], dist["measured"], dist["below_min"],
-                 dist["above_max"], dist["min"], dist["mean"], dist["max"]]
+        cells = [
+            dist["threshold_min"],
+            dist["threshold_max"],
+            dist["measured"],
+            dist["below_min"],
+            dist["above_max"],
+            dist["min"],
+            dist["mean"],
+            dist["max"],
+        ]
         numbers = "".join(f'<td class="n">{_number(c)}</td>' for c in cells)
         out.append(f"<tr><td>{html.escape(name)}</td>{numbers}</tr>")
     out.append("</table>")

@@ -21,8 +21,7 @@ TOKENIZER = SHARED / "tokenizers" / "koelectra-v1-cased"
 
 needs_shared = pytest.mark.skipif(
     not CORPUS.is_dir() or not TOKENIZER.is_dir(),
-    reason=f"the shared test data is not at {SHARED} (clone the repo beside shared/, "
-    "or set DASK_PREP_SHARED)",
+    reason=f"the shared test data is not at {SHARED} (clone the repo beside shared/, or set DASK_PREP_SHARED)",
 )
 
 
@@ -47,9 +46,12 @@ def client():
 
     from dask_prep.graph import register_kiwi
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         register_kiwi(client)
         yield client
 

@@ -175,9 +175,7 @@ def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -
     return result
 
 
-def fits_window(
-    tokenizer: Any, text: str, target: str, antecedent: int, start: int, end: int, seq_len: int
-) -> bool:
+def fits_window(tokenizer: Any, text: str, target: str, antecedent: int, start: int, end: int, seq_len: int) -> bool:
     """Whether a `seq_len`-token window of the whole-masked text holds antecedent and masks.
 
     The masked text replaces the mention with k mask tokens, k = the target's own token

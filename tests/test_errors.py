@@ -142,6 +142,7 @@ EXPECTED = {
     "resume_without_manifest": ["cannot resume", "manifest.json", "without --resume"],
 }
 
+
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_one_line_naming_the_problem_and_the_fix(name, cases, subprocess_outcomes, capfd, caplog):
     code, out, err = _outcome(name, cases, subprocess_outcomes, capfd, caplog)

@@ -293,6 +293,7 @@ def test_cap_is_independent_of_partitioning_and_workers(cap_runs):
 
 def test_existing_scheduler_gives_the_same_dataset(cap_runs):
     cli_cap_run = cap_runs["cli"]
+
     def rows(run):
         return sorted(run.rows(), key=lambda r: (r["doc_id"], r["coref_pos"], r["target"]))
 
@@ -404,6 +405,8 @@ def test_nk_long_documents_give_windowed_examples(nk_windowed_run, hf_tokenizer)
             windowed += 1
             assert len(r["input_ids"]) == NK_LEN
             check_window(r, full, hf_tokenizer)
-    print(f"\nnk-speeches, 12 docs, nnp_ratio off: {len(rows)} examples, {windowed} windowed, "
-          f"dropped {report['examples']['dropped']}")
+    print(
+        f"\nnk-speeches, 12 docs, nnp_ratio off: {len(rows)} examples, {windowed} windowed, "
+        f"dropped {report['examples']['dropped']}"
+    )
     assert windowed > 0

@@ -159,9 +159,7 @@ def test_same_examples_in_the_dataset(reference, seed_shard0_run, hf_tokenizer):
     expected = {
         ex
         for ex in reference.examples
-        if fits_window(
-            hf_tokenizer, reference.texts[ex[0]], ex[1], ex[2], ex[3], ends[ex[0], ex[1], ex[3]], seq_len
-        )
+        if fits_window(hf_tokenizer, reference.texts[ex[0]], ex[1], ex[2], ex[3], ends[ex[0], ex[1], ex[3]], seq_len)
     }
     rows = seed_shard0_run.rows(["doc_id", "target", "antecedent_pos", "coref_pos"])
     got = {(r["doc_id"], r["target"], r["antecedent_pos"], r["coref_pos"]) for r in rows}
