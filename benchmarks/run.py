@@ -10,7 +10,8 @@ sampled with psutil every 0.2 s:
      padded tokenization + Dataset.from_dict;
   3. `dask-prep run` with default cluster settings (cluster start-up included);
 then the scale runs (the corpus repeated --scale times with new ids, for the baseline
-and the pipeline; the pipeline with 1 and 2 workers), prints the table, the ratios and
+and the pipeline; the pipeline with 1 and 2 workers, beside Kiwi alone in 1 and 2
+processes: this host's own ceiling for that ratio), prints the table, the ratios and
 PASS/FAIL per target, and saves everything as JSON under benchmarks/results/.
 
 `--layouts 2x1x1@2000,2x1x1@500,...` adds a layout comparison (workers x threads per
@@ -68,7 +69,7 @@ TARGETS = {
 @dataclass(eq=False)  # rows are compared by identity
 class Row:
     name: str
-    kind: str  # limit | baseline | pipeline
+    kind: str  # limit | kiwi_alone | baseline | pipeline
     wall: float  # seconds; for the limit rows the analysis alone
     docs: int  # documents read (the whole corpus, for every row)
     analysed_chars: int  # characters Kiwi analysed
@@ -131,16 +132,18 @@ class Bench:
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    def limit(self, texts_path: Path, mode: str, n: int, docs: int, repeat: int = 0) -> Row:
-        name = (
-            f"Kiwi limit: {n} processes x 1 Kiwi thread"
-            if mode == "processes"
-            else (f"Kiwi limit: 1 process x {n} Kiwi threads")
-        )
+    def limit(self, texts_path: Path, mode: str, n: int, docs: int, repeat: int = 0, kind: str = "limit") -> Row:
+        """Kiwi alone on the texts. kind "limit" is the filter target's ceiling; "kiwi_alone"
+        (1 and 2 processes, in the scaling section) is this host's own 2 / 1 scaling."""
+        label = "Kiwi limit" if kind == "limit" else "Kiwi alone"
+        if mode == "processes":
+            name = f"{label}: {n} process{'es' if n > 1 else ''} x 1 Kiwi thread"
+        else:
+            name = f"{label}: 1 process x {n} Kiwi threads"
         name += f" #{repeat + 1}" if repeat else ""
-        out = self.work / f"limit-{mode}-{repeat + 1}.json"
+        out = self.work / f"{kind}-{mode}-{n}-{repeat + 1}.json"
         cmd = [python(), str(BENCH_DIR / "kiwi_limit.py"), str(texts_path), "--mode", mode, "--n", str(n)]
-        row = self._measure(name, "limit", cmd + ["--out", str(out)])
+        row = self._measure(name, kind, cmd + ["--out", str(out)])
         result = json.loads(out.read_text())
         row.details.update(result, process_wall=row.wall)
         row.wall = result["seconds"]
@@ -328,7 +331,7 @@ def table(rows: list[Row], limit: float | None, baseline: Row | None) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         vs_limit = r.stage_chars_per_s / limit if (limit and r.stage_chars_per_s) else None
-        vs_pool = r.docs_per_s / baseline.docs_per_s if (baseline and r.kind != "limit") else None
+        vs_pool = r.docs_per_s / baseline.docs_per_s if (baseline and r.kind in ("baseline", "pipeline")) else None
         lines.append(
             f"{r.name[:43]:<44}{r.wall:>8.1f}{r.docs_per_s:>8.1f}{r.chars_per_s:>13,.0f}"
             f"{_fmt(r.stage_seconds, '.1f'):>9}{_fmt(r.stage_chars_per_s, ',.0f'):>14}"
@@ -340,13 +343,14 @@ def table(rows: list[Row], limit: float | None, baseline: Row | None) -> str:
 
 
 def paired_ratios(rows: dict[str, Row], paired: dict[str, list[tuple[str, Any]]]) -> dict[str, list[float]]:
-    """Per repeat: filter stage / that repeat's Kiwi limit, pipeline / baseline, 2 / 1 workers."""
+    """Per repeat: filter stage / that repeat's Kiwi limit, pipeline / baseline, 2 / 1 workers,
+    and Kiwi alone in 2 / 1 processes."""
     ratios: dict[str, list[float]] = {key: [] for key in paired}
     for pipe, limits in paired.get("filter", []):
         best = max((rows[n].chars_per_s for n in limits if n in rows), default=None)
         if pipe in rows and best and rows[pipe].stage_chars_per_s:
             ratios["filter"].append(rows[pipe].stage_chars_per_s / best)
-    for key in ("end_to_end", "scaling"):
+    for key in ("end_to_end", "scaling", "kiwi_scaling"):
         for a, b in paired.get(key, []):
             if a in rows and b in rows:
                 ratios[key].append(rows[a].docs_per_s / rows[b].docs_per_s)
@@ -407,12 +411,26 @@ def counterbalanced(runs: list, k: int) -> list:
 
 
 def repeats_text(ratios: dict[str, list[float]]) -> str:
-    labels = {"filter": "filter stage / limit", "end_to_end": "pipeline / baseline", "scaling": "2 / 1 workers"}
+    labels = {
+        "filter": "filter stage / limit",
+        "end_to_end": "pipeline / baseline",
+        "scaling": "2 / 1 workers",
+        "kiwi_scaling": "Kiwi alone, 2 / 1 processes",
+    }
     return "\n".join(
         f"  {labels[key]} per repeat, in run order: {', '.join(f'{v:.3f}' for v in values)}"
         for key, values in ratios.items()
         if len(values) > 1
     )
+
+
+def kiwi_scaling_text(ratios: dict[str, list[float]]) -> str:
+    """Kiwi's own 2 / 1 process scaling on this host, beside the scaling target (no target)."""
+    values = ratios.get("kiwi_scaling") or []
+    if not values:
+        return ""
+    label = "Kiwi alone, 2 / 1 processes (the ceiling)"
+    return f"  {'info':<5} {label:<44} {statistics.median(values):>7.3f}  (this host's cores, for the scaling target)"
 
 
 def targets_text(results: list[dict]) -> str:
@@ -445,7 +463,7 @@ def diagnostics(rows: list[Row], scale_note: dict[str, Row]) -> str:
                 if k in ("input_ids", "attention_mask", "labels")
             }
             lines.append(f"  {r.name}: stages {d['seconds']}; kept {d.get('kept')}; column types {types}")
-        elif r.kind == "limit":
+        elif r.kind in ("limit", "kiwi_alone"):
             extra = d.get("per_process_seconds") or d.get("kiwi_build_seconds")
             lines.append(f"  {r.name}: {d['docs']} docs, {d['chars']:,} chars; {extra}")
     for r in rows:
@@ -533,7 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         # that a steady drift does not favour one side.
         modes = [m for m in args.limit_modes.split(",") if m] if "limit" in sections else []
         repeats: dict[str, list[str]] = {}
-        paired: dict[str, list[tuple[str, str | list[str]]]] = {"filter": [], "end_to_end": [], "scaling": []}
+        paired: dict[str, list[tuple[str, str | list[str]]]] = {
+            "filter": [],
+            "end_to_end": [],
+            "scaling": [],
+            "kiwi_scaling": [],
+        }
 
         def repeated(role: str, k: int) -> str:
             name = names[role] if k == 0 else f"{names[role]} #{k + 1}"
@@ -572,12 +595,28 @@ def main(argv: list[str] | None = None) -> int:
         if "scaling" in sections:
             # Workers of one core each (one single-threaded Kiwi), so that 2 workers use 2 cores
             # and 1 worker uses 1, whatever the default layout.
+            # Beside each pair, Kiwi alone in 1 and in 2 single-threaded processes on the same
+            # texts: how far two cores of this host scale Kiwi itself (the pipeline's ceiling).
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
             for k in range(args.repeat):
                 pair = {role: repeated(role, k) for role in ("one_worker", "two_workers")}
-                for role, workers in counterbalanced([("one_worker", "1"), ("two_workers", "2")], k):
-                    bench.attempt(bench.pipeline, pair[role], shards, ["--n-workers", workers, *one_core])
+                kiwi_rows: dict[int, str] = {}
+
+                def run_workers(k: int = k, pair: dict[str, str] = pair) -> None:
+                    for role, workers in counterbalanced([("one_worker", "1"), ("two_workers", "2")], k):
+                        bench.attempt(bench.pipeline, pair[role], shards, ["--n-workers", workers, *one_core])
+
+                def run_kiwi_alone(k: int = k, kiwi_rows: dict[int, str] = kiwi_rows) -> None:
+                    for n in counterbalanced([1, 2], k):
+                        row = bench.attempt(bench.limit, texts_path, "processes", n, kiwi_set.read, k, "kiwi_alone")
+                        if row is not None:
+                            kiwi_rows[n] = row.name
+
+                for run in counterbalanced([run_workers, run_kiwi_alone], k):
+                    run()
                 paired["scaling"].append((pair["two_workers"], pair["one_worker"]))
+                if len(kiwi_rows) == 2:
+                    paired["kiwi_scaling"].append((kiwi_rows[2], kiwi_rows[1]))
 
         if "fixed" in sections:
             tiny = ["--max-samples", str(FIXED_DOCS)]
@@ -661,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table(order, limit, base),
             "",
-            "Kiwi limit = best Kiwi-alone chars/s above (the filter target uses each repeat's own)"
+            "Kiwi limit = best chars/s of the 'Kiwi limit' rows (the filter target uses each repeat's own)"
             + (f": {limit:,.0f} chars/s" if limit else " (not measured)")
             + ". wall/docs/s of a limit row = the analysis alone, over the whole corpus's documents.",
             "stage = the filter stage (read + cheap rules + Kiwi + analysis rules + entities); "
@@ -672,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.repeat > 1
             else "Targets:",
             targets_text(results),
+            kiwi_scaling_text(ratios),
             repeats_text(ratios),
             "",
             "Diagnostics:",
