@@ -594,9 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         d_workers = default[0]
         if "scaling" in sections:
             # Workers of one core each (one single-threaded Kiwi), so that 2 workers use 2 cores
-            # and 1 worker uses 1, whatever the default layout.
-            # Beside each pair, Kiwi alone in 1 and in 2 single-threaded processes on the same
-            # texts: how far two cores of this host scale Kiwi itself (the pipeline's ceiling).
+            # and 1 worker uses 1, whatever the default layout. Beside each pair, Kiwi alone in
+            # 1 and in 2 single-threaded processes on the limit's texts: how far two cores of
+            # this host scale Kiwi itself (the pipeline's ceiling).
             one_core = ["--threads-per-worker", "1", "--kiwi-threads", "1"]
             for k in range(args.repeat):
                 pair = {role: repeated(role, k) for role in ("one_worker", "two_workers")}

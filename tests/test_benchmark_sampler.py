@@ -54,6 +54,13 @@ def test_descendants_are_the_ones_psutil_finds(process_tree):
     assert set(common._descendants(process_tree.pid)) == expected
 
 
+def test_without_the_kernel_lists_psutil_finds_them(process_tree, monkeypatch):
+    monkeypatch.setattr(common, "_KERNEL_LISTS_CHILDREN", False)
+    expected = {p.pid for p in psutil.Process(process_tree.pid).children(recursive=True)}
+    assert len(expected) == 3
+    assert set(common._descendants(process_tree.pid)) == expected
+
+
 def test_sampler_records_every_process_of_the_tree(process_tree):
     sampler = common.TreeSampler(process_tree.pid, interval=0.05).start()
     time.sleep(0.5)
