@@ -365,11 +365,12 @@ def targets(
 
     def add(key: str, label: str, value: float | None, at_least: bool) -> None:
         bound = TARGETS[key]
+        target = {"target": key, "label": label, "value": value, "bound": bound, "sign": ">=" if at_least else "<="}
         if value is None:
-            out.append({"target": key, "label": label, "value": None, "bound": bound, "result": "SKIP"})
-            return
-        ok = value >= bound if at_least else value <= bound
-        out.append({"target": key, "label": label, "value": value, "bound": bound, "result": "PASS" if ok else "FAIL"})
+            result = "SKIP"
+        else:
+            result = "PASS" if (value >= bound if at_least else value <= bound) else "FAIL"
+        out.append({**target, "result": result})
 
     def median_of(key: str) -> float | None:
         values = ratios.get(key) or []
@@ -429,17 +430,24 @@ def kiwi_scaling_text(ratios: dict[str, list[float]]) -> str:
     values = ratios.get("kiwi_scaling") or []
     if not values:
         return ""
-    label = "Kiwi alone, 2 / 1 processes (the ceiling)"
-    return f"  {'info':<5} {label:<44} {statistics.median(values):>7.3f}  (this host's cores, for the scaling target)"
+    return _status_line(
+        "info",
+        "Kiwi alone, 2 / 1 processes (the ceiling)",
+        statistics.median(values),
+        "this host's cores, for the scaling target",
+    )
 
 
 def targets_text(results: list[dict]) -> str:
-    lines = []
-    for t in results:
-        sign = ">=" if t["target"] in ("filter", "end_to_end", "scaling", "fineweb") else "<="
-        value = "-" if t["value"] is None else f"{t['value']:.3f}"
-        lines.append(f"  {t['result']:<5} {t['label']:<44} {value:>7}  (target {sign} {t['bound']})")
-    return "\n".join(lines)
+    return "\n".join(
+        _status_line(t["result"], t["label"], t["value"], f"target {t['sign']} {t['bound']}") for t in results
+    )
+
+
+def _status_line(status: str, label: str, value: float | None, note: str) -> str:
+    """One line under the table: PASS/FAIL/SKIP of a target, or info."""
+    shown = "-" if value is None else f"{value:.3f}"
+    return f"  {status:<5} {label:<44} {shown:>7}  ({note})"
 
 
 def diagnostics(rows: list[Row], scale_note: dict[str, Row]) -> str:
