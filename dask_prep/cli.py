@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from dask_prep.config import PRESETS, Config, ConfigError, preset
@@ -149,7 +150,9 @@ def _run(args: argparse.Namespace) -> int:
             datasets.disable_progress_bars()  # no bar lines in CI logs
         warm_up_plotting()
 
+    starting = time.perf_counter()
     client = start_client(options, meanwhile=client_start_up)
+    startup_seconds = time.perf_counter() - starting
     closing = None
     try:
         if not args.quiet:
@@ -160,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=TqdmProgress(disable=True if args.quiet else None),
             strict=args.strict,
             html=False,
+            startup_seconds=startup_seconds,
         )
         # The cluster is not needed for report.html (plots, ~2-3 s): it shuts down meanwhile.
         closing = threading.Thread(target=stop_client, args=(client,), name="dask-prep-stop")

@@ -449,6 +449,7 @@ class Pipeline:
         progress: Progress | None = None,
         strict: bool = False,
         html: bool = True,
+        startup_seconds: float | None = None,
     ) -> dict:
         """Everything, on the active Dask client or the default scheduler; returns the report.
 
@@ -456,11 +457,13 @@ class Pipeline:
         `BadInputError` as soon as it is known: after the scan, or after stage 1.
         With `html=False` report.html is left to the caller (`write_html_report`), e.g. to
         draw it while the cluster shuts down; report.json is always written.
+        `startup_seconds`, the caller's time to start or reach the cluster (the CLI passes
+        it), goes into the report's `seconds` as `startup`, outside `total` (this run's stages).
         """
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
         layout = self.layout
-        seconds: dict[str, float] = {}
+        seconds: dict[str, float] = {} if startup_seconds is None else {"startup": startup_seconds}
         start = time.perf_counter()
         if resume:  # the same partitions as the interrupted run, whatever the cluster now
             specs = self.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])

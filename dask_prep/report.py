@@ -157,7 +157,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     ]
     lines += [f"  dropped {reason:<10}{count:>12,}" for reason, count in e["dropped"].items()]
     lines.append(f"examples written    {e['written']:>12,}")
-    lines += [f"{stage + ' seconds':<20}{value:>12,.1f}" for stage, value in report["seconds"].items()]
+    # "total" is this run's stages; the CLI's cluster start-up is its own line before them.
+    labels = {"total": "stages total"}
+    lines += [f"{labels.get(k, k) + ' seconds':<20}{v:>12,.1f}" for k, v in report["seconds"].items()]
     return lines
 
 

@@ -291,6 +291,17 @@ def test_cap_is_independent_of_partitioning_and_workers(cap_runs):
     assert cap_runs[2000].report["partitions"]["total"] == 1
 
 
+def test_report_times_the_cli_startup_apart_from_the_stages(cap_runs):
+    """The CLI's report says how long reaching the cluster took (here an existing one, whose
+    worker builds Kiwi on connect); a Pipeline.run by API has no start-up of its own to report."""
+    cli_seconds = cap_runs["cli"].report["seconds"]
+    assert list(cli_seconds)[:2] == ["startup", "scan"], cli_seconds
+    assert cli_seconds["startup"] > 0
+    stages = sum(v for k, v in cli_seconds.items() if k not in ("startup", "total"))
+    assert stages <= cli_seconds["total"] + 0.01, cli_seconds  # total = the stages, start-up excluded
+    assert "startup" not in cap_runs[200].report["seconds"]
+
+
 def test_existing_scheduler_gives_the_same_dataset(cap_runs):
     cli_cap_run = cap_runs["cli"]
 
