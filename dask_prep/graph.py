@@ -458,7 +458,8 @@ class Pipeline:
         With `html=False` report.html is left to the caller (`write_html_report`), e.g. to
         draw it while the cluster shuts down; report.json is always written.
         `startup_seconds`, the caller's time to start or reach the cluster (the CLI passes
-        it), goes into the report's `seconds` as `startup`, outside `total` (this run's stages).
+        it, its tokenizer check overlapped), goes into the report's `seconds` as `startup`,
+        outside `total` (this run's stages).
         """
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
