@@ -35,8 +35,10 @@ from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.kiwi_setup import KiwiPlugin, get_kiwi
 from dask_prep.output import (
     Layout,
+    check_not_in_use,
     check_output_dir,
     check_resumable,
+    hold_output_dir,
     prepare_output_dir,
     read_json,
     write_dataset,
@@ -436,6 +438,7 @@ class Pipeline:
             check_model_path(self.config.tokenize.model)
         if self.output_dir is None:
             return
+        check_not_in_use(self.output_dir)
         if resume:
             check_resumable(self.layout, self.files(), self.config)
         else:
@@ -463,6 +466,19 @@ class Pipeline:
         """
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
+        # Held until report.json is written: a second run into this directory fails meanwhile.
+        with hold_output_dir(self.layout.root):
+            return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+
+    def _run(
+        self,
+        overwrite: bool,
+        resume: bool,
+        progress: Progress,
+        strict: bool,
+        html: bool,
+        startup_seconds: float | None,
+    ) -> dict:
         layout = self.layout
         seconds: dict[str, float] = {} if startup_seconds is None else {"startup": startup_seconds}
         start = time.perf_counter()

@@ -2,20 +2,32 @@
 
 The dataset is built from the parquet parts by `datasets` itself (streamed into an
 Arrow cache, never all in memory), saved to a temporary directory and renamed, so
-`DIR/entity_coref_v2_{seq_len}` exists only when it is complete.
+`DIR/entity_coref_v2_{seq_len}` exists only when it is complete. A run holds its
+directory (`hold_output_dir`) so that a second run into it fails at once instead of
+deleting or mixing the first one's files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import shutil
+import socket
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: runs are not guarded there
+    fcntl = None  # type: ignore[assignment]
 
 WORK_DIR = "_work"
+LOCK_FILE = ".dask-prep.lock"  # flock'ed by the run writing the directory; left behind, harmless
 
 
 def part_name(index: int) -> str:
@@ -62,11 +74,62 @@ class OutputDirError(RuntimeError):
     """The output directory cannot be used as asked (exists, not empty, no --overwrite)."""
 
 
+def _try_lock(handle: IO[str], output_dir: str) -> None:
+    """flock the open lock file, or say which run holds it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        try:
+            holder = json.loads(handle.read() or "{}")
+        except ValueError:
+            holder = {}
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
+        raise OutputDirError(
+            f"--output-dir {output_dir!r} is in use by another dask-prep run ({who}); wait for it to "
+            "finish or choose another --output-dir (nothing was deleted)"
+        ) from None
+
+
+def check_not_in_use(output_dir: str) -> None:
+    """An error if a live run holds the directory; creates nothing."""
+    path = os.path.join(output_dir, LOCK_FILE)
+    if fcntl is None or not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        _try_lock(handle, output_dir)  # released when the file closes
+
+
+@contextlib.contextmanager
+def hold_output_dir(output_dir: str) -> Iterator[None]:
+    """Hold the directory for one run: other runs (processes or threads) fail while it lasts.
+
+    An advisory `flock` on `DIR/.dask-prep.lock`: the kernel releases it when the holder
+    ends in any way, so a crashed run leaves no stale lock. It also holds between hosts on
+    file systems with working `flock` (NFSv4, Lustre with `flock`), not on all of them.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(os.path.join(output_dir, LOCK_FILE), "a+", encoding="utf-8") as handle:
+        _try_lock(handle, output_dir)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": started}, handle)
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check_output_dir(output_dir: str, *, overwrite: bool = False) -> bool:
     """Whether the directory has content to replace; an error if that is not allowed."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputDirError(f"--output-dir {output_dir!r} is a file; give a directory")
-    has_content = os.path.isdir(output_dir) and bool(os.listdir(output_dir))
+    has_content = os.path.isdir(output_dir) and bool(set(os.listdir(output_dir)) - {LOCK_FILE})
     if has_content and not overwrite:
         raise OutputDirError(
             f"--output-dir {output_dir!r} is not empty; pass --overwrite to replace it (nothing was deleted)"
@@ -75,8 +138,16 @@ def check_output_dir(output_dir: str, *, overwrite: bool = False) -> bool:
 
 
 def prepare_output_dir(output_dir: str, *, overwrite: bool = False) -> None:
+    """An empty directory, but for the lock file of the run that holds it."""
     if check_output_dir(output_dir, overwrite=overwrite):
-        shutil.rmtree(output_dir)
+        for name in os.listdir(output_dir):
+            path = os.path.join(output_dir, name)
+            if name == LOCK_FILE:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
     os.makedirs(output_dir, exist_ok=True)
 
 

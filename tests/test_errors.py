@@ -172,3 +172,74 @@ def test_no_output_is_created_or_deleted_on_errors(cases, subprocess_outcomes, c
     assert (full / "sub" / "data.bin").read_bytes() == b"\x00\x01"
     # Errors found before any work leave no output directory behind.
     assert not any(tmp.glob("out_*"))
+
+
+# A process that holds an output directory as a running `dask-prep run` does, until told to end.
+HOLDER = """
+import sys
+from dask_prep.output import hold_output_dir
+with hold_output_dir(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _hold(directory: Path) -> subprocess.Popen:
+    args = [sys.executable, "-c", HOLDER, str(directory)]
+    holder = subprocess.Popen(args, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_into_a_directory_in_use_fails_at_once(shard0, tokenizer_dir, tmp_path, capfd):
+    from dask_prep.cli import main
+    from dask_prep.output import LOCK_FILE, check_not_in_use, check_output_dir, prepare_output_dir
+
+    busy = tmp_path / "busy"
+    holder = _hold(busy)
+    try:
+        (busy / "earlier.txt").write_text("the other run's work", encoding="utf-8")
+        capfd.readouterr()
+        code = main(["run", str(shard0), "--model", str(tokenizer_dir), "--output-dir", str(busy), "--overwrite"])
+        out, err = capfd.readouterr()
+        assert code == 2, err
+        assert err.strip().splitlines() == [err.strip()], err
+        for part in ["in use by another dask-prep run", f"pid {holder.pid}", "another --output-dir", "nothing was"]:
+            assert part in err, (part, err)
+        assert (busy / "earlier.txt").read_text(encoding="utf-8") == "the other run's work"
+    finally:
+        holder.kill()  # not a clean exit: the kernel still releases the lock
+        holder.wait()
+    check_not_in_use(str(busy))
+    assert sorted(p.name for p in busy.iterdir()) == [LOCK_FILE, "earlier.txt"]
+    prepare_output_dir(str(busy), overwrite=True)  # as a run with --overwrite does, holding the lock
+    assert [p.name for p in busy.iterdir()] == [LOCK_FILE]
+    assert not check_output_dir(str(busy)), "a directory holding only the lock file is empty"
+
+
+def test_a_run_holds_its_output_directory_until_its_report_is_written(client, shard0, tokenizer_dir, tmp_path):
+    from conftest import seed_config_with
+
+    from dask_prep.graph import Pipeline, Progress
+    from dask_prep.output import OutputDirError, check_not_in_use, hold_output_dir
+
+    config = seed_config_with(tokenizer_dir, input__max_samples=300)
+    out = tmp_path / "out"
+    probes: dict[str, str] = {}
+
+    class ProbeAtEachStage(Progress):
+        def start(self, stage: str, partitions: int) -> None:
+            try:
+                check_not_in_use(str(out))
+                probes[stage] = "free"
+            except OutputDirError as exc:
+                probes[stage] = str(exc)
+
+    with client.as_current():
+        report = Pipeline([str(shard0)], config, str(out)).run(progress=ProbeAtEachStage())
+    assert set(probes) == {"analyse", "tokenize"}
+    assert all(f"pid {os.getpid()}" in message for message in probes.values()), probes
+    assert (out / "report.json").exists() and report["documents"]["read"] == 300
+    check_not_in_use(str(out))  # released once the run returned
+    with hold_output_dir(str(out)), pytest.raises(OutputDirError, match="in use"):
+        Pipeline([str(shard0)], config, str(out)).run(overwrite=True)
