@@ -32,7 +32,7 @@ from dask_prep.config import Config
 from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
-from dask_prep.kiwi_setup import KiwiPlugin, get_kiwi
+from dask_prep.kiwi_setup import KiwiPlugin, fork_workers_from_warm_kiwi, get_kiwi
 from dask_prep.output import (
     Layout,
     check_not_in_use,
@@ -165,7 +165,10 @@ def _start_client(options: ClusterOptions) -> Any:
             ) from exc
     else:
         n_workers, kiwi_threads = options.layout()
-        with dask.config.set(local_cluster_config(options)):  # the worker processes get it from their nanny
+        settings = local_cluster_config(options)
+        if kiwi_threads == 1:  # one Kiwi built for all workers, not one each (kiwi_setup)
+            settings.update(fork_workers_from_warm_kiwi() or {})
+        with dask.config.set(settings):  # the worker processes get it from their nanny
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=options.threads_per_worker,

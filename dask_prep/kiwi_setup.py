@@ -6,30 +6,77 @@ worker in `KiwiPlugin.setup()` and tasks take it from their worker. Workers that
 cluster later get the plugin from the scheduler and build their own. Outside a
 distributed worker (plain `dask.compute`, a notebook, a unit test) `get_kiwi()` builds one
 lazily per process. The plugin also sizes the tokenizer's thread pool to the worker.
+
+A LocalCluster of single-threaded Kiwis forks its workers from one process that built and
+warmed a Kiwi once (`fork_workers_from_warm_kiwi`): the workers start without building
+their own and share its model's memory pages. A Kiwi of more threads cannot be forked
+(its thread pool, started on first use, would not survive the fork): those workers build
+their own, as do workers that join later or restart, and those of `dask worker`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from typing import Any
 
 PLUGIN_NAME = "dask-prep-kiwi"
+# Set in the client for the forkserver it starts: the model type of the Kiwi to prebuild there.
+FORK_KIWI_ENV = "DASK_PREP_FORK_KIWI"
 
 _local_kiwi: dict[tuple, Any] = {}
 _local_lock = threading.Lock()
+_warm_for_fork: dict[tuple, Any] = {}  # built in the forkserver; a forked worker inherits it
 builds = 0  # how many Kiwi objects this process built (checked by the tests)
 
 
-def build_kiwi(num_threads: int = 1, model_type: str | None = None) -> Any:
-    global builds
+def _new_kiwi(num_threads: int, model_type: str | None) -> Any:
     from kiwipiepy import Kiwi
 
-    builds += 1
     kwargs = {"num_workers": num_threads}
     if model_type:
         kwargs["model_type"] = model_type
     return Kiwi(**kwargs)
+
+
+def build_kiwi(num_threads: int = 1, model_type: str | None = None) -> Any:
+    global builds
+    builds += 1
+    return _new_kiwi(num_threads, model_type)
+
+
+def _warm_up(kiwi: Any) -> None:
+    # Kiwi loads parts of its model on the first call (seconds): pay that up front, not in a task.
+    kiwi.tokenize("키위를 미리 깨운다.")
+
+
+def prebuild_for_fork(model_type: str | None = None) -> None:
+    """In the forkserver (`dask_prep.kiwi_forkserver`): a warm single-threaded Kiwi to inherit."""
+    kiwi = _new_kiwi(1, model_type)
+    _warm_up(kiwi)
+    _warm_for_fork[(1, model_type)] = kiwi
+
+
+def fork_workers_from_warm_kiwi(model_type: str | None = None) -> dict[str, Any] | None:
+    """Dask settings under which a LocalCluster's workers fork from a process holding a warm Kiwi.
+
+    Returns None where there is no forkserver (not on Linux/macOS). The forkserver is this
+    process's own (multiprocessing's), started with the first worker: it imports
+    distributed and dask_prep and builds one Kiwi (~5 s, once), and each worker forked
+    from it starts in well under a second. It outlives the cluster, holding its Kiwi, until
+    this process ends. If the preload does not happen, workers build their own Kiwi.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    import distributed.utils
+
+    os.environ[FORK_KIWI_ENV] = model_type or ""
+    # distributed sets the forkserver's preload once, to itself and its optional packages
+    # (importing them all here); ours replaces it, so it is marked as done.
+    distributed.utils._forkserver_preload_set = True
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", "dask_prep.kiwi_forkserver"])
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
 try:  # distributed is optional for the plain-Python stage functions
@@ -54,9 +101,10 @@ class KiwiPlugin(WorkerPlugin):
         # `distributed.nanny.pre-spawn-environ`. Sized here to the cores this worker is
         # given, before stage 2 first starts the pool; a value set by the user is kept.
         os.environ.setdefault("RAYON_NUM_THREADS", str(max(worker.state.nthreads, self.num_threads)))
-        self.kiwi = build_kiwi(self.num_threads, self.model_type)
-        # Kiwi loads parts of its model on the first call (seconds): pay that here, not in a task.
-        self.kiwi.tokenize("키위를 미리 깨운다.")
+        self.kiwi = _warm_for_fork.get((self.num_threads, self.model_type))
+        if self.kiwi is None:
+            self.kiwi = build_kiwi(self.num_threads, self.model_type)
+            _warm_up(self.kiwi)
 
     def teardown(self, worker: Any) -> None:
         self.kiwi = None

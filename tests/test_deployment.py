@@ -261,3 +261,40 @@ def test_local_cluster_from_start_client_settings_reach_the_workers():
     assert "profile" not in callbacks and "tick" in callbacks  # the loop is still watched, less often
     # Only the cluster's processes: this process keeps the user's dask config.
     assert dask.config.get("distributed.admin.tick.interval") == own_tick
+
+
+@needs_shared
+def test_single_threaded_kiwi_workers_fork_from_one_warm_kiwi(client, shard0, tokenizer_dir, tmp_path):
+    """`--n-workers N` with 1-thread Kiwis: the workers inherit one Kiwi built before they
+    were forked (none builds its own), a second cluster in the same process starts without
+    building again, and the dataset equals that of workers that built their own (`client`)."""
+    from conftest import seed_config_with
+
+    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
+
+    def kiwi_origin(dask_worker) -> tuple:
+        from dask_prep import kiwi_setup
+
+        plugin = dask_worker.plugins[kiwi_setup.PLUGIN_NAME]
+        inherited = plugin.kiwi is not None and plugin.kiwi is kiwi_setup._warm_for_fork.get((1, None))
+        return kiwi_setup.builds, inherited, os.getppid(), os.environ.get("PYTHONHASHSEED")
+
+    config = seed_config_with(tokenizer_dir, input__max_samples=400)
+    rows = {}
+    for attempt in ("first", "second"):
+        forked = start_client(ClusterOptions(n_workers=2, kiwi_threads=1, dashboard_address=":0"))
+        try:
+            origins = list(forked.run(kiwi_origin).values())
+            if attempt == "first":
+                with forked.as_current():
+                    rows["forked"] = _rows(Pipeline([str(shard0)], config, str(tmp_path / "forked")).run()["dataset"])
+        finally:
+            stop_client(forked)
+        assert len(origins) == 2
+        assert all(builds == 0 and inherited for builds, inherited, _, _ in origins), origins
+        assert len({parent for _, _, parent, _ in origins}) == 1 and origins[0][2] != os.getpid()  # the forkserver
+        assert {seed for *_, seed in origins} == {"6640"}  # distributed's hash seed, as when spawned
+    with client.as_current():
+        rows["spawned"] = _rows(Pipeline([str(shard0)], config, str(tmp_path / "spawned")).run()["dataset"])
+    assert rows["forked"].num_rows > 0
+    assert rows["forked"].equals(rows["spawned"])
