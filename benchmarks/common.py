@@ -160,7 +160,7 @@ class TreeSample:
     wall: float = 0.0
     peak_rss: int = 0  # max over samples of the RSS summed over the whole process tree
     peak_processes: int = 0
-    cpu_seconds: float = 0.0  # user+system of every waited-for process of the tree
+    cpu_seconds: float = 0.0  # user+system of the tree (waited for, or last sampled)
     returncode: int = 0
     samples: int = 0
     rss_timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -277,8 +277,11 @@ def run_measured(cmd: list[str], *, log_path: str, env: dict | None = None, inte
     result.wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # Children's CPU reaches RUSAGE_CHILDREN once waited for, transitively: nannies wait
-    # their workers, the Pool joins its children.
-    result.cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # their workers, the Pool joins its children. Processes nobody waits for (a forkserver
+    # and the workers forked from it, left when the CLI ends with os._exit) never get
+    # there: their CPU as last sampled counts instead, when that is more.
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result.cpu_seconds = max(waited, sum(cpu for _, cpu, _ in result.per_process.values()))
     result.returncode = proc.returncode
     return result
 

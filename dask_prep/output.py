@@ -71,7 +71,7 @@ def read_json(path: str) -> Any:
 
 
 class OutputDirError(RuntimeError):
-    """The output directory cannot be used as asked (exists, not empty, no --overwrite)."""
+    """The output directory cannot be used as asked (a file, not empty without --overwrite, in use)."""
 
 
 def _try_lock(handle: IO[str], output_dir: str) -> None:
