@@ -25,9 +25,9 @@ PLUGIN_NAME = "dask-prep-kiwi"
 # Set in the client for the forkserver it starts: the model type of the Kiwi to prebuild there.
 FORK_KIWI_ENV = "DASK_PREP_FORK_KIWI"
 
+# This process's Kiwi per (threads, model type): built lazily, or inherited from the forkserver.
 _local_kiwi: dict[tuple, Any] = {}
 _local_lock = threading.Lock()
-_warm_for_fork: dict[tuple, Any] = {}  # built in the forkserver; a forked worker inherits it
 builds = 0  # how many Kiwi objects this process built (checked by the tests)
 
 
@@ -52,10 +52,13 @@ def _warm_up(kiwi: Any) -> None:
 
 
 def prebuild_for_fork(model_type: str | None = None) -> None:
-    """In the forkserver (`dask_prep.kiwi_forkserver`): a warm single-threaded Kiwi to inherit."""
+    """In the forkserver (`dask_prep.kiwi_forkserver`): a warm single-threaded Kiwi to inherit.
+
+    Not counted in `builds`: the workers forked from here did not build it.
+    """
     kiwi = _new_kiwi(1, model_type)
     _warm_up(kiwi)
-    _warm_for_fork[(1, model_type)] = kiwi
+    _local_kiwi[(1, model_type)] = kiwi
 
 
 def fork_workers_from_warm_kiwi(model_type: str | None = None) -> dict[str, Any] | None:
@@ -101,16 +104,14 @@ class KiwiPlugin(WorkerPlugin):
         # `distributed.nanny.pre-spawn-environ`. Sized here to the cores this worker is
         # given, before stage 2 first starts the pool; a value set by the user is kept.
         os.environ.setdefault("RAYON_NUM_THREADS", str(max(worker.state.nthreads, self.num_threads)))
-        self.kiwi = _warm_for_fork.get((self.num_threads, self.model_type))
-        if self.kiwi is None:
-            self.kiwi = build_kiwi(self.num_threads, self.model_type)
-            _warm_up(self.kiwi)
+        self.kiwi = _process_kiwi(self.num_threads, self.model_type)
+        _warm_up(self.kiwi)  # seconds for a new Kiwi, milliseconds for one inherited warm
 
     def teardown(self, worker: Any) -> None:
         self.kiwi = None
 
     def __getstate__(self) -> dict:
-        # Only the settings travel; each worker builds its own Kiwi.
+        # Only the settings travel; each worker has its own Kiwi (built, or inherited warm).
         return {"num_threads": self.num_threads, "model_type": self.model_type, "kiwi": None}
 
 
@@ -124,6 +125,11 @@ def get_kiwi(num_threads: int = 1, model_type: str | None = None) -> Any:
         plugin = None
     if plugin is not None and plugin.kiwi is not None:
         return plugin.kiwi
+    return _process_kiwi(num_threads, model_type)
+
+
+def _process_kiwi(num_threads: int, model_type: str | None) -> Any:
+    """This process's Kiwi of these settings: inherited from the forkserver, or built once."""
     key = (num_threads, model_type)
     with _local_lock:
         if key not in _local_kiwi:

@@ -276,7 +276,7 @@ def test_single_threaded_kiwi_workers_fork_from_one_warm_kiwi(client, shard0, to
         from dask_prep import kiwi_setup
 
         plugin = dask_worker.plugins[kiwi_setup.PLUGIN_NAME]
-        inherited = plugin.kiwi is not None and plugin.kiwi is kiwi_setup._warm_for_fork.get((1, None))
+        inherited = plugin.kiwi is not None and plugin.kiwi is kiwi_setup._local_kiwi.get((1, None))
         return kiwi_setup.builds, inherited, os.getppid(), os.environ.get("PYTHONHASHSEED")
 
     config = seed_config_with(tokenizer_dir, input__max_samples=400)
