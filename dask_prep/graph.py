@@ -143,10 +143,18 @@ def local_cluster_config(options: ClusterOptions) -> dict[str, Any]:
     in the client process (scheduler, nannies) and ~6-7 % in each worker while idle, and a
     GIL-bound task ran 4-11 % slower beside them (benchmarks/README.md). A 500-ms tick still
     reports a loop blocked for more than `distributed.admin.tick.limit` (3 s).
+
+    distributed also starts its workers with `MALLOC_TRIM_THRESHOLD_=65536`, so that glibc
+    hands freed memory back at once. Setting it turns off glibc's adaptive mmap threshold:
+    every allocation above 128 KiB becomes an mmap and munmap, and Kiwi, which allocates
+    per document, analysed ~10 % slower in such a worker (benchmarks/README.md). The
+    workers hold no large Python data, so they keep glibc's defaults (a value the user
+    exported is still passed on).
     """
     return {
         "distributed.admin.tick.interval": "500ms",
         "distributed.worker.profile.enabled": options.worker_profile,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }
 
 

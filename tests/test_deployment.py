@@ -232,9 +232,10 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     assert distributed_rows.equals(local_rows)
 
 
-def test_local_cluster_from_start_client_settings_reach_the_workers():
+def test_local_cluster_from_start_client_settings_reach_the_workers(monkeypatch):
     """The LocalCluster dask-prep starts: event loops tick every 500 ms (not 20), no profiler,
-    and the tokenizer's thread pool sized to the worker's cores (its Kiwi's 2 threads).
+    the tokenizer's thread pool sized to the worker's cores (its Kiwi's 2 threads), and
+    glibc's own malloc settings instead of distributed's `MALLOC_TRIM_THRESHOLD_=65536`.
 
     The settings must reach the worker processes (through their nannies), not only this one.
     """
@@ -242,6 +243,9 @@ def test_local_cluster_from_start_client_settings_reach_the_workers():
 
     from dask_prep.graph import ClusterOptions, start_client, stop_client
 
+    # Nannies of other clusters in this process (the fixtures') leave distributed's value in
+    # os.environ, where our workers would inherit it: start from an environment without one.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     own_tick = dask.config.get("distributed.admin.tick.interval")
     client = start_client(ClusterOptions(n_workers=1, kiwi_threads=2, dashboard_address=":0"))
     try:
@@ -250,12 +254,14 @@ def test_local_cluster_from_start_client_settings_reach_the_workers():
                 dask_worker._tick_interval,
                 set(dask_worker.periodic_callbacks),
                 os.environ.get("RAYON_NUM_THREADS"),
+                os.environ.get("MALLOC_TRIM_THRESHOLD_"),
             )
         )
-        ((tick, callbacks, rayon_threads),) = worker_state.values()
+        ((tick, callbacks, rayon_threads, malloc_trim),) = worker_state.values()
         scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
     finally:
         stop_client(client)
+    assert malloc_trim is None and "MALLOC_TRIM_THRESHOLD_" not in os.environ
     assert rayon_threads == os.environ.get("RAYON_NUM_THREADS", "2")  # a value the user set is kept
     assert tick == 0.5 and scheduler_tick == 0.5
     assert "profile" not in callbacks and "tick" in callbacks  # the loop is still watched, less often

@@ -972,7 +972,11 @@ def test_local_cluster_housekeeping_settings():
     from dask_prep.graph import ClusterOptions, local_cluster_config
 
     quiet = local_cluster_config(ClusterOptions())
-    assert quiet == {"distributed.admin.tick.interval": "500ms", "distributed.worker.profile.enabled": False}
+    assert quiet == {
+        "distributed.admin.tick.interval": "500ms",
+        "distributed.worker.profile.enabled": False,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,  # glibc's defaults for Kiwi
+    }
     assert local_cluster_config(ClusterOptions(worker_profile=True))["distributed.worker.profile.enabled"] is True
 
 
