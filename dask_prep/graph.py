@@ -145,11 +145,11 @@ def local_cluster_config(options: ClusterOptions) -> dict[str, Any]:
     reports a loop blocked for more than `distributed.admin.tick.limit` (3 s).
 
     distributed also starts its workers with `MALLOC_TRIM_THRESHOLD_=65536`, so that glibc
-    hands freed memory back at once. Setting it turns off glibc's adaptive mmap threshold:
-    every allocation above 128 KiB becomes an mmap and munmap, and Kiwi, which allocates
-    per document, analysed ~10 % slower in such a worker (benchmarks/README.md). The
-    workers hold no large Python data, so they keep glibc's defaults (a value the user
-    exported is still passed on).
+    hands freed memory back at once. Setting it makes glibc trim often and turns off its
+    adaptive mmap threshold (every allocation of 128 KiB or more costs an mmap and a munmap),
+    and Kiwi, which allocates per document, analysed ~10 % slower in such a worker
+    (benchmarks/README.md). The workers hold no large Python data, so they keep glibc's
+    defaults (a value in this process's environment is still passed on).
     """
     return {
         "distributed.admin.tick.interval": "500ms",
