@@ -34,7 +34,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="files, directories or globs of .jsonl, .jsonl.gz, .jsonl.zst, .parquet",
     )
-    run.add_argument("--output-dir", required=True)
+    run.add_argument(
+        "--output-dir",
+        required=True,
+        help="a directory or an fsspec URL (s3://bucket/prefix, gs://..., abfs://..., file://...)",
+    )
+    run.add_argument(
+        "--storage-options",
+        type=_storage_options,
+        help='JSON of fsspec storage options for the input and output URLs, e.g. \'{"endpoint_url": '
+        '"http://127.0.0.1:9000"}\'; they reach every worker (the backends\' own configuration, such as '
+        "the AWS_* variables, applies too)",
+    )
     run.add_argument("--preset", default=None, choices=sorted(PRESETS), help="rule preset (default seed-v2)")
     run.add_argument("--config", help="YAML overriding any preset field (see `dask-prep presets show`)")
     run.add_argument("--model", help="tokenizer: hub name or local directory")
@@ -97,6 +108,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_options(text: str) -> dict:
+    import json
+
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise argparse.ArgumentTypeError("give a JSON object, e.g. '{\"anon\": false}'")
+    return options
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Preset, then --config, then the explicit flags (the most specific wins)."""
     config = preset(args.preset or "seed-v2")
@@ -138,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
         worker_profile=args.worker_profile,
     )
-    pipeline = Pipeline(args.inputs, config, args.output_dir)
+    pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 
@@ -168,10 +191,10 @@ def _run(args: argparse.Namespace) -> int:
         # The cluster is not needed for report.html (plots, ~2-3 s): it shuts down meanwhile.
         closing = threading.Thread(target=stop_client, args=(client,), name="dask-prep-stop")
         closing.start()
-        write_html_report(report, args.output_dir)
+        write_html_report(report, pipeline.output_dir)
     except KeyboardInterrupt:
         print(
-            f"dask-prep: interrupted; finished partitions are kept in {args.output_dir}. "
+            f"dask-prep: interrupted; finished partitions are kept in {pipeline.output_dir}. "
             "Run the same command with --resume to finish.",
             file=sys.stderr,
         )
@@ -183,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
             closing.join()
     print("\n".join(summary_lines(report)))
     print(f"dataset: {report['dataset']}")
-    print(f"report:  {args.output_dir}/report.json")
+    print(f"report:  {pipeline.output_dir}/report.json")
     return 0
 
 
@@ -210,9 +233,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dask-prep: error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except Exception as exc:
+        # A store's client library (botocore, aiohttp, ...) refused or could not connect, or a
+        # worker lacks the backend of a URL: one line, like any error a user can act on.
+        message = _store_error_message(exc)
+        if message is None or args.verbose:
+            raise
+        print(f"dask-prep: error: {message}", file=sys.stderr)
+        return USER_ERROR_EXIT
     except KeyboardInterrupt:  # before or while starting the cluster: nothing was computed yet
         print("dask-prep: interrupted", file=sys.stderr)
         return 130
+
+
+def _store_error_message(exc: BaseException) -> str | None:
+    from dask_prep import storage
+
+    if storage.is_store_error(exc):
+        return f"the store failed: {storage.describe(exc)}"
+    if isinstance(exc, ImportError) and str(exc).startswith("Install "):
+        return f"{exc} (on a worker: install the same backend on every worker host)"
+    return None
 
 
 def entry_point() -> Any:

@@ -28,6 +28,7 @@ import dask
 import dask.bag as db
 from distributed import WorkerPlugin
 
+from dask_prep import storage
 from dask_prep.config import Config
 from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
@@ -222,6 +223,22 @@ class QuietWorkerShutdown(WorkerPlugin):
         logging.getLogger("distributed.worker").addFilter(_HeartbeatCutByClose(worker))
 
 
+class StorageOptionsPlugin(WorkerPlugin):
+    """`--storage-options` on every worker, late ones too, as fsspec's per-protocol defaults.
+
+    The options travel through the scheduler like any task data; the backends' own
+    configuration (AWS_* variables, credential files) stays where each host has it.
+    """
+
+    name = "dask-prep-storage-options"
+
+    def __init__(self, by_protocol: dict[str, dict[str, Any]]) -> None:
+        self.by_protocol = by_protocol
+
+    def setup(self, worker: Any) -> None:
+        storage.apply(self.by_protocol)
+
+
 def register_kiwi(client: Any, kiwi_threads: int = 1) -> None:
     """Every current and future worker builds one Kiwi in its plugin `setup()`."""
     client.register_plugin(KiwiPlugin(num_threads=kiwi_threads))
@@ -349,11 +366,22 @@ class Progress:
 class Pipeline:
     """Korean corpus → entity-coreference dataset, one inspectable stage at a time."""
 
-    def __init__(self, inputs: list[str], config: Config, output_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        inputs: list[str],
+        config: Config,
+        output_dir: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         # Workers may run elsewhere (another cwd, another host): give them absolute paths.
         self.inputs = [p if "://" in p else os.path.abspath(p) for p in inputs]
         self.config = config
-        self.output_dir = os.path.abspath(output_dir) if output_dir is not None else None
+        # A store URL stays a URL (never a local directory named "s3:"); file:// becomes a path.
+        self.output_dir = storage.normalize(output_dir) if output_dir is not None else None
+        # fsspec defaults here now, on the workers once a computation starts (`_share_storage_options`).
+        self.storage_options = storage.configure(storage_options, self.inputs + [self.output_dir or ""])
+        self._storage_shared_with: Any = None
+        self._lock: storage.StoreLock | None = None
         self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
         self._tokenizer: PortableTokenizer | None = None
@@ -368,8 +396,29 @@ class Pipeline:
 
     def files(self) -> list[InputFile]:
         if self._files is None:
-            self._files = resolve_inputs(self.inputs)
+            for given in self.inputs:
+                storage.check_backend(given)
+            try:
+                self._files = resolve_inputs(self.inputs)
+            except Exception as exc:
+                if storage.is_store_error(exc):
+                    raise storage.StorageError(f"cannot read the inputs: {storage.describe(exc)}") from exc
+                raise
         return self._files
+
+    def _share_storage_options(self) -> None:
+        """Register `--storage-options` with the workers of the current client (once per client)."""
+        if not self.storage_options:
+            return
+        try:
+            from distributed import default_client
+
+            client = default_client()
+        except (ImportError, ValueError):
+            return
+        if self._storage_shared_with is not client:
+            client.register_plugin(StorageOptionsPlugin(self.storage_options))
+            self._storage_shared_with = client
 
     def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]:
         """Partition specs of equal size, at most `partition_size` records (files scanned on the cluster).
@@ -378,6 +427,7 @@ class Pipeline:
         """
         if self._specs is None:
             files = self.files()
+            self._share_storage_options()
             scans = db.from_sequence(files, npartitions=max(len(files), 1)).map(scan_file).compute()
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
             self.empty_files = [f.key for f, s in zip(files, scans, strict=True) if s.records == 0]
@@ -449,6 +499,7 @@ class Pipeline:
             check_model_path(self.config.tokenize.model)
         if self.output_dir is None:
             return
+        storage.check_backend(self.output_dir)
         check_not_in_use(self.output_dir)
         if resume:
             check_resumable(self.layout, self.files(), self.config)
@@ -478,8 +529,13 @@ class Pipeline:
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
         # Held until report.json is written: a second run into this directory fails meanwhile.
-        with hold_output_dir(self.layout.root):
-            return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+        self._share_storage_options()
+        with hold_output_dir(self.layout.root, overwrite=overwrite) as lock:
+            self._lock = lock
+            try:
+                return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+            finally:
+                self._lock = None
 
     def _run(
         self,
@@ -521,7 +577,7 @@ class Pipeline:
         seconds["tokenize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len)
+        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len, lock=self._lock)
         seconds["dataset"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - start
 
@@ -572,8 +628,19 @@ def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[li
     return results, value
 
 
-def run(inputs: list[str], config: Config, output_dir: str, client: Any = None, **kwargs: Any) -> dict[str, Any]:
-    """Run the whole pipeline; with `client=None` on the active client or default scheduler."""
+def run(
+    inputs: list[str],
+    config: Config,
+    output_dir: str,
+    client: Any = None,
+    storage_options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Run the whole pipeline; with `client=None` on the active client or default scheduler.
+
+    `output_dir` and `inputs` may be fsspec URLs; `storage_options` (e.g. an S3
+    `endpoint_url`) reach this process and every worker.
+    """
     if client is not None:
         register_kiwi(client)
-    return Pipeline(inputs, config, output_dir).run(**kwargs)
+    return Pipeline(inputs, config, output_dir, storage_options=storage_options).run(**kwargs)

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from dask_prep import storage
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: runs are not guarded there
@@ -58,6 +60,9 @@ class Layout:
 
 
 def write_json_atomically(data: Any, path: str) -> None:
+    if storage.is_remote(path):  # no rename on a store: one request under the final name
+        storage.write_json(data, path)
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -66,6 +71,8 @@ def write_json_atomically(data: Any, path: str) -> None:
 
 
 def read_json(path: str) -> Any:
+    if storage.is_remote(path):
+        return storage.read_json(path)
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -91,8 +98,21 @@ def _try_lock(handle: IO[str], output_dir: str) -> None:
         ) from None
 
 
+def _in_use_error(output_dir: str, holder: str) -> OutputDirError:
+    return OutputDirError(
+        f"--output-dir {output_dir!r} is in use by another dask-prep run ({holder}); wait for it to "
+        "finish or choose another --output-dir (nothing was deleted)"
+    )
+
+
 def check_not_in_use(output_dir: str) -> None:
     """An error if a live run holds the directory; creates nothing."""
+    if storage.is_remote(output_dir):
+        try:
+            storage.StoreLock(os.path.join(output_dir, LOCK_FILE)).check_free()
+        except storage.LockHeldError as exc:
+            raise _in_use_error(output_dir, str(exc)) from None
+        return
     path = os.path.join(output_dir, LOCK_FILE)
     if fcntl is None or not os.path.isfile(path):
         return
@@ -101,13 +121,21 @@ def check_not_in_use(output_dir: str) -> None:
 
 
 @contextlib.contextmanager
-def hold_output_dir(output_dir: str) -> Iterator[None]:
+def hold_output_dir(output_dir: str, *, overwrite: bool = False) -> Iterator[storage.StoreLock | None]:
     """Hold the directory for one run: other runs (processes or threads) fail while it lasts.
+
+    On an object store, a lock object created only if absent (`storage.StoreLock`), which
+    this yields; `overwrite` is refused on a store that cannot do such conditional writes,
+    as two runs could then delete each other's files.
 
     An advisory `flock` on `DIR/.dask-prep.lock`: the kernel releases it when the holder
     ends in any way, so a crashed run leaves no stale lock. It also holds between hosts on
     file systems with working `flock` (NFSv4, Lustre with `flock`), not on all of them.
     """
+    if storage.is_remote(output_dir):
+        with _hold_store_prefix(output_dir, overwrite) as lock:
+            yield lock
+        return
     os.makedirs(output_dir, exist_ok=True)
     if fcntl is None:  # pragma: no cover
         yield
@@ -125,8 +153,43 @@ def hold_output_dir(output_dir: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _hold_store_prefix(output_dir: str, overwrite: bool) -> Iterator[storage.StoreLock]:
+    try:
+        with storage.hold_store_prefix(output_dir, LOCK_FILE) as lock:
+            if not lock.conditional:
+                if overwrite:
+                    raise OutputDirError(
+                        f"the store of {output_dir!r} cannot do conditional (create-only-if-absent) writes, so "
+                        "dask-prep cannot keep a second run out: --overwrite is refused there (nothing was "
+                        "deleted); delete the prefix yourself, or write into a new one"
+                    )
+                warnings.warn(
+                    f"the store of {output_dir!r} cannot do conditional writes: dask-prep cannot stop another run "
+                    "from writing into the same prefix at the same time",
+                    stacklevel=3,
+                )
+            yield lock
+    except storage.LockHeldError as exc:
+        raise _in_use_error(output_dir, str(exc)) from None
+
+
+def _check_store_prefix(output_dir: str, overwrite: bool) -> bool:
+    storage.check_bucket(output_dir)
+    if storage.isfile(output_dir):
+        raise OutputDirError(f"--output-dir {output_dir!r} is an object, not a prefix; give a prefix")
+    has_content = bool(set(storage.listdir(output_dir)) - {LOCK_FILE})
+    if has_content and not overwrite:
+        raise OutputDirError(
+            f"--output-dir {output_dir!r} is not empty; pass --overwrite to replace it (nothing was deleted)"
+        )
+    return has_content
+
+
 def check_output_dir(output_dir: str, *, overwrite: bool = False) -> bool:
     """Whether the directory has content to replace; an error if that is not allowed."""
+    if storage.is_remote(output_dir):
+        return _check_store_prefix(output_dir, overwrite)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputDirError(f"--output-dir {output_dir!r} is a file; give a directory")
     has_content = os.path.isdir(output_dir) and bool(set(os.listdir(output_dir)) - {LOCK_FILE})
@@ -139,6 +202,12 @@ def check_output_dir(output_dir: str, *, overwrite: bool = False) -> bool:
 
 def prepare_output_dir(output_dir: str, *, overwrite: bool = False) -> None:
     """An empty directory, but for the lock file of the run that holds it."""
+    if storage.is_remote(output_dir):
+        if check_output_dir(output_dir, overwrite=overwrite):
+            for name in storage.listdir(output_dir):
+                if name != LOCK_FILE:
+                    storage.remove(os.path.join(output_dir, name))
+        return
     if check_output_dir(output_dir, overwrite=overwrite):
         for name in os.listdir(output_dir):
             path = os.path.join(output_dir, name)
@@ -166,15 +235,9 @@ MANIFEST_VERSIONS = (
 
 
 def _input_records(files: list) -> list[dict[str, Any]]:
-    import fsspec
-
-    records = []
-    for file in files:
-        fs, _, (path,) = fsspec.get_fs_token_paths(file.path)
-        info = fs.info(path)
-        modified = info.get("mtime") or info.get("LastModified") or info.get("updated") or info.get("created")
-        records.append({"path": file.path, "key": file.key, "size": info.get("size"), "mtime": str(modified)})
-    return records
+    # What the store offers to tell a changed file: size, modification time, and its ETag
+    # where there is one (object stores).
+    return [{"path": file.path, "key": file.key, **storage.signature(file.path)} for file in files]
 
 
 def _versions() -> dict[str, str | None]:
@@ -205,7 +268,7 @@ def write_manifest(layout: Layout, files: list, config: Any, partition_size_used
 
 def check_resumable(layout: Layout, files: list, config: Any) -> None:
     """--resume only continues the same run: same inputs (size, mtime) and same config."""
-    if not os.path.exists(layout.manifest):
+    if not storage.exists(layout.manifest):
         raise OutputDirError(
             f"cannot resume: {layout.manifest} does not exist; run without --resume "
             "(add --overwrite to replace the directory)"
@@ -223,7 +286,7 @@ def check_resumable(layout: Layout, files: list, config: Any) -> None:
         detail = (
             f"added {sorted(now - before)}, removed {sorted(before - now)}"
             if before != now
-            else ("a file's size or modification time differs")
+            else ("a file's size, modification time or ETag differs")
         )
         raise OutputDirError(
             f"cannot resume: the inputs changed since the interrupted run ({detail}); start afresh with --overwrite"
@@ -245,16 +308,44 @@ def dataset_dir_name(seq_len: int) -> str:
     return f"entity_coref_v2_{seq_len}"
 
 
-def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
-    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention."""
-    import datasets
-    import pyarrow.parquet as pq
+PARQUET_DIR = "parquet"  # DIR/parquet/*.parquet: the dataset's rows, in its order, for streaming readers
+PARQUET_SHARD_BYTES = 256 << 20  # uncompressed Arrow bytes per parquet shard, at most (about)
+
+
+def write_dataset(layout: Layout, part_indices: list[int], seq_len: int, lock: Any = None) -> str:
+    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention.
+
+    Also publishes the same rows, in the same order, as `DIR/parquet/part-NNNNN.parquet`.
+    The dataset is published last; its presence is the commit. Locally it is saved under a
+    temporary name and renamed. On an object store (no rename) `datasets` writes it in place
+    and its `state.json` and `dataset_info.json`, which `load_from_disk` needs, come last, so
+    a publication cut short is never a loadable dataset (and is replaced by the next
+    `--resume`). `lock` (a `storage.StoreLock`) is confirmed before anything is published.
+    """
+    if storage.is_remote(layout.root):
+        return _write_dataset_to_store(layout, part_indices, seq_len, lock)
 
     parts = [layout.part("examples", i) for i in part_indices]
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
     cache = os.path.join(layout.work, "hf_cache")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    dataset = _sorted_dataset(parts, cache)
+    write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
+    dataset.save_to_disk(tmp)
+    del dataset
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    shutil.rmtree(cache, ignore_errors=True)
+    return final
+
+
+def _sorted_dataset(parts: list[str], cache: str) -> Any:
+    """The examples of the local parquet `parts` as one dataset sorted by doc id and mention."""
+    import datasets
+    import pyarrow.parquet as pq
+
     non_empty = [p for p in parts if pq.ParquetFile(p).metadata.num_rows > 0]
     if non_empty:
         dataset = datasets.Dataset.from_parquet(non_empty, cache_dir=cache, keep_in_memory=False)
@@ -265,10 +356,50 @@ def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
     else:
         schema = pq.read_schema(parts[0]) if parts else None
         dataset = datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
-    dataset.save_to_disk(tmp)
-    del dataset
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    shutil.rmtree(cache, ignore_errors=True)
+    return dataset
+
+
+def write_parquet_shards(dataset: Any, folder: str) -> list[str]:
+    """The dataset's rows, in its order, as parquet shards of about `PARQUET_SHARD_BYTES` each.
+
+    Each shard is written whole (one request on a store); shards of an earlier attempt are
+    removed first, so the folder holds exactly this dataset.
+    """
+    import io
+    import math
+
+    storage.remove(folder)
+    shards = max(1, math.ceil(dataset.data.nbytes / PARQUET_SHARD_BYTES)) if len(dataset) else 1
+    paths = []
+    for index in range(shards):
+        buffer = io.BytesIO()
+        dataset.shard(shards, index, contiguous=True).to_parquet(buffer)
+        path = os.path.join(folder, f"part-{index:05d}.parquet")
+        storage.write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
+
+
+def _write_dataset_to_store(layout: Layout, part_indices: list[int], seq_len: int, lock: Any) -> str:
+    """write_dataset for an object store: parts copied to a local scratch directory first."""
+    import tempfile
+
+    final = os.path.join(layout.root, dataset_dir_name(seq_len))
+    with tempfile.TemporaryDirectory(prefix="dask-prep-dataset-") as scratch:
+        parts = []
+        for i in part_indices:  # `datasets` reads local parquet into its Arrow cache
+            local = os.path.join(scratch, "parts", part_name(i))
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "wb") as handle:
+                handle.write(storage.read_bytes(layout.part("examples", i)))
+            parts.append(local)
+        dataset = _sorted_dataset(parts, os.path.join(scratch, "hf_cache"))
+        if lock is not None:
+            lock.confirm()
+        write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
+        storage.remove(final)  # an earlier publication cut short
+        if lock is not None:
+            lock.confirm()
+        dataset.save_to_disk(final, storage_options=storage.options_for(final))
+        del dataset
     return final

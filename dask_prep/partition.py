@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dask_prep import storage
 from dask_prep.config import Config
 from dask_prep.dedup import mark_duplicates
 from dask_prep.examples import (
@@ -64,7 +65,20 @@ class AccountingError(RuntimeError):
 
 
 def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
-    """Write a parquet file under a temporary name, then rename; returns rows written."""
+    """Write a parquet file under a temporary name, then rename; returns rows written.
+
+    On an object store (no rename) the file is built in memory and written in one request
+    under its final name, so a part that exists there is complete too.
+    """
+    if storage.is_remote(path):
+        buffer = pa.BufferOutputStream()
+        rows = 0
+        with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
+            for batch in batches:
+                writer.write(batch)
+                rows += batch.num_rows
+        storage.write_bytes(path, buffer.getvalue().to_pybytes())
+        return rows
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     rows = 0
@@ -83,7 +97,7 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
 def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
     """The stats of a partition finished by an earlier run, if all its files are there."""
     stats_path = layout.stats(stage, index)
-    if os.path.exists(stats_path) and all(os.path.exists(layout.part(p, index)) for p in parts):
+    if storage.exists(stats_path) and all(storage.exists(layout.part(p, index)) for p in parts):
         stats = read_json(stats_path)
         stats["reused"] = True
         return stats
@@ -218,11 +232,12 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
 
 def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
     """(text, candidate) pairs of a stage-1 part that pass the cap, in document order."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-        for row in batch.to_pylist():
-            for record in row["candidates"]:
-                if passes_cap(record["target"], record["key"], thresholds):
-                    yield row["text"], Candidate(doc_id=row["doc_id"], **record)
+    with storage.open_read(path) as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
+            for row in batch.to_pylist():
+                for record in row["candidates"]:
+                    if passes_cap(record["target"], record["key"], thresholds):
+                        yield row["text"], Candidate(doc_id=row["doc_id"], **record)
 
 
 def thresholds_digest(thresholds: dict[str, int]) -> str:

@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from dask_prep import storage
 from dask_prep.filters import describe_distribution, merge_distributions
 from dask_prep.partition import AccountingError
 
@@ -134,6 +135,9 @@ def check_accounting(report: dict[str, Any]) -> None:
 
 def write_report(report: dict[str, Any], output_dir: str) -> str:
     path = os.path.join(output_dir, "report.json")
+    if storage.is_remote(path):  # one request under the final name (a store has no rename)
+        storage.write_text(path, json.dumps(report, ensure_ascii=False, indent=2))
+        return path
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(report, handle, ensure_ascii=False, indent=2)

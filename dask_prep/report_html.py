@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from dask_prep import storage
 from dask_prep.output import WORK_DIR
 from dask_prep.reading import MALFORMED_REASONS
 
@@ -109,12 +110,15 @@ class PlotData:
 
 
 def _parts(folder: str) -> list[str]:
+    if storage.is_remote(folder):  # the parts on the store, read where they are
+        return storage.glob(os.path.join(folder, "part-*.parquet"))
     return sorted(glob.glob(os.path.join(folder, "part-*.parquet")))
 
 
 def _batches(paths: list[str], columns: list[str]) -> Iterator[pa.RecordBatch]:
     for path in paths:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        with storage.open_read(path) as handle:
+            yield from pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def length_histogram(decisions_dir: str) -> LengthHistogram | None:
@@ -183,11 +187,11 @@ def _example_batches(output_dir: str, report: dict[str, Any], columns: list[str]
         yield from _batches(parts, columns)
         return
     dataset = report.get("dataset")
-    if dataset and os.path.isdir(dataset):
+    if dataset and storage.isdir(dataset):
         import datasets
 
         # Memory-mapped Arrow files; the sort index does not matter for counting.
-        table = datasets.load_from_disk(dataset).data.table
+        table = datasets.load_from_disk(dataset, storage_options=storage.options_for(dataset) or None).data.table
         if table.num_rows:
             yield from table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
 
@@ -197,7 +201,7 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
     config = report.get("config") or {}
     entities = config.get("entities") or {}
     decisions = os.path.join(output_dir, "decisions")
-    lengths = length_histogram(decisions) if os.path.isdir(decisions) else None
+    lengths = length_histogram(decisions) if storage.isdir(decisions) else None
     length_rule = (config.get("rules") or {}).get("length")
     max_distance = entities.get("max_distance") or 2000
     distances = DistanceHistogram(width=max(1, math.ceil(max_distance / DISTANCE_BINS)))
@@ -623,6 +627,9 @@ def write_html_report(report: dict[str, Any], output_dir: str) -> str:
         log.warning("report.html: the plots could not be drawn: %s", exc, exc_info=True)
         images["Plots"] = f"could not be drawn ({type(exc).__name__}: {exc})"
     path = os.path.join(output_dir, "report.html")
+    if storage.is_remote(path):  # one request under the final name (a store has no rename)
+        storage.write_text(path, render_html(report, images))
+        return path
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(render_html(report, images))
