@@ -5,6 +5,10 @@ Arrow cache, never all in memory), saved to a temporary directory and renamed, s
 `DIR/entity_coref_v2_{seq_len}` exists only when it is complete. A run holds its
 directory (`hold_output_dir`) so that a second run into it fails at once instead of
 deleting or mixing the first one's files.
+
+`DIR` may also be an object-store URL (`s3://bucket/prefix`): there every file goes
+through `storage` (one request under the final name, no rename), the dataset is written
+in place with its loadable metadata last, and the lock is a conditional-write object.
 """
 
 from __future__ import annotations

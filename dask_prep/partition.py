@@ -3,8 +3,9 @@
 Stage 1 (`analyse_partition`): read → quality filters → one Kiwi analysis → entities →
 candidate examples, written to a parquet part, with counts and an entity summary for
 the global cap. Stage 2 (`tokenize_partition`): apply the cap, tokenize, write the
-output part. Both write atomically (temporary name, then rename), so a part that exists
-is complete. Each returns a JSON-able stats dict that the report adds up.
+output part. Both write atomically (temporary name, then rename; on an object store, one
+request under the final name), so a part that exists is complete. Each returns a
+JSON-able stats dict that the report adds up.
 """
 
 from __future__ import annotations

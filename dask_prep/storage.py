@@ -51,6 +51,8 @@ _STORE_ERROR_MODULES = (
     "huggingface_hub",
     "requests",
     "urllib3",
+    "httpx",
+    "httpcore",
 )
 
 
