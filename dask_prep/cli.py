@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "--storage-options",
         type=_storage_options,
         help='JSON of fsspec storage options for the input and output URLs, e.g. \'{"endpoint_url": '
-        '"http://127.0.0.1:9000"}\'; they reach every worker (the backends\' own configuration, such as '
+        "\"http://127.0.0.1:9000\"}'; they reach every worker (the backends' own configuration, such as "
         "the AWS_* variables, applies too)",
     )
     run.add_argument("--preset", default=None, choices=sorted(PRESETS), help="rule preset (default seed-v2)")
