@@ -46,11 +46,16 @@ def corpus_url(s3, shard0) -> str:
     return f"s3://{bucket}/hplt/ko/*.jsonl.zst"
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path, *, verbose: bool = False) -> subprocess.Popen:
+def _cli(
+    args: list[str], env: dict[str, str], cwd: Path, *, verbose: bool = False, unset: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    environ = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for name in unset:
+        environ.pop(name, None)
     return subprocess.Popen(
         [sys.executable, "-m", "dask_prep", *(["--verbose"] if verbose else []), "run", *args],
         cwd=cwd,
-        env={**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -164,6 +169,28 @@ def test_s3_run_equals_local_run_and_publishes_everything_on_the_store(
     assert proc.returncode == 2
     assert "not empty" in _one_line(stderr)
     assert {p: fs.info(p)["ETag"] for p in fs.find(f"{bucket}/runs/full")} == before
+
+
+@needs_shared
+def test_storage_options_reach_the_client_and_every_worker(s3, corpus_url, tokenizer_dir, tmp_path):
+    """No AWS_* variable anywhere: endpoint and credentials only in --storage-options."""
+    bucket = s3.bucket("opts")
+    output = f"s3://{bucket}/with-options"
+    args = [corpus_url, "--output-dir", output, "--model", str(tokenizer_dir), "--max-samples", "200"]
+    args += ["--n-workers", "2", "--quiet", "--storage-options", json.dumps(s3.storage_options)]
+    unset = tuple(name for name in os.environ if name.startswith("AWS_"))
+    proc = _cli(args, {}, tmp_path, unset=unset)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(s3.fs().cat_file(f"{bucket}/with-options/report.json"))
+    assert report["documents"]["read"] == 200
+    # Worker processes (which have no AWS_* variables either) read the input and wrote the parts.
+    assert None not in {e["analysed_by"] for e in report["partition_log"]}
+
+    proc = _cli(args[:-2], {}, tmp_path, unset=unset)  # without them: no endpoint, no credentials
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 2, stderr
+    _one_line(stderr)
 
 
 def _finished(fs, stats_prefix: str) -> set[int]:
