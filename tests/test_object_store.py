@@ -414,3 +414,22 @@ def test_overwrite_is_refused_on_a_store_without_conditional_writes(s3, monkeypa
     with pytest.warns(UserWarning, match="cannot do conditional writes"):
         with hold_output_dir(f"s3://{bucket}/out") as lock:
             assert lock is not None and not lock.conditional
+
+
+def test_resume_refuses_inputs_whose_etag_changed_on_the_store(s3, tmp_path):
+    """The inputs-changed check uses what the store offers: size, LastModified and ETag."""
+    from dask_prep.config import preset
+    from dask_prep.output import Layout, OutputDirError, check_resumable, write_manifest
+    from dask_prep.reading import resolve_inputs
+
+    bucket = s3.bucket("changed")
+    fs = s3.fs()
+    fs.pipe_file(f"{bucket}/in/a.jsonl", b'{"text": "one"}\n')
+    config = preset("seed-v2")
+    layout = Layout(f"s3://{bucket}/out")
+    files = resolve_inputs([f"s3://{bucket}/in/*.jsonl"])
+    write_manifest(layout, files, config, partition_size_used=1)
+    check_resumable(layout, resolve_inputs([f"s3://{bucket}/in/*.jsonl"]), config)  # unchanged: fine
+    fs.pipe_file(f"{bucket}/in/a.jsonl", b'{"text": "two"}\n')  # same size, new content
+    with pytest.raises(OutputDirError, match="inputs changed"):
+        check_resumable(layout, resolve_inputs([f"s3://{bucket}/in/*.jsonl"]), config)
