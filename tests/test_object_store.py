@@ -433,3 +433,24 @@ def test_resume_refuses_inputs_whose_etag_changed_on_the_store(s3, tmp_path):
     fs.pipe_file(f"{bucket}/in/a.jsonl", b'{"text": "two"}\n')  # same size, new content
     with pytest.raises(OutputDirError, match="inputs changed"):
         check_resumable(layout, resolve_inputs([f"s3://{bucket}/in/*.jsonl"]), config)
+
+
+def test_urls_stay_urls_and_local_paths_become_absolute(tmp_path, monkeypatch):
+    from dask_prep import storage
+
+    monkeypatch.chdir(tmp_path)
+    assert storage.normalize("s3://bucket/prefix/") == "s3://bucket/prefix"
+    assert storage.normalize("file:///data/out") == "/data/out"
+    assert storage.normalize("out") == str(tmp_path / "out")
+    assert [storage.is_remote(u) for u in ("s3://b/x", "gs://b", "hf://datasets/a/b", "file:///x", "/x", "x")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert storage.install_hint("s3") == 'pip install "dask-prep[s3]" (or pip install s3fs)'
+    assert storage.install_hint("gs") == "pip install gcsfs"
+    with pytest.raises(storage.StorageError, match="no fsspec backend knows the protocol nosuch://"):
+        storage.filesystem("nosuch://bucket/x")
