@@ -57,7 +57,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import PortableTokenizer, check_model_path
+from dask_prep.tokenization import PortableTokenizer, check_model
 
 
 class ClusterError(RuntimeError):
@@ -439,14 +439,15 @@ class Pipeline:
     def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
         """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume.
 
-        With `tokenizer=False` only a model path that does not exist is caught here; the
-        caller loads the tokenizer later (`tokenizer()`), e.g. while a cluster starts.
+        With `tokenizer=False` the model is only located here (a path that does not exist, or
+        a hub name neither cached nor reachable, fails in seconds); the caller loads the
+        tokenizer later (`tokenizer()`), e.g. while a cluster starts.
         """
         self.files()
         if tokenizer:
             self.tokenizer()
         else:
-            check_model_path(self.config.tokenize.model)
+            check_model(self.config.tokenize.model)
         if self.output_dir is None:
             return
         check_not_in_use(self.output_dir)
