@@ -244,10 +244,10 @@ def _run(args: argparse.Namespace) -> int:
 
     def client_start_up() -> None:
         pipeline.tokenizer()  # a bad model fails here, and the cluster is closed again
-        if args.quiet or not sys.stderr.isatty():
-            import datasets
+        import datasets
 
-            datasets.disable_progress_bars()  # no bar lines in CI logs
+        # Its bars (saving the dataset) would be unlabelled extra bars after the stages' own.
+        datasets.disable_progress_bars()
         warm_up_plotting()
 
     starting = time.perf_counter()
@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             stop_client(client)
         else:
             closing.join()
-    print("\n".join(summary_lines(report)))
+    print("\n".join(summary_lines(report, resumed=args.resume)))
     print(f"dataset: {report['dataset']}")
     print(f"report:  {args.output_dir}/report.json")
     return 0
