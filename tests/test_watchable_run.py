@@ -51,7 +51,7 @@ def test_the_analyse_bar_moves_inside_partitions_with_a_total(client, shard0, to
     assert {total for _, total, _ in states} == {1500}, states  # the total, from the scan, from the start
     counts = [done for done, _, _ in states]
     assert counts == sorted(counts), counts  # never goes back
-    increases = sum(b > a for a, b in zip(counts, counts[1:]))
+    increases = sum(b > a for a, b in zip(counts, counts[1:], strict=False))
     print(f"analyse bar counts seen: {counts}")
     assert increases >= 4, counts
     # Finished partitions alone give at most one count per partition: more distinct counts
