@@ -270,11 +270,11 @@ class _ProgressEvents:
     `PROGRESS_INTERVAL`; the client adds them up into a moving bar (`_compute`).
     """
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, worker: Any = None) -> None:
         from distributed import get_worker
 
         self.topic = topic
-        self.worker = get_worker()
+        self.worker = worker if worker is not None else get_worker()
         self.partition = -1
         self.next_event = time.monotonic() + PROGRESS_INTERVAL
 
