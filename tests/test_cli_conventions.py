@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_errors import _closed_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120):
