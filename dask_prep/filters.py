@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from dask_prep.config import Config, EntityConfig, Rule
@@ -251,16 +251,23 @@ class FilterChain:
                 return False
         return True
 
-    def run(self, docs: list[Document], analyse: Any) -> Iterator[Document]:
+    def run(
+        self, docs: list[Document], analyse: Any, on_progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[Document]:
         """Judge every document; yield the kept ones with `tokens` and `entities` set.
 
         `analyse(texts)` yields one token list per text (Kiwi's batch tokenize), or an
-        Exception object for a text it could not analyse.
+        Exception object for a text it could not analyse. `on_progress(judged, kept)`, if
+        given, is called before each analysis with the documents judged and kept so far.
         """
         to_analyse = [d for d in docs if d.rejected_by is None and self._apply(self.cheap, d)]
         self.analysed_docs += len(to_analyse)
         self.analysed_chars += sum(len(d.text) for d in to_analyse)
+        judged, kept = len(docs) - len(to_analyse), 0
         for doc, tokens in zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True):
+            if on_progress is not None:
+                on_progress(judged, kept)
+            judged += 1
             if isinstance(tokens, Exception):
                 doc.rejected_by = "analysis_error"
                 continue
@@ -271,6 +278,7 @@ class FilterChain:
             if doc.entities is None:
                 doc.entities = find_repeated_entities(tokens, self.entity_config)
             doc.tokens = None  # the analysis is no longer needed; free it early
+            kept += 1
             yield doc
 
 

@@ -18,6 +18,7 @@ import logging
 import operator
 import os
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import PortableTokenizer, check_model_path
+from dask_prep.tokenization import PortableTokenizer, check_model
 
 
 class ClusterError(RuntimeError):
@@ -274,10 +275,59 @@ def _reader(config: Config) -> PartitionReader:
     return PartitionReader(config.input.text_field, config.input.id_field)
 
 
-def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplicates: dict, reuse: bool) -> list:
+# A task sends at most one progress event per this many seconds (and one as each of its
+# partitions ends): a few hundred bytes a second per worker thread, however fast it goes.
+PROGRESS_INTERVAL = 1.0
+
+
+class _ProgressEvents:
+    """One task's progress as distributed events (`Worker.log_event`) on a topic the client follows.
+
+    `(judged, kept)` of the partition in hand, throttled to one event per
+    `PROGRESS_INTERVAL`; the client adds them up into a moving bar (`_compute`).
+    """
+
+    def __init__(self, topic: str, worker: Any = None) -> None:
+        from distributed import get_worker
+
+        self.topic = topic
+        self.worker = worker if worker is not None else get_worker()
+        self.partition = -1
+        self.next_event = time.monotonic() + PROGRESS_INTERVAL
+
+    def __call__(self, judged: int, kept: int) -> None:
+        now = time.monotonic()
+        if now >= self.next_event:
+            self.next_event = now + PROGRESS_INTERVAL
+            self.send(judged, kept)
+
+    def send(self, judged: int, kept: int) -> None:
+        self.worker.log_event(self.topic, {"partition": self.partition, "judged": judged, "kept": kept})
+
+
+def _progress_events(topic: str | None) -> _ProgressEvents | None:
+    if topic is None:
+        return None
+    try:
+        return _ProgressEvents(topic)
+    except (ImportError, ValueError):  # not on a distributed worker: nobody to tell
+        return None
+
+
+def _analyse(
+    specs: list[PartitionSpec],
+    config: Config,
+    layout: Layout,
+    duplicates: dict,
+    reuse: bool,
+    progress_topic: str | None = None,
+) -> list:
     results = []
+    events = _progress_events(progress_topic)
     with _reader(config) as reader:
         for spec in specs:
+            if events is not None:
+                events.partition = spec.index
             stats = analyse_partition(
                 spec,
                 config,
@@ -286,7 +336,10 @@ def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplica
                 write_decisions=config.output.decisions,
                 reuse=reuse,
                 reader=reader,
+                on_progress=events,
             )
+            if events is not None:  # this partition is done, though the task may go on with the next
+                events.send(stats["read"], stats["kept"])
             # A reused partition was done by a worker of the interrupted run, not this one.
             results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
     return results
@@ -354,13 +407,30 @@ def _total_threads() -> int:
 
 
 class Progress:
-    """Receives each partition's stats as it finishes (the CLI shows a bar)."""
+    """Receives each partition's stats as it finishes (the CLI shows a bar).
+
+    A subclass that overrides `advance` also hears how far the partitions being analysed
+    are (the workers then send progress events); one that does not costs the workers nothing.
+    """
 
     def start(self, stage: str, partitions: int) -> None: ...
+
+    def set_total(self, stage: str, documents: int) -> None:
+        """The documents the stage will read (known from the scan), after `start`."""
+
+    def advance(self, stage: str, partition: int, judged: int, kept: int) -> None:
+        """Partition `partition` has judged and kept so many documents so far (not yet finished).
+
+        Called from the client's event loop thread, concurrently with `update`.
+        """
 
     def update(self, stage: str, stats: dict) -> None: ...
 
     def finish(self, stage: str) -> None: ...
+
+
+def _follows_partitions(progress: Progress) -> bool:
+    return type(progress).advance is not Progress.advance
 
 
 class Pipeline:
@@ -469,9 +539,17 @@ class Pipeline:
         dups = self.duplicates() if duplicates is None else duplicates
         return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
 
-    def analyse(self, duplicates: Any, reuse: bool = False) -> tuple[db.Bag, db.Item]:
-        """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item."""
-        stats = _partition_bag(self.partitions()).map_partitions(_analyse, self.config, self.layout, duplicates, reuse)
+    def analyse(
+        self, duplicates: Any, reuse: bool = False, progress_topic: str | None = None
+    ) -> tuple[db.Bag, db.Item]:
+        """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item.
+
+        With `progress_topic`, the tasks send their progress inside partitions as distributed
+        events on that topic.
+        """
+        stats = _partition_bag(self.partitions()).map_partitions(
+            _analyse, self.config, self.layout, duplicates, reuse, progress_topic
+        )
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
             functools.partial(_summaries, cap=cap),
@@ -489,14 +567,15 @@ class Pipeline:
     def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
         """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume.
 
-        With `tokenizer=False` only a model path that does not exist is caught here; the
-        caller loads the tokenizer later (`tokenizer()`), e.g. while a cluster starts.
+        With `tokenizer=False` the model is only located here (a path that does not exist, or
+        a hub name neither cached nor reachable, fails in seconds); the caller loads the
+        tokenizer later (`tokenizer()`), e.g. while a cluster starts.
         """
         self.files()
         if tokenizer:
             self.tokenizer()
         else:
-            check_model_path(self.config.tokenize.model)
+            check_model(self.config.tokenize.model)
         if self.output_dir is None:
             return
         storage.check_backend(self.output_dir)
@@ -566,8 +645,11 @@ class Pipeline:
         seconds["dedup"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume)
-        analysed, (thresholds, distinct_targets) = _compute("analyse", stats_bag, cap_item, progress)
+        topic = f"dask-prep-progress-{uuid.uuid4().hex}" if _follows_partitions(progress) else None
+        stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume, progress_topic=topic)
+        analysed, (thresholds, distinct_targets) = _compute(
+            "analyse", stats_bag, cap_item, progress, topic=topic, documents=sum(s.records for s in specs)
+        )
         if strict:
             check_strict({}, [], analysed)
         seconds["analyse"] = time.perf_counter() - t
@@ -600,8 +682,20 @@ class Pipeline:
         return report
 
 
-def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[list, Any]:
-    """Compute a per-partition stats bag (and an Item sharing its tasks), with progress."""
+def _compute(
+    stage: str,
+    bag: db.Bag,
+    item: Any,
+    progress: Progress,
+    *,
+    topic: str | None = None,
+    documents: int | None = None,
+) -> tuple[list, Any]:
+    """Compute a per-partition stats bag (and an Item sharing its tasks), with progress.
+
+    With `topic`, the workers' progress events on it (`_ProgressEvents`) go to
+    `progress.advance` while the partitions are computed.
+    """
     try:
         from distributed import as_completed, default_client
 
@@ -609,19 +703,32 @@ def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[li
     except (ImportError, ValueError):
         client = None
     progress.start(stage, bag.npartitions)
+    if documents is not None:
+        progress.set_total(stage, documents)
     if client is None:
         results, value = dask.compute(bag, item)
         for stats in results:
             progress.update(stage, stats)
         progress.finish(stage)
         return results, value
-    # One submission, unoptimised, so the partitions and the Item share their tasks.
-    parts = bag.to_delayed(optimize_graph=False)
-    futures = client.compute(parts + ([item] if item is not None else []), optimize_graph=False)
-    part_futures = futures[: len(parts)]
-    for future in as_completed(part_futures):
-        for stats in future.result():
-            progress.update(stage, stats)
+    if topic is not None:  # subscribed before the tasks are submitted, so no event is missed
+
+        def on_event(event: tuple[float, dict]) -> None:
+            message = event[1]
+            progress.advance(stage, message["partition"], message["judged"], message["kept"])
+
+        client.subscribe_topic(topic, on_event)
+    try:
+        # One submission, unoptimised, so the partitions and the Item share their tasks.
+        parts = bag.to_delayed(optimize_graph=False)
+        futures = client.compute(parts + ([item] if item is not None else []), optimize_graph=False)
+        part_futures = futures[: len(parts)]
+        for future in as_completed(part_futures):
+            for stats in future.result():
+                progress.update(stage, stats)
+    finally:
+        if topic is not None:
+            client.unsubscribe_topic(topic)
     progress.finish(stage)
     results = [stats for part in client.gather(part_futures) for stats in part]
     value = futures[-1].result() if item is not None else None

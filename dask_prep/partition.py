@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -142,13 +142,15 @@ def analyse_partition(
     reuse: bool = False,
     kiwi: Any = None,
     reader: PartitionReader | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
 
     `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
     With `reuse`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
-    that file once.
+    that file once. `on_progress(judged, kept)` is called as documents are judged (see
+    `FilterChain.run`).
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
@@ -161,7 +163,7 @@ def analyse_partition(
     mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
     chain = FilterChain(config)
-    kept = list(chain.run(docs, kiwi_analyser(kiwi or get_kiwi())))
+    kept = list(chain.run(docs, kiwi_analyser(kiwi or get_kiwi()), on_progress))
     t_filter = time.perf_counter()
 
     rows, keys = [], []

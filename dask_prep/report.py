@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from typing import Any
 
@@ -145,10 +146,17 @@ def write_report(report: dict[str, Any], output_dir: str) -> str:
     return path
 
 
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    """A short table for the end of a CLI run."""
+def summary_lines(report: dict[str, Any], resumed: bool = False) -> list[str]:
+    """A short table for the end of a CLI run; after `--resume` (`resumed`), what was reused."""
     d, e = report["documents"], report["examples"]
-    lines = [
+    p = report["partitions"]
+    lines = [f"partitions          {p['total']:>12,}"]
+    if resumed or p["analysis_reused"] or p["tokenization_reused"]:
+        lines += [
+            f"  analysis reused   {p['analysis_reused']:>12,}",
+            f"  tokenized reused  {p['tokenization_reused']:>12,}",
+        ]
+    lines += [
         f"documents read      {d['read']:>12,}",
         f"  malformed         {d['malformed']:>12,}",
         f"  rejected          {d['rejected']:>12,}",
@@ -168,7 +176,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 class TqdmProgress:
-    """A bar per stage: documents done, docs/s and how many were kept (tqdm).
+    """A bar per stage (tqdm): documents judged of the total with docs/s, ETA and the kept
+    count, moving inside partitions (`advance`); then partitions tokenized and examples written.
 
     tqdm switches itself off when stderr is not a terminal, so CI logs get no bar lines.
     """
@@ -176,29 +185,63 @@ class TqdmProgress:
     def __init__(self, disable: bool | None = None) -> None:
         self.disable = disable  # None: only on a terminal
         self.bars: dict[str, Any] = {}
-        self.kept = 0
+        self.kept = 0  # in finished partitions
+        self.examples = 0
+        self.in_progress: dict[int, tuple[int, int]] = {}  # partition -> (judged, kept) so far
+        self.finished: set[int] = set()
+        # advance() comes from the client's event loop thread, update() from the caller's.
+        self.lock = threading.Lock()
 
     def start(self, stage: str, partitions: int) -> None:
         from tqdm.auto import tqdm
 
         unit = "doc" if stage == "analyse" else "part"
-        self.bars[stage] = tqdm(
-            total=None if stage == "analyse" else partitions,
-            desc=f"{stage:>8}",
-            unit=unit,
-            disable=self.disable,
-            dynamic_ncols=True,
-        )
+        with self.lock:
+            self.bars[stage] = tqdm(
+                total=None if stage == "analyse" else partitions,
+                desc=f"{stage:>8}",
+                unit=unit,
+                disable=self.disable,
+                dynamic_ncols=True,
+                miniters=1,  # every event may redraw (at most every mininterval)
+                mininterval=0.5,
+            )
+
+    def set_total(self, stage: str, documents: int) -> None:
+        with self.lock:
+            bar = self.bars[stage]
+            bar.total = documents
+            bar.refresh()
+
+    def advance(self, stage: str, partition: int, judged: int, kept: int) -> None:
+        with self.lock:
+            if stage not in self.bars or partition in self.finished:
+                return  # an event that arrived after its partition's stats
+            before_judged, before_kept = self.in_progress.get(partition, (0, 0))
+            # A partition recomputed elsewhere (a lost worker) starts again from 0: the bar does not go back.
+            judged, kept = max(judged, before_judged), max(kept, before_kept)
+            self.in_progress[partition] = (judged, kept)
+            bar = self.bars[stage]
+            bar.set_postfix(kept=self._kept_so_far(), refresh=False)
+            bar.update(judged - before_judged)
+
+    def _kept_so_far(self) -> int:
+        return self.kept + sum(kept for _, kept in self.in_progress.values())
 
     def update(self, stage: str, stats: dict[str, Any]) -> None:
-        bar = self.bars[stage]
-        if stage == "analyse":
-            self.kept += stats["kept"]
-            bar.update(stats["read"])
-            bar.set_postfix(kept=self.kept, refresh=False)
-        else:
-            bar.update(1)
-            bar.set_postfix(examples=stats["examples"], refresh=False)
+        with self.lock:
+            bar = self.bars[stage]
+            if stage == "analyse":
+                before_judged, _ = self.in_progress.pop(stats["partition"], (0, 0))
+                self.finished.add(stats["partition"])
+                self.kept += stats["kept"]
+                bar.set_postfix(kept=self._kept_so_far(), refresh=False)
+                bar.update(stats["read"] - before_judged)
+            else:
+                self.examples += stats["examples"]
+                bar.set_postfix(examples=self.examples, refresh=False)
+                bar.update(1)
 
     def finish(self, stage: str) -> None:
-        self.bars.pop(stage).close()
+        with self.lock:
+            self.bars.pop(stage).close()

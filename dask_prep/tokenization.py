@@ -48,22 +48,116 @@ def load_tokenizer(model: str) -> Any:
         return _load_tokenizer(model)
 
 
+def looks_like_path(model: str) -> bool:
+    """A model name that is meant as a path: starts with '.', '/' or '~', or has a '/' after an existing directory.
+
+    `kakaobank/kf-deberta-base` is a hub name unless ./kakaobank exists; `sample/tokenizr`
+    (a typo) is a path when ./sample exists, and fails at once instead of asking the hub.
+    """
+    if model.startswith((".", "/", "~")):
+        return True
+    parent = os.path.dirname(model.rstrip("/"))
+    return bool(parent) and os.path.isdir(parent)
+
+
 def check_model_path(model: str) -> None:
     """A model given as a path must be a directory; cheap, so it runs before anything starts."""
-    if model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
+    if looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise TokenizerError(
             f"cannot load tokenizer {model!r}: no such directory. Pass a directory holding the tokenizer "
             "files (tokenizer_config.json, vocab), or a hub name such as kakaobank/kf-deberta-base"
         )
 
 
+HUB_PROBE_TIMEOUT = 3.0  # seconds to wait for the hub before a run is treated as offline
+
+
+def check_model(model: str) -> None:
+    """Fail now, in seconds, if `model` can be neither found locally nor downloaded.
+
+    Decides once per process where the model comes from (`model_source`); the load later
+    follows that decision instead of retrying an unreachable hub.
+    """
+    model_source(model)
+
+
+@functools.lru_cache(maxsize=8)
+def model_source(model: str) -> str:
+    """'local' (a directory), 'cache' (the Hugging Face cache, without asking the hub) or 'hub'.
+
+    A hub name is looked up in the cache, and the hub is asked once whether it answers
+    (`HUB_PROBE_TIMEOUT`); unreachable, a cached model is loaded offline and a model not in
+    the cache is an error, instead of transformers' retries (a minute of warnings).
+    """
+    check_model_path(model)
+    if os.path.isdir(os.path.expanduser(model)):
+        return "local"
+    from huggingface_hub import constants
+
+    cached = _in_hub_cache(model)
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return "cache"
+        raise TokenizerError(
+            _unavailable(model, "HF_HUB_OFFLINE is set, so the hub is not asked")
+            + " Or unset HF_HUB_OFFLINE, with network access, to download it."
+        )
+    unreachable = _hub_unreachable(constants.ENDPOINT)
+    if unreachable is None:
+        return "hub"
+    if cached:
+        return "cache"
+    raise TokenizerError(_unavailable(model, f"the hub at {constants.ENDPOINT} cannot be reached ({unreachable})"))
+
+
+def _unavailable(model: str, why: str) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"cannot load tokenizer {model!r}: it is not a local directory, not in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}), and {why}. Pass a local directory with the tokenizer files, "
+        "download the model once with network access (it is then cached), or use a model already in the cache."
+    )
+
+
+def _in_hub_cache(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("tokenizer_config.json", "tokenizer.json"):
+        try:
+            if isinstance(try_to_load_from_cache(model, filename), str):
+                return True
+        except Exception:  # not a valid repo id: then it is not cached either
+            return False
+    return False
+
+
+def _hub_unreachable(endpoint: str) -> str | None:
+    """None if the hub answers at all (any HTTP status), else why not, in a few words."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_TIMEOUT).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return str(reason.strerror if isinstance(reason, OSError) and reason.strerror else reason)
+    except (OSError, ValueError) as exc:  # a timeout, a reset, a malformed endpoint
+        return str(exc) or type(exc).__name__
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(model: str) -> Any:
-    check_model_path(model)
+    source = model_source(model)
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = AutoTokenizer.from_pretrained(
+            os.path.expanduser(model) if source == "local" else model, local_files_only=source == "cache"
+        )
     except Exception as exc:
         raise TokenizerError(
             f"cannot load tokenizer {model!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
