@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import threading
 import time
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pad-to-max-length", action="store_true", default=None)
     run.add_argument(
         "--partition-size", type=int, help="at most N records per partition (default 2000; a small corpus is cut finer)"
+    )
+    run.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="put this share of documents (by a stable hash of doc_id) in a `validation` split; "
+        "the output is then a DatasetDict of train and validation",
     )
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
     run.add_argument(
@@ -114,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "partition_size"): args.partition_size,
         ("input", "dedup"): args.dedup,
         ("output", "decisions"): args.decisions,
+        ("output", "validation_fraction"): args.validation_fraction,
     }
     for (section, name), value in flags.items():
         if value is not None:
@@ -139,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         worker_profile=args.worker_profile,
     )
     pipeline = Pipeline(args.inputs, config, args.output_dir)
+    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 
@@ -184,6 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(summary_lines(report)))
     print(f"dataset: {report['dataset']}")
     print(f"report:  {args.output_dir}/report.json")
+    for warning in report.get("warnings", []):
+        print(f"dask-prep: warning: {warning}", file=sys.stderr)
     return 0
 
 

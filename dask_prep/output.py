@@ -189,6 +189,11 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
+def versions() -> dict[str, str | None]:
+    """Installed versions of dask-prep and the packages that decide its output."""
+    return _versions()
+
+
 def write_manifest(layout: Layout, files: list, config: Any, partition_size_used: int) -> None:
     """What this output was made from: inputs, full config and its hash, versions."""
     write_json_atomically(
@@ -245,8 +250,21 @@ def dataset_dir_name(seq_len: int) -> str:
     return f"entity_coref_v2_{seq_len}"
 
 
-def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
-    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention."""
+def write_dataset(
+    layout: Layout,
+    part_indices: list[int],
+    seq_len: int,
+    *,
+    validation_fraction: float | None = None,
+    description: str | None = None,
+    card: Any = None,
+) -> str:
+    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention.
+
+    With `validation_fraction`, a `DatasetDict` of `train` and `validation` split by
+    document (`dataset_card.split_by_document`). `description` goes into every split's
+    `DatasetInfo`; `card(features, split_stats)` returns the README.md written beside the data.
+    """
     import datasets
     import pyarrow.parquet as pq
 
@@ -265,8 +283,19 @@ def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
     else:
         schema = pq.read_schema(parts[0]) if parts else None
         dataset = datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
-    dataset.save_to_disk(tmp)
-    del dataset
+    from dask_prep.dataset_card import split_by_document, split_stats
+
+    splits = split_by_document(dataset, validation_fraction) if validation_fraction else {"train": dataset}
+    for split in splits.values():
+        if description is not None:
+            split.info.description = description
+    saved = splits if validation_fraction else dataset
+    saved.save_to_disk(tmp)
+    if card is not None:
+        text = card(dataset.features, split_stats(splits, tmp, is_dict=bool(validation_fraction)))
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(text)
+    del dataset, splits, saved
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
