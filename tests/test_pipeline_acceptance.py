@@ -278,9 +278,10 @@ def test_cap_keeps_the_lowest_hashes_across_partitions(cap_runs):
     # After the cap, issue 22 drops an example whose antecedent shares a token with the
     # text around it (`boundary`); which ones is decided here from the tokenizer's offsets.
     assert set(dropped) <= {"boundary"}, dropped
-    texts, candidates = run.texts(), {
-        (row["doc_id"], c["target"], c["start"]): c for row in run.candidate_rows() for c in row["candidates"]
-    }
+    texts, candidates = (
+        run.texts(),
+        {(row["doc_id"], c["target"], c["start"]): c for row in run.candidate_rows() for c in row["candidates"]},
+    )
     tokenizer = _tokenizer(run)
     got = example_set(run)
     for target, ranked in over.items():

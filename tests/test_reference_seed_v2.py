@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 from reference_seed_v2 import (
     LENGTH_MAX,
-    antecedent_is_exact,
     LENGTH_MIN,
     STOP_ENTITIES,
+    antecedent_is_exact,
     cheap_rejection,
     examples_of,
     fits_window,
@@ -186,9 +186,10 @@ def test_entity_forms_and_surface_text(reference):
     """Kiwi's form names an entity; where it differs from the text, it is only by spaces.
 
     Rule 7 (which documents are kept) groups NNPs by Kiwi's form, as the old script
-    grouped Kiwi tokens; since issue 22 the examples group whole-word mentions by their text. Issue 2 words it "grouped by surface form"; grouping by
-    the text itself would differ only at mentions whose text and form differ, which are
-    multi-word dictionary entries written with or without their space.
+    grouped Kiwi tokens; since issue 22 the examples group whole-word mentions by their
+    text. Issue 2 words it "grouped by surface form"; grouping by the text itself would
+    differ only at mentions whose text and form differ, which are multi-word dictionary
+    entries written with or without their space.
     """
     mismatches = reference.surface_mismatches
     print(f"\nentity mentions whose text differs from Kiwi's form: {len(mismatches)}")
