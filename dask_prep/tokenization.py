@@ -77,7 +77,11 @@ def _load_tokenizer(model: str) -> Any:
             "(offline, set HF_HUB_OFFLINE=1 and use a model already in the cache)."
         ) from exc
     if not getattr(tokenizer, "is_fast", False):
-        raise TokenizerError(f"{model!r} has no fast tokenizer; offsets are needed to place the mask")
+        raise TokenizerError(
+            f"{model!r} has no fast tokenizer (transformers could not convert {type(tokenizer).__name__}); "
+            "character offsets are needed to place the mask and the antecedent span exactly. "
+            "Give a directory with a tokenizer.json (tokenizers library), or a model that has one"
+        )
     # Windowing is ours; the model's nominal max length only produces warnings here.
     tokenizer.model_max_length = 1 << 30
     if tokenizer.mask_token is None:
