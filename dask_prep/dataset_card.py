@@ -32,6 +32,9 @@ def split_by_document(dataset: Any, fraction: float) -> Any:
     """A `DatasetDict` of `train` and `validation`, each document's examples in one of them."""
     import datasets
 
+    if "doc_id" not in dataset.column_names:  # no parts at all: two empty splits
+        return datasets.DatasetDict({"train": dataset, "validation": dataset})
+
     def flags(doc_ids: list[str], validation: bool) -> list[bool]:
         return [in_validation(d, fraction) == validation for d in doc_ids]
 
