@@ -589,3 +589,23 @@ def test_every_row_of_the_speeches(speeches_run, hf_tokenizer):
     check_rows(rows, speeches_run.texts(), hf_tokenizer)
     dropped = Counter(speeches_run.report["examples"]["dropped"])
     print(f"\nspeeches: {len(rows)} examples, dropped {dict(dropped)}")
+
+
+def test_kept_documents_without_an_example_are_counted(kiwi, tmp_path):
+    """Stage 1 over the sample: a kept document whose mentions give no example is counted."""
+    from dask_prep.output import Layout
+    from dask_prep.partition import analyse_partition
+    from dask_prep.reading import plan_partitions, resolve_inputs, scan_file
+
+    files = resolve_inputs([str(SAMPLE)])
+    [spec] = plan_partitions(files, [scan_file(f).records for f in files], 1000)
+    config = preset("seed-v2")
+    stats = analyse_partition(spec, config, Layout(str(tmp_path / "a")), kiwi=kiwi)
+    assert stats["kept"] > 0 and stats["candidates"] > 0
+    assert stats["kept_without_examples"] == 0
+    assert stats["example_entities"] > 0
+    # Mentions closer than any allowed distance: every kept document is left without one.
+    config.entities.min_distance = config.entities.max_distance = 10**6
+    stats = analyse_partition(spec, config, Layout(str(tmp_path / "b")), kiwi=kiwi)
+    assert stats["candidates"] == 0
+    assert stats["kept_without_examples"] == stats["kept"] > 0
