@@ -322,12 +322,12 @@ class ExampleTokenizer:
         self, content: list[int], offsets: list[tuple[int, int]], lo: int, hi: int, k: int, text: str | None
     ) -> None:
         self.tokens += hi - lo - k
-        if self.unk_id is None:
+        if self.unk_id is None or not (unknown := content[lo:hi].count(self.unk_id)):
             return
-        for i in range(lo, hi):
-            if content[i] == self.unk_id:
-                self.unknown_tokens += 1
-                if text is not None:
+        self.unknown_tokens += unknown
+        if text is not None:
+            for i in range(lo, hi):
+                if content[i] == self.unk_id:
                     start, end = offsets[i]
                     self.unknown_chars.update(ch for ch in text[start:end] if self.char_is_unknown(ch))
 
