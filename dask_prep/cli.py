@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import threading
 import time
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the dataset, report and work files go: a directory or an fsspec URL "
         "(s3://bucket/prefix, gs://..., abfs://..., file://...) (required)",
+    )
+    run.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="put this share of documents (by a stable hash of doc_id) in a `validation` split; "
+        "the output is then a DatasetDict of train and validation (default: none, one Dataset)",
     )
     run.add_argument(
         "--storage-options",
@@ -237,6 +244,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "partition_size"): args.partition_size,
         ("input", "dedup"): args.dedup,
         ("output", "decisions"): args.decisions,
+        ("output", "validation_fraction"): args.validation_fraction,
     }
     for (section, name), value in flags.items():
         if value is not None:
@@ -263,6 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         worker_profile=args.worker_profile,
     )
     pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
+    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 
@@ -308,6 +317,8 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(summary_lines(report, resumed=args.resume)))
     print(f"dataset: {report['dataset']}")
     print(f"report:  {pipeline.output_dir}/report.json")
+    for warning in report.get("warnings", []):
+        print(f"dask-prep: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -47,6 +47,10 @@ class EntityConfig:
     min_distance: int = 10
     max_distance: int = 2000
     max_entity_freq: int | None = 1000
+    # Which mentions become examples (the kept documents do not depend on it):
+    # "whole_word": proper nouns heading a whole word, targets spelled as in the text;
+    # "nnp": every NNP token, grouped by Kiwi's form (the behaviour before issue 22).
+    mentions: str = "whole_word"
 
 
 @dataclass
@@ -69,6 +73,9 @@ class InputConfig:
 @dataclass
 class OutputConfig:
     decisions: bool = True  # one row per input document under DIR/decisions/
+    # Share of documents (by a stable hash of doc_id) whose examples go to a `validation`
+    # split; None: one `Dataset`, no split.
+    validation_fraction: float | None = None
 
 
 @dataclass
@@ -156,6 +163,12 @@ class Config:
         e = self.entities
         if e.max_entity_freq is not None and e.max_entity_freq < 1:
             raise ConfigError("entities.max_entity_freq must be positive (or null for no cap)")
+        if e.mentions not in ("whole_word", "nnp"):
+            raise ConfigError(f"entities.mentions must be 'whole_word' or 'nnp', not {e.mentions!r}")
+        fraction = self.output.validation_fraction
+        is_number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+        if fraction is not None and (not is_number or not 0 < fraction < 1):
+            raise ConfigError(f"output.validation_fraction must be between 0 and 1 (exclusive), not {fraction!r}")
         for name, rule in self.rules.items():
             if rule.min is not None and rule.max is not None and rule.min > rule.max:
                 raise ConfigError(f"rules.{name}: min {rule.min} is above max {rule.max}")

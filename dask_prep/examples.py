@@ -27,7 +27,9 @@ Span = tuple[int, int]
 def find_repeated_entities(tokens: Iterable[Any], config: EntityConfig) -> dict[str, list[Span]]:
     """Proper nouns (NNP) of at least `min_chars`, grouped by form, with enough mentions.
 
-    Returns {entity: [(start, end), ...]} with mentions in text order.
+    Returns {entity: [(start, end), ...]} with mentions in text order. This is seed-v2's
+    `no_repeated_entity` rule (which documents are kept); `find_example_entities` decides
+    which mentions become examples.
     """
     stop = set(config.stop_entities)
     mentions: dict[str, list[Span]] = defaultdict(list)
@@ -35,6 +37,84 @@ def find_repeated_entities(tokens: Iterable[Any], config: EntityConfig) -> dict[
         if token.tag == "NNP" and len(token.form) >= config.min_chars and token.form not in stop:
             mentions[token.form].append((token.start, token.start + token.len))
     return {entity: sorted(spans) for entity, spans in mentions.items() if len(spans) >= config.min_mentions}
+
+
+# ---- mentions that become examples ----------------------------------------------------
+MENTION_RULES = ("whole_word", "nnp")
+
+# What may follow a proper noun inside its word (eojeol) with the noun still the head of
+# that word: particles (J*), endings (E*), the copula (VCP, VCN), suffixes that make a
+# verb or adjective of the noun (XSV, XSA, XSM) and punctuation. Anything else - another
+# noun (NNG, NNP, NNB), a numeral (NR, SN), a pronoun (NP), Latin or Hanja (SL, SH), a
+# noun suffix (XSN), a prefix, root or determiner starting a new noun (XPN, XR, MM), a
+# verb or adjective stem (VV, VA, VX: on NNPs these are mostly mis-split longer names),
+# an adverb, unknown text, web tokens, the compound's sai-siot (Z_SIOT) - makes the NNP
+# the first part of a longer word, which may name something else (대구 in 대구부).
+HEAD_FOLLOWER_PREFIXES = ("J", "E", "VCP", "VCN", "XSV", "XSA", "XSM")
+PUNCTUATION_TAGS = frozenset({"SF", "SP", "SS", "SSO", "SSC", "SE", "SO", "SW", "SB"})
+
+
+def may_follow_head(tag: str) -> bool:
+    """Whether a morpheme with Kiwi tag `tag` may follow a proper noun that heads its word."""
+    return tag in PUNCTUATION_TAGS or tag.startswith(HEAD_FOLLOWER_PREFIXES)
+
+
+def _starts_word(text: str, start: int) -> bool:
+    # An eojeol starts at the start of the text or after whitespace or punctuation.
+    return start == 0 or not text[start - 1].isalnum()
+
+
+def whole_word_mentions(text: str, tokens: Iterable[Any]) -> list[Span]:
+    """Character spans of the proper nouns that are whole words' nominal heads.
+
+    A mention is an NNP, or a run of NNPs that Kiwi writes without a gap (존시나 as
+    존/NNP 시나/NNP), that starts a word and is followed in that word only by what
+    `may_follow_head` allows. Spans are positions in `text`; the text decides what they spell.
+    """
+    toks = [t for t in tokens if t.len > 0]
+    mentions: list[Span] = []
+    i = 0
+    while i < len(toks):
+        if toks[i].tag != "NNP":
+            i += 1
+            continue
+        start, end = toks[i].start, toks[i].start + toks[i].len
+        i += 1
+        while i < len(toks) and toks[i].tag == "NNP" and toks[i].start == end:
+            end = toks[i].start + toks[i].len
+            i += 1
+        if not _starts_word(text, start):
+            continue
+        follower = toks[i] if i < len(toks) else None
+        if follower is not None and follower.start <= end:  # the next morpheme is in this word
+            if not may_follow_head(follower.tag):
+                continue
+        elif end < len(text) and text[end].isalnum():  # text Kiwi gave no morpheme for
+            continue
+        mentions.append((start, end))
+    return mentions
+
+
+def group_surface_mentions(text: str, spans: Iterable[Span], config: EntityConfig) -> dict[str, list[Span]]:
+    """{surface string: spans in text order} for surfaces with enough mentions."""
+    stop = set(config.stop_entities)
+    grouped: dict[str, list[Span]] = defaultdict(list)
+    for start, end in spans:
+        surface = text[start:end]
+        if len(surface) >= config.min_chars and surface not in stop and "\n" not in surface:
+            grouped[surface].append((start, end))
+    return {s: sorted(v) for s, v in grouped.items() if len(v) >= config.min_mentions}
+
+
+def find_example_entities(text: str, tokens: Iterable[Any], config: EntityConfig) -> dict[str, list[Span]]:
+    """The entities whose mentions become examples, keyed by what the text spells.
+
+    `mentions: whole_word` (the default): `whole_word_mentions`, grouped by surface string.
+    `mentions: nnp`: every NNP token, grouped by Kiwi's form (the behaviour before).
+    """
+    if config.mentions == "nnp":
+        return find_repeated_entities(tokens, config)
+    return group_surface_mentions(text, whole_word_mentions(text, tokens), config)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from dask_prep.config import Config, EntityConfig, Rule
-from dask_prep.examples import find_repeated_entities
+from dask_prep.examples import find_example_entities, find_repeated_entities
 from dask_prep.reading import Document
 
 # Runs, not single characters: summing the lengths of a few hundred matches is 2-3x faster
@@ -277,6 +277,11 @@ class FilterChain:
                 continue
             if doc.entities is None:
                 doc.entities = find_repeated_entities(tokens, self.entity_config)
+            doc.example_entities = (
+                doc.entities
+                if self.entity_config.mentions == "nnp"
+                else find_example_entities(doc.text, tokens, self.entity_config)
+            )
             doc.tokens = None  # the analysis is no longer needed; free it early
             kept += 1
             yield doc

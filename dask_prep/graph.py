@@ -31,6 +31,7 @@ from distributed import WorkerPlugin
 
 from dask_prep import storage
 from dask_prep.config import Config
+from dask_prep.dataset_card import DESCRIPTION, card_text
 from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
@@ -40,9 +41,11 @@ from dask_prep.output import (
     check_not_in_use,
     check_output_dir,
     check_resumable,
+    dataset_dir_name,
     hold_output_dir,
     prepare_output_dir,
     read_json,
+    versions,
     write_dataset,
     write_manifest,
 )
@@ -457,6 +460,7 @@ class Pipeline:
         self._tokenizer: PortableTokenizer | None = None
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
+        self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
 
     @property
     def layout(self) -> Layout:
@@ -658,28 +662,61 @@ class Pipeline:
         tokenized, _ = _compute("tokenize", self.tokenize(dask.delayed(thresholds), reuse=resume), None, progress)
         seconds["tokenize"] = time.perf_counter() - t
 
+        def report_now() -> dict:
+            return build_report(
+                analysed,
+                tokenized,
+                distinct_targets=distinct_targets,
+                capped_targets=len(thresholds),
+                duplicate_texts=len(duplicates),
+                seconds=seconds,
+                config=self.config.to_dict(),
+                inputs=self.inputs,
+            )
+
         t = time.perf_counter()
-        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len, lock=self._lock)
+        splits: dict[str, dict] = {}
+        dataset_path = write_dataset(
+            layout,
+            [s.index for s in specs],
+            self.config.tokenize.seq_len,
+            lock=self._lock,
+            validation_fraction=self.config.output.validation_fraction,
+            description=DESCRIPTION,
+            card=functools.partial(self._card, report_now(), splits),
+        )
         seconds["dataset"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - start
 
-        report = build_report(
-            analysed,
-            tokenized,
-            distinct_targets=distinct_targets,
-            capped_targets=len(thresholds),
-            duplicate_texts=len(duplicates),
-            seconds=seconds,
-            config=self.config.to_dict(),
-            inputs=self.inputs,
-        )
+        report = report_now()
         report["dataset"] = dataset_path
+        report["splits"] = splits
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
         write_report(report, layout.root)
         if html:
             write_html_report(report, layout.root)
         return report
+
+    def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:
+        """The dataset's README.md; `splits_out` receives the split sizes for the report."""
+        splits_out.update(splits)
+        tokenizer = self.tokenizer()
+        return card_text(
+            features=features,
+            splits=splits,
+            name=os.path.basename(dataset_dir_name(self.config.tokenize.seq_len)),
+            command=self.command
+            or f"dask_prep.graph.Pipeline({self.inputs!r}, config, {self.output_dir!r}).run()  # Python API",
+            config=self.config.to_dict(),
+            counts=report,
+            tokenizer={
+                "model": self.config.tokenize.model,
+                "class": tokenizer.class_name,
+                "unk_token": tokenizer.unk_token,
+            },
+            versions=versions(),
+        )
 
 
 def _compute(

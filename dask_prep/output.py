@@ -256,6 +256,11 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
+def versions() -> dict[str, str | None]:
+    """Installed versions of dask-prep and the packages that decide its output."""
+    return _versions()
+
+
 def write_manifest(layout: Layout, files: list, config: Any, partition_size_used: int) -> None:
     """What this output was made from: inputs, full config and its hash, versions."""
     write_json_atomically(
@@ -316,7 +321,16 @@ PARQUET_DIR = "parquet"  # DIR/parquet/*.parquet: the dataset's rows, in its ord
 PARQUET_SHARD_BYTES = 256 << 20  # uncompressed Arrow bytes per parquet shard, at most (about)
 
 
-def write_dataset(layout: Layout, part_indices: list[int], seq_len: int, lock: Any = None) -> str:
+def write_dataset(
+    layout: Layout,
+    part_indices: list[int],
+    seq_len: int,
+    lock: Any = None,
+    *,
+    validation_fraction: float | None = None,
+    description: str | None = None,
+    card: Any = None,
+) -> str:
     """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention.
 
     Also publishes the same rows, in the same order, as `DIR/parquet/part-NNNNN.parquet`.
@@ -325,9 +339,14 @@ def write_dataset(layout: Layout, part_indices: list[int], seq_len: int, lock: A
     and its `state.json` and `dataset_info.json`, which `load_from_disk` needs, come last, so
     a publication cut short is never a loadable dataset (and is replaced by the next
     `--resume`). `lock` (a `storage.StoreLock`) is confirmed before anything is published.
+
+    With `validation_fraction`, a `DatasetDict` of `train` and `validation` split by
+    document (`dataset_card.split_by_document`). `description` goes into every split's
+    `DatasetInfo`; `card(features, split_stats)` returns the README.md written beside the data.
     """
+    splitting = {"validation_fraction": validation_fraction, "description": description, "card": card}
     if storage.is_remote(layout.root):
-        return _write_dataset_to_store(layout, part_indices, seq_len, lock)
+        return _write_dataset_to_store(layout, part_indices, seq_len, lock, **splitting)
 
     parts = [layout.part("examples", i) for i in part_indices]
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
@@ -336,7 +355,7 @@ def write_dataset(layout: Layout, part_indices: list[int], seq_len: int, lock: A
     shutil.rmtree(tmp, ignore_errors=True)
     dataset = _sorted_dataset(parts, cache)
     write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
-    dataset.save_to_disk(tmp)
+    save_splits(dataset, tmp, **splitting)
     del dataset
     if os.path.exists(final):
         shutil.rmtree(final)
@@ -363,6 +382,28 @@ def _sorted_dataset(parts: list[str], cache: str) -> Any:
     return dataset
 
 
+def save_splits(
+    dataset: Any,
+    path: str,
+    *,
+    validation_fraction: float | None = None,
+    description: str | None = None,
+    card: Any = None,
+) -> None:
+    """Save `dataset` at `path` (local or a store URL), split by document if asked, with its card."""
+    from dask_prep.dataset_card import split_by_document, split_stats
+
+    splits = split_by_document(dataset, validation_fraction) if validation_fraction else {"train": dataset}
+    for split in splits.values():
+        if description is not None:
+            split.info.description = description
+    saved = splits if validation_fraction else dataset
+    saved.save_to_disk(path, storage_options=storage.options_for(path) or None)
+    if card is not None:
+        text = card(dataset.features, split_stats(splits, path, is_dict=bool(validation_fraction)))
+        storage.write_text(os.path.join(path, "README.md"), text)
+
+
 def write_parquet_shards(dataset: Any, folder: str) -> list[str]:
     """The dataset's rows, in its order, as parquet shards of about `PARQUET_SHARD_BYTES` each.
 
@@ -384,7 +425,9 @@ def write_parquet_shards(dataset: Any, folder: str) -> list[str]:
     return paths
 
 
-def _write_dataset_to_store(layout: Layout, part_indices: list[int], seq_len: int, lock: Any) -> str:
+def _write_dataset_to_store(
+    layout: Layout, part_indices: list[int], seq_len: int, lock: Any, **splitting: Any
+) -> str:
     """write_dataset for an object store: parts copied to a local scratch directory first."""
     import tempfile
 
@@ -404,6 +447,6 @@ def _write_dataset_to_store(layout: Layout, part_indices: list[int], seq_len: in
         storage.remove(final)  # an earlier publication cut short
         if lock is not None:
             lock.confirm()
-        dataset.save_to_disk(final, storage_options=storage.options_for(final))
+        save_splits(dataset, final, **splitting)
         del dataset
     return final

@@ -167,11 +167,14 @@ def analyse_partition(
     t_filter = time.perf_counter()
 
     rows, keys = [], []
-    n_candidates = n_entities = 0
+    n_candidates = n_entities = n_example_entities = kept_without_examples = 0
     for doc in kept:
-        cands = build_candidates(doc.doc_id, doc.entities, config.entities)
+        entities = doc.example_entities if doc.example_entities is not None else doc.entities
+        cands = build_candidates(doc.doc_id, entities, config.entities)
         n_entities += len(doc.entities)
+        n_example_entities += len(entities)
         n_candidates += len(cands)
+        kept_without_examples += not cands
         keys.extend((c.target, c.key) for c in cands)
         rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
     stats = _decision_stats(spec, docs, damaged)
@@ -187,6 +190,8 @@ def analyse_partition(
         write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
     stats.update(
         qualifying_entities=n_entities,
+        example_entities=n_example_entities,
+        kept_without_examples=kept_without_examples,
         candidates=n_candidates,
         summary=summarize_entities(keys, config.entities.max_entity_freq),
         distributions=measured_distributions(docs, config),
@@ -280,6 +285,7 @@ def tokenize_partition(
         "dropped": dropped,
         "examples": written,
         "thresholds": digest,
+        "coverage": encoder.coverage(),
         "seconds": {"tokenize": time.perf_counter() - t0},
         "reused": False,
     }

@@ -52,6 +52,9 @@ class Document:
     # Filled by the filters for the entity step, so Kiwi runs once per document.
     tokens: list | None = None
     entities: dict | None = None
+    # The entities whose mentions become examples (`entities.mentions`); `entities` above
+    # is what the `no_repeated_entity` rule judged.
+    example_entities: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -117,12 +117,51 @@ def build_report(
             )
         ],
     }
+    report["documents"]["kept_without_examples"] = sum(s.get("kept_without_examples", 0) for s in analysed)
+    report["entities"]["giving_examples"] = sum(s.get("example_entities", 0) for s in analysed)
+    report["tokenizer_coverage"] = tokenizer_coverage(tokenized)
+    report["warnings"] = coverage_warnings(report["tokenizer_coverage"])
     check_accounting(report)
     wall = seconds.get("total")
     if wall:
         report["throughput"]["docs_per_second"] = round(read / wall, 1)
         report["throughput"]["analysed_chars_per_second"] = round(analysed_chars / wall, 1)
     return report
+
+
+UNKNOWN_SHARE_WARNING = 0.01  # warn when more of the examples' tokens than this are unknown
+TOP_UNKNOWN_CHARS = 30
+
+
+def tokenizer_coverage(tokenized: list[dict]) -> dict[str, Any]:
+    """The unknown token's share of the written examples' tokens, and what became it."""
+    tokens = unknown = 0
+    chars: Counter = Counter()
+    for stats in tokenized:
+        coverage = stats.get("coverage") or {}
+        tokens += coverage.get("tokens", 0)
+        unknown += coverage.get("unknown_tokens", 0)
+        _add(chars, coverage.get("unknown_chars", {}))
+    return {
+        "tokens": tokens,
+        "unknown_tokens": unknown,
+        "unknown_share": round(unknown / tokens, 6) if tokens else 0.0,
+        # Characters the tokenizer cannot spell on their own, in the unknown tokens.
+        "unknown_chars": [
+            {"char": ch, "codepoint": f"U+{ord(ch):04X}", "count": n} for ch, n in chars.most_common(TOP_UNKNOWN_CHARS)
+        ],
+    }
+
+
+def coverage_warnings(coverage: dict[str, Any]) -> list[str]:
+    if coverage["unknown_share"] <= UNKNOWN_SHARE_WARNING:
+        return []
+    top = " ".join(c["char"] for c in coverage["unknown_chars"][:10])
+    return [
+        f"{coverage['unknown_share']:.1%} of the examples' tokens are the tokenizer's unknown token "
+        f"({coverage['unknown_tokens']:,} of {coverage['tokens']:,}); most frequent characters it cannot "
+        f"spell: {top or 'none single (whole words too long)'}; see report.json tokenizer_coverage"
+    ]
 
 
 def check_accounting(report: dict[str, Any]) -> None:
@@ -169,6 +208,11 @@ def summary_lines(report: dict[str, Any], resumed: bool = False) -> list[str]:
     ]
     lines += [f"  dropped {reason:<10}{count:>12,}" for reason, count in e["dropped"].items()]
     lines.append(f"examples written    {e['written']:>12,}")
+    for split, sizes in report.get("splits", {}).items():
+        lines.append(f"  {split:<18}{sizes['examples']:>12,}  ({sizes['documents']:,} documents)")
+    coverage = report.get("tokenizer_coverage")
+    if coverage:
+        lines.append(f"unknown tokens      {coverage['unknown_share']:>12.2%}")
     # "total" is this run's stages; the CLI's cluster start-up is its own line before them.
     labels = {"total": "stages total"}
     lines += [f"{labels.get(k, k) + ' seconds':<20}{v:>12,.1f}" for k, v in report["seconds"].items()]

@@ -191,9 +191,12 @@ def _example_batches(output_dir: str, report: dict[str, Any], columns: list[str]
         import datasets
 
         # Memory-mapped Arrow files; the sort index does not matter for counting.
-        table = datasets.load_from_disk(dataset, storage_options=storage.options_for(dataset) or None).data.table
-        if table.num_rows:
-            yield from table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
+        loaded = datasets.load_from_disk(dataset, storage_options=storage.options_for(dataset) or None)
+        splits = loaded.values() if isinstance(loaded, datasets.DatasetDict) else [loaded]
+        for split in splits:
+            table = split.data.table
+            if table.num_rows:
+                yield from table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
 
 
 def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
@@ -516,13 +519,34 @@ def _count_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
     rows.append(("rejected", d["rejected"], 1))
     rows += [(reason, n, 2) for reason, n in report.get("rejected", {}).items()]
     rows.append(("kept", d["kept"], 1))
+    if "kept_without_examples" in d:
+        rows.append(("kept, without an example", d["kept_without_examples"], 2))
     if "duplicate_texts" in report:
         rows.append(("texts with duplicates", report["duplicate_texts"], 0))
     rows += [(f"entities: {name.replace('_', ' ')}", n, 0) for name, n in ent.items()]
     rows += [("examples before the cap", e["before_cap"], 0), ("examples after the cap", e["after_cap"], 0)]
     rows += [(f"dropped: {reason}", n, 1) for reason, n in e.get("dropped", {}).items()]
     rows.append(("examples written", e["written"], 0))
+    for split, sizes in report.get("splits", {}).items():
+        rows.append((f"{split} ({sizes['documents']:,} documents)", sizes["examples"], 1))
     return rows
+
+
+def _coverage_html(report: dict[str, Any]) -> list[str]:
+    """The tokenizer's unknown token in the examples, and the characters that became it."""
+    coverage = report.get("tokenizer_coverage")
+    if not coverage:
+        return []
+    rows: list[tuple[str, Any, int]] = [
+        ("tokens in examples (masks excluded)", coverage["tokens"], 0),
+        ("unknown tokens", coverage["unknown_tokens"], 0),
+        ("unknown share", f"{coverage['unknown_share']:.2%}", 0),
+    ]
+    rows += [(f"{c['char']} ({c['codepoint']})", c["count"], 1) for c in coverage["unknown_chars"]]
+    parts = ["<h2>Tokenizer coverage</h2>"]
+    parts += [f'<p class="note">Warning: {html.escape(w)}</p>' for w in report.get("warnings", [])]
+    parts.append(_table(rows))
+    return parts
 
 
 def _throughput_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
@@ -585,6 +609,7 @@ def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
         f"Dataset: <code>{html.escape(str(report.get('dataset', '')))}</code></p>",
         "<h2>Counts</h2>",
         _table(_count_rows(report)),
+        *_coverage_html(report),
         "<h2>Plots</h2>",
     ]
     for title, image in images.items():

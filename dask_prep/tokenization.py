@@ -10,6 +10,11 @@ window that contains both, or the example is dropped under reason `window`: a ma
 never truncated away. Examples whose antecedent or target the vocabulary cannot spell
 (unknown token) are dropped and counted too. Examples are not padded unless
 `pad_to_max_length` is set.
+
+Spans are exact: the antecedent span is the tokens whose characters (offsets, surrounding
+whitespace aside) overlap the antecedent's, and an example whose antecedent shares a token
+with the text around it (a piece joining the entity to a particle) is dropped under reason
+`boundary`. The masked mention is always exact: its characters are replaced by the mask.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import bisect
 import functools
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +171,11 @@ def _load_tokenizer(model: str) -> Any:
             "(offline, set HF_HUB_OFFLINE=1 and use a model already in the cache)."
         ) from exc
     if not getattr(tokenizer, "is_fast", False):
-        raise TokenizerError(f"{model!r} has no fast tokenizer; offsets are needed to place the mask")
+        raise TokenizerError(
+            f"{model!r} has no fast tokenizer (transformers could not convert {type(tokenizer).__name__}); "
+            "character offsets are needed to place the mask and the antecedent span exactly. "
+            "Give a directory with a tokenizer.json (tokenizers library), or a model that has one"
+        )
     # Windowing is ours; the model's nominal max length only produces warnings here.
     tokenizer.model_max_length = 1 << 30
     if tokenizer.mask_token is None:
@@ -190,6 +200,8 @@ class PortableTokenizer:
     pad_token_id: int
     with_token_type_ids: bool
     split_special_tokens: bool = False
+    unk_token: str | None = None
+    class_name: str = ""
 
     @classmethod
     def load(cls, model: str) -> PortableTokenizer:
@@ -203,6 +215,8 @@ class PortableTokenizer:
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
             with_token_type_ids="token_type_ids" in tok.model_input_names,
             split_special_tokens=bool(getattr(tok, "split_special_tokens", False)),
+            unk_token=tok.unk_token,
+            class_name=type(tok).__name__,
         )
 
     def backend(self) -> Any:
@@ -270,6 +284,12 @@ class ExampleTokenizer:
         self.n_suffix = len(marks) - 1 - max(i for i, m in enumerate(marks) if not m)
         self.content_len = config.seq_len - self.n_prefix - self.n_suffix
         self._target_ids: dict[str, list[int]] = {}
+        # Tokenizer coverage of the written examples: tokens (masks excluded), unknown
+        # tokens, and the characters the tokenizer cannot spell that made them unknown.
+        self.tokens = 0
+        self.unknown_tokens = 0
+        self.unknown_chars: Counter = Counter()
+        self._char_is_unknown: dict[str, bool] = {}
 
     def target_ids(self, target: str) -> list[int]:
         ids = self._target_ids.get(target)
@@ -298,8 +318,8 @@ class ExampleTokenizer:
         masked = [self.masked_text(text, c) for text, c in batch]
         encodings = self.backend.encode_batch([m for m, _ in masked], add_special_tokens=True)
         rows = []
-        for (_, c), (_, k), enc in zip(batch, masked, encodings, strict=True):
-            row = self._example(c, k, enc.ids, enc.offsets, enc.type_ids if self.with_token_type_ids else None)
+        for (_, c), (text, k), enc in zip(batch, masked, encodings, strict=True):
+            row = self._example(c, k, enc.ids, enc.offsets, enc.type_ids if self.with_token_type_ids else None, text)
             if isinstance(row, str):
                 dropped[row] = dropped.get(row, 0) + 1
             else:
@@ -308,22 +328,38 @@ class ExampleTokenizer:
         columns = {name: [row[name] for row in rows] for name in self.schema.names}
         return pa.RecordBatch.from_pydict(columns, schema=self.schema)
 
+    def char_is_unknown(self, char: str) -> bool:
+        """Whether the tokenizer spells `char` on its own as its unknown token."""
+        known = self._char_is_unknown.get(char)
+        if known is None:
+            known = self.unk_id in self.backend.encode(char, add_special_tokens=False).ids
+            self._char_is_unknown[char] = known
+        return known
+
     def _example(
-        self, c: Candidate, k: int, ids: list[int], offsets: list[tuple[int, int]], type_ids: list[int] | None
+        self,
+        c: Candidate,
+        k: int,
+        ids: list[int],
+        offsets: list[tuple[int, int]],
+        type_ids: list[int] | None,
+        text: str | None = None,
     ) -> dict | str:
+        """One row, or the reason it is dropped. `text`: the masked text that was encoded."""
         pre, suf = self.n_prefix, len(ids) - self.n_suffix
         content, content_offsets = ids[pre:suf], offsets[pre:suf]
         starts = [s for s, _ in content_offsets]
-        mask_lo = bisect.bisect_left(starts, c.start)
+        ends = [e for _, e in content_offsets]
+        # The first mask token: offsets are in text order; a mask token that takes the space
+        # before it (lstrip, as RoBERTa's <mask>) starts before the mention, so look by end.
+        mask_lo = bisect.bisect_right(ends, c.start)
         mask_hi = mask_lo + k
         if mask_hi > len(content) or any(t != self.mask_id for t in content[mask_lo:mask_hi]):
             return "mask_alignment"
-        # Antecedent tokens: every token overlapping its characters.
-        ends = [e for _, e in content_offsets]
-        ante_lo = bisect.bisect_right(ends, c.antecedent_start)
-        ante_hi = bisect.bisect_left(starts, c.antecedent_end)
-        if ante_hi <= ante_lo:
+        span = antecedent_span(text, content_offsets, starts, ends, c.antecedent_start, c.antecedent_end)
+        if span is None:
             return "antecedent_alignment"
+        ante_lo, ante_hi, exact = span
         # A word the vocabulary cannot spell becomes one unknown token: an antecedent or a
         # target that the model cannot see teaches nothing, so it is dropped and counted.
         if self.unk_id is not None:
@@ -331,6 +367,8 @@ class ExampleTokenizer:
                 return "unknown_antecedent"
             if self.unk_id in self.target_ids(c.target):
                 return "unknown_target"
+        if not exact:
+            return "boundary"
         lo = 0
         if len(content) > self.content_len:
             span = mask_hi - ante_lo
@@ -340,6 +378,7 @@ class ExampleTokenizer:
             lo = ante_lo - (self.content_len - span) // 2
             lo = max(0, min(lo, len(content) - self.content_len))
         hi = min(len(content), lo + self.content_len)
+        self._count_coverage(content, content_offsets, lo, hi, k, text)
         input_ids = ids[:pre] + content[lo:hi] + ids[suf:]
         shift = pre - lo
         target_ids = self.target_ids(c.target)
@@ -372,3 +411,60 @@ class ExampleTokenizer:
             if type_ids is not None:
                 row["token_type_ids"] = row["token_type_ids"] + [0] * pad
         return row
+
+    def _count_coverage(
+        self, content: list[int], offsets: list[tuple[int, int]], lo: int, hi: int, k: int, text: str | None
+    ) -> None:
+        self.tokens += hi - lo - k
+        if self.unk_id is None or not (unknown := content[lo:hi].count(self.unk_id)):
+            return
+        self.unknown_tokens += unknown
+        if text is not None:
+            for i in range(lo, hi):
+                if content[i] == self.unk_id:
+                    start, end = offsets[i]
+                    self.unknown_chars.update(ch for ch in text[start:end] if self.char_is_unknown(ch))
+
+    def coverage(self, top: int = 100) -> dict[str, Any]:
+        """Counts for the report: tokens, unknown tokens, the most frequent unknown characters."""
+        return {
+            "tokens": self.tokens,
+            "unknown_tokens": self.unknown_tokens,
+            "unknown_chars": dict(self.unknown_chars.most_common(top)),
+        }
+
+
+def _trimmed(text: str | None, start: int, end: int) -> tuple[int, int]:
+    """A token's characters without the whitespace its offsets include (▁ and Ġ pieces)."""
+    if text is not None:
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+    return start, end
+
+
+def antecedent_span(
+    text: str | None,
+    offsets: list[tuple[int, int]],
+    starts: list[int],
+    ends: list[int],
+    first: int,
+    last: int,
+) -> tuple[int, int, bool] | None:
+    """(lo, hi, exact): the tokens overlapping characters [first, last), end exclusive.
+
+    `exact` is False when one of them also holds characters outside the span (besides
+    whitespace). None when no token overlaps it. `starts`/`ends` are the offsets' columns.
+    """
+    lo = bisect.bisect_right(ends, first)
+    hi = bisect.bisect_left(starts, last)
+    inside = []
+    for i in range(lo, hi):
+        s, e = _trimmed(text, *offsets[i])
+        if s < e and s < last and e > first:
+            inside.append((i, s, e))
+    if not inside:
+        return None
+    exact = all(first <= s and e <= last for _, s, e in inside)
+    return inside[0][0], inside[-1][0] + 1, exact

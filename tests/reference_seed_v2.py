@@ -19,6 +19,13 @@ Quality, in this order, each a named rejection reason:
 Examples: the first mention (by character position) of each qualifying entity is the
 antecedent; mentions 2, 3 and 4 each give one example when 10 <= start - antecedent start
 <= 2000.
+
+Issue 22 changed which mentions give examples (not which documents are kept): a mention is
+an NNP, or NNPs written together, that starts a word (after the start, whitespace or a
+non-alphanumeric character) and heads it: the next morpheme of that word, if any, is a
+particle (J*), an ending (E*), the copula (VCP, VCN), a verb/adjective suffix (XSV, XSA,
+XSM) or punctuation. Mentions are grouped by the text they cover, and an example whose
+antecedent shares a token with neighbouring text is dropped (`boundary`).
 """
 
 from __future__ import annotations
@@ -103,6 +110,54 @@ def repeated_entities(tokens: list[Any]) -> dict[str, list[tuple[int, int]]]:
     return group_mentions(nnp_mentions(tokens))
 
 
+HEAD_MAY_BE_FOLLOWED_BY = {"VCP", "VCN", "XSV", "XSA", "XSM", "SF", "SP", "SS", "SSO", "SSC", "SE", "SO", "SW", "SB"}
+
+
+def _may_follow(tag: str) -> bool:
+    return tag[0] in "JE" or tag.split("-")[0] in HEAD_MAY_BE_FOLLOWED_BY
+
+
+def word_head_mentions(text: str, tokens: list[Any]) -> list[tuple[str, int, int]]:
+    """(surface, start, end) of issue 22's mentions, in text order."""
+    toks = [t for t in tokens if t.len > 0]
+    runs: list[list[int]] = []  # [start, end, index of the token after the run]
+    for i, t in enumerate(toks):
+        if t.tag != "NNP":
+            continue
+        if runs and runs[-1][2] == i and runs[-1][1] == t.start:
+            runs[-1][1], runs[-1][2] = t.start + t.len, i + 1
+        else:
+            runs.append([t.start, t.start + t.len, i + 1])
+    out = []
+    for start, end, after in runs:
+        if start > 0 and text[start - 1].isalnum():
+            continue  # inside a word
+        nxt = toks[after] if after < len(toks) else None
+        if nxt is not None and nxt.start <= end:
+            if not _may_follow(nxt.tag):
+                continue  # not the head of its word
+        elif end < len(text) and text[end].isalnum():
+            continue
+        out.append((text[start:end], start, end))
+    return out
+
+
+def example_entities(text: str, tokens: list[Any]) -> dict[str, list[tuple[int, int]]]:
+    """Issue 22's entities: whole-word mentions grouped by their text."""
+    mentions = [(s, a, b) for s, a, b in word_head_mentions(text, tokens) if "\n" not in s]
+    return group_mentions(mentions)
+
+
+def antecedent_is_exact(tokenizer: Any, text: str, target: str, antecedent: int, start: int, end: int) -> bool:
+    """Whether the tokens covering the antecedent in the whole-masked text cover nothing else."""
+    k = len(tokenizer(target, add_special_tokens=False)["input_ids"])
+    masked = text[:start] + tokenizer.mask_token * k + text[end:]
+    offsets = tokenizer(masked, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    last = antecedent + len(target)
+    covering = [(s, e) for s, e in offsets if s < last and e > antecedent]
+    return all(antecedent <= s and e <= last for s, e in covering)
+
+
 def analysed_rejection(tokens: list[Any]) -> str | None:
     """The first of rules 5-7 that rejects a document with these Kiwi tokens, or None."""
     nnp = sum(1 for t in tokens if t.tag == "NNP")
@@ -131,6 +186,8 @@ class ReferenceResult:
     decisions: dict[str, str | None] = field(default_factory=dict)  # doc_id -> reason (None = kept)
     texts: dict[str, str] = field(default_factory=dict)  # documents that reached rule 7
     entities: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
+    # Issue 22's entities (whole-word mentions grouped by text), which give `examples`.
+    example_entities: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
     # NNP mentions of every document that reached rule 7 (to regroup them by surface text).
     mentions: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
     examples: set[Example] = field(default_factory=set)
@@ -166,7 +223,8 @@ def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -
             if reason is None:
                 entities = repeated_entities(tokens)
                 result.entities[doc_id] = entities
-                result.examples.update(examples_of(doc_id, entities))
+                result.example_entities[doc_id] = example_entities(text, tokens)
+                result.examples.update(examples_of(doc_id, result.example_entities[doc_id]))
                 for form, spans in entities.items():
                     for start, end in spans:
                         if text[start:end] != form:

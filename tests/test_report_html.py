@@ -204,7 +204,9 @@ def test_empty_run_still_has_a_report(tmp_path):
 def test_example_html_highlights_both_mentions(tokenizer_dir):
     from dask_prep.tokenization import ExampleTokenizer, load_tokenizer
 
-    text = "서울은 한국의 수도이다. 많은 사람이 지금 서울에 살고 있다."
+    # 서울이, not 서울은: the shared vocabulary has the token 서울은, and an antecedent joined
+    # to its particle in one token is dropped (issue 22, reason `boundary`).
+    text = "서울이 한국의 수도이다. 많은 사람이 지금 서울에 살고 있다."
     start = text.rindex("서울")
     candidate = Candidate("d0", "서울", 0, 2, start, start + 2, 1)
     encoder = ExampleTokenizer(TokenizeConfig(model=str(tokenizer_dir), seq_len=64))
