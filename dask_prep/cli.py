@@ -61,6 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--memory-limit", default="auto", help="per LocalCluster worker, e.g. 4GiB")
     run.add_argument(
+        "--dashboard-address",
+        default=None,
+        help="where a LocalCluster's dashboard listens (default 127.0.0.1:8787, this host only; "
+        "e.g. 0.0.0.0:8787 to serve it to other hosts, which shows logs and task data)",
+    )
+    run.add_argument(
+        "--analysis-timeout",
+        type=float,
+        help="seconds one document's Kiwi analysis may take before it is rejected as analysis_timeout "
+        "(default 300)",
+    )
+    run.add_argument(
         "--worker-profile",
         action="store_true",
         help="keep distributed's statistical profiler on in LocalCluster workers (the dashboard's Profile "
@@ -113,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "max_samples"): args.max_samples,
         ("input", "partition_size"): args.partition_size,
         ("input", "dedup"): args.dedup,
+        ("input", "analysis_timeout"): args.analysis_timeout,
         ("output", "decisions"): args.decisions,
     }
     for (section, name), value in flags.items():
@@ -138,6 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
         worker_profile=args.worker_profile,
     )
+    if args.dashboard_address is not None:
+        options.dashboard_address = args.dashboard_address
     pipeline = Pipeline(args.inputs, config, args.output_dir)
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)

@@ -262,7 +262,8 @@ class FilterChain:
         self.analysed_chars += sum(len(d.text) for d in to_analyse)
         for doc, tokens in zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True):
             if isinstance(tokens, Exception):
-                doc.rejected_by = "analysis_error"
+                # A crash or hang found in isolation (`isolation.AnalysisFailed`) says which.
+                doc.rejected_by = getattr(tokens, "rejection", "analysis_error")
                 continue
             doc.tokens = tokens
             if not self._apply(self.analysed, doc):

@@ -32,6 +32,7 @@ from dask_prep.config import Config
 from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
+from dask_prep.isolation import attempt, clear_attempts
 from dask_prep.kiwi_setup import KiwiPlugin, fork_workers_from_warm_kiwi, get_kiwi
 from dask_prep.output import (
     Layout,
@@ -86,7 +87,8 @@ class ClusterOptions:
     threads_per_worker: int = 1
     kiwi_threads: int | None = None  # Kiwi's own threads per worker (batch analysis when > 1)
     memory_limit: str = "auto"
-    dashboard_address: str = ":8787"
+    # This host only by default: the dashboard shows logs, tracebacks and task data.
+    dashboard_address: str = "127.0.0.1:8787"
     worker_profile: bool = False  # distributed's statistical profiler (the dashboard's Profile page)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -261,15 +263,18 @@ def _analyse(specs: list[PartitionSpec], config: Config, layout: Layout, duplica
     results = []
     with _reader(config) as reader:
         for spec in specs:
-            stats = analyse_partition(
-                spec,
-                config,
-                layout,
-                duplicates=duplicates,
-                write_decisions=config.output.decisions,
-                reuse=reuse,
-                reader=reader,
-            )
+            # A marker left by an attempt whose process died: this attempt isolates Kiwi.
+            with attempt(layout.work, "analyse", spec.index) as died_before:
+                stats = analyse_partition(
+                    spec,
+                    config,
+                    layout,
+                    duplicates=duplicates,
+                    write_decisions=config.output.decisions,
+                    reuse=reuse,
+                    reader=reader,
+                    isolate=died_before,
+                )
             # A reused partition was done by a worker of the interrupted run, not this one.
             results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
     return results
@@ -429,6 +434,21 @@ class Pipeline:
         )
         return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
 
+    def _cap_from_stats(self, partitions: int) -> tuple[dict, int]:
+        """(cap thresholds, distinct targets) again, from the finished partitions' stats files.
+
+        After a worker died the reduction computed beside stage 1 may have lost pieces (or
+        had them failed by Dask); the stats files of every partition are all on disk then.
+        """
+        cap = self.config.entities.max_entity_freq
+        paths = [self.layout.stats("analyse", i) for i in range(partitions)]
+        summary = (
+            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
+            .map(read_json)
+            .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
+        )
+        return _cap_result(summary.compute(), cap)
+
     def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
         tokenizer = dask.delayed(self.tokenizer(), pure=True)  # sent once to each worker
@@ -510,8 +530,11 @@ class Pipeline:
         seconds["dedup"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
         stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume)
-        analysed, (thresholds, distinct_targets) = _compute("analyse", stats_bag, cap_item, progress)
+        analysed, (thresholds, distinct_targets) = _compute(
+            "analyse", stats_bag, cap_item, progress, redo_item=lambda: self._cap_from_stats(len(specs))
+        )
         if strict:
             check_strict({}, [], analysed)
         seconds["analyse"] = time.perf_counter() - t
@@ -544,8 +567,14 @@ class Pipeline:
         return report
 
 
-def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[list, Any]:
-    """Compute a per-partition stats bag (and an Item sharing its tasks), with progress."""
+def _compute(
+    stage: str, bag: db.Bag, item: Any, progress: Progress, redo_item: Callable[[], Any] | None = None
+) -> tuple[list, Any]:
+    """Compute a per-partition stats bag (and an Item sharing its tasks), with progress.
+
+    A partition whose worker died is run again here (`_retry_killed`); after that the Item
+    comes from `redo_item()` (a new graph) instead of a reduction that lost pieces.
+    """
     try:
         from distributed import as_completed, default_client
 
@@ -563,13 +592,74 @@ def _compute(stage: str, bag: db.Bag, item: Any, progress: Progress) -> tuple[li
     parts = bag.to_delayed(optimize_graph=False)
     futures = client.compute(parts + ([item] if item is not None else []), optimize_graph=False)
     part_futures = futures[: len(parts)]
-    for future in as_completed(part_futures):
-        for stats in future.result():
+    retried: dict[str, int] = {}
+    # Kept as they come: a dead worker loses the results it held, and Dask computes them
+    # again (or fails them, once its allowed-failures are used up) even after they arrived.
+    by_part: dict[str, list] = {}
+    finished = as_completed(part_futures)
+    for future in finished:
+        if _retry_killed(client, future, retried):
+            finished.add(future)
+            continue
+        by_part[future.key] = future.result()
+        for stats in by_part[future.key]:
             progress.update(stage, stats)
     progress.finish(stage)
-    results = [stats for part in client.gather(part_futures) for stats in part]
-    value = futures[-1].result() if item is not None else None
+    results = [stats for future in part_futures for stats in by_part[future.key]]
+    value = None
+    if item is not None:
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+
+        if not retried:
+            wait(futures[-1])
+        lost = bool(retried) or (futures[-1].status == "error" and isinstance(futures[-1].exception(), KilledWorker))
+        if lost and redo_item is not None:
+            # Scheduler retries of a reduction whose pieces died with workers can leave it
+            # waiting on a failed piece forever; the Item is computed anew instead.
+            client.cancel([futures[-1]])
+            value = redo_item()
+        else:
+            value = futures[-1].result()
     return results, value
+
+
+# Times the client itself runs again a partition whose worker died (`KilledWorker`, once
+# distributed.scheduler.allowed-failures is used up). The next attempt finds the marker the
+# dead one left and isolates each document's analysis (dask_prep.isolation), so one more
+# is enough for that partition; others die beside it only when they share its worker.
+CLIENT_RETRIES = 5
+
+
+def _retry_killed(client: Any, future: Any, retried: dict[str, int]) -> bool:
+    """Run a partition again whose worker died, instead of ending the run; whether it was."""
+    from distributed.scheduler import KilledWorker
+
+    if future.status != "error" or not isinstance(future.exception(), KilledWorker):
+        return False
+    if retried.get(future.key, 0) >= CLIENT_RETRIES:
+        return False
+    retried[future.key] = retried.get(future.key, 0) + 1
+    logging.getLogger(__name__).warning(
+        "dask-prep: a worker died running %s; running it again with each document analysed in isolation",
+        future.key,
+    )
+    _retry(client, future)
+    return True
+
+
+def _retry(client: Any, future: Any) -> None:
+    """`client.retry([future])`, which fails (KeyError) when the task that erred is one the
+    client holds no future of (here: the partition's task under the future's `map`).
+
+    The scheduler runs the erred tasks again, and their erred dependents after them; the
+    client's own state of each future it holds among them is reset here.
+    """
+    retried = client.sync(client.scheduler.retry, keys=[future.key], client=client.id)
+    for key in retried:
+        state = client.futures.get(key)
+        if state is not None:
+            state.retry()
 
 
 def run(inputs: list[str], config: Config, output_dir: str, client: Any = None, **kwargs: Any) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from dask_prep.examples import (
     passes_cap,
     summarize_entities,
 )
-from dask_prep.filters import FilterChain, kiwi_analyser, measured_distributions
+from dask_prep.filters import FilterChain, measured_distributions
+from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
@@ -127,13 +128,15 @@ def analyse_partition(
     reuse: bool = False,
     kiwi: Any = None,
     reader: PartitionReader | None = None,
+    isolate: bool = False,
 ) -> dict:
     """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
 
     `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
     With `reuse`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
-    that file once.
+    that file once. With `isolate` (an earlier attempt's process died on this partition),
+    each document is analysed in a child process of its own (`dask_prep.isolation`).
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
@@ -146,7 +149,8 @@ def analyse_partition(
     mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
     chain = FilterChain(config)
-    kept = list(chain.run(docs, kiwi_analyser(kiwi or get_kiwi())))
+    analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)
+    kept = list(chain.run(docs, analyse))
     t_filter = time.perf_counter()
 
     rows, keys = [], []
@@ -180,6 +184,7 @@ def analyse_partition(
         },
         analysed_docs=chain.analysed_docs,
         analysed_chars=chain.analysed_chars,
+        isolated=isolate,
         reused=False,
     )
     write_json_atomically(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
@@ -190,6 +195,7 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
     malformed: Counter = Counter()
     rejected: Counter = Counter()
     locations: dict[str, list[str]] = {}
+    failed: dict[str, list[str]] = {}  # every document whose analysis crashed or hung
     for doc in docs:
         reason = doc.rejected_by
         if reason in MALFORMED_REASONS:
@@ -199,6 +205,8 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
                 where.append(f"{doc.source}:{doc.line}")
         elif reason is not None:
             rejected[reason] += 1
+            if reason in (CRASH, TIMEOUT):
+                failed.setdefault(reason, []).append(f"{doc.source}:{doc.line}")
     kept = len(docs) - sum(malformed.values()) - sum(rejected.values())
     if len(docs) != spec.records and not damaged:
         raise AccountingError(
@@ -211,6 +219,7 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
         "malformed": dict(malformed),
         "malformed_locations": locations,
         "rejected": dict(rejected),
+        "analysis_failures": failed,
         "kept": kept,
         "damaged": damaged,
     }
