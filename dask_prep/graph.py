@@ -29,7 +29,15 @@ import dask.bag as db
 from distributed import WorkerPlugin
 
 from dask_prep.config import Config
-from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
+from dask_prep.dedup import (
+    doc_id_of,
+    fingerprints,
+    first_of_repeated,
+    mark_duplicates,
+    merge_repeated_ids,
+    repeated_id,
+    summarize_repeated_ids,
+)
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.isolation import attempt, clear_attempts
@@ -309,7 +317,7 @@ def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list
     return docs
 
 
-def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, str]]:
+def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, tuple]]:
     return fingerprints(_read(specs, config))
 
 
@@ -364,6 +372,7 @@ class Pipeline:
         self._tokenizer: PortableTokenizer | None = None
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
+        self.duplicate_ids: dict | None = None  # set by `duplicates()`
 
     @property
     def layout(self) -> Layout:
@@ -405,19 +414,26 @@ class Pipeline:
         """Every input record as a `Document` (malformed ones carry their reason)."""
         return _partition_bag(self.partitions()).map_partitions(_read, self.config)
 
-    def duplicates(self) -> dict[int, str]:
-        """{fingerprint: doc id to keep} for every text that occurs more than once.
+    def duplicates(self) -> dict[int, tuple]:
+        """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
 
         A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
         no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client.
+        reach the client. The same pass groups by document id for `duplicate_ids` (ids
+        found on several documents, e.g. one file twice, or ids reused with other texts).
         """
         if not self.config.input.dedup:
             return {}
         specs = self.partitions()
         pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
-        groups = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=max(1, len(specs) // 16))
-        return dict(groups.map(first_of_repeated).filter(None).compute())
+        shuffled = max(1, len(specs) // 16)
+        by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
+        by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
+        keep, self.duplicate_ids = dask.compute(
+            by_text.map(first_of_repeated).filter(None),
+            by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids),
+        )
+        return dict(keep)
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
         """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
@@ -561,6 +577,7 @@ class Pipeline:
         report["dataset"] = dataset_path
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
+        report["duplicate_ids"] = self.duplicate_ids
         write_report(report, layout.root)
         if html:
             write_html_report(report, layout.root)
