@@ -198,6 +198,11 @@ def _run(args: argparse.Namespace) -> int:
             closing.join()
     print("\n".join(summary_lines(report)))
     print(f"dataset: {report['dataset']}")
+    if report["examples"]["written"] == 0:
+        print(
+            "dask-prep: no examples were written (no document gave one: see report.json's rejected and "
+            "malformed counts); the dataset is empty, with the output's columns"
+        )
     print(f"report:  {args.output_dir}/report.json")
     return 0
 

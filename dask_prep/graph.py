@@ -66,7 +66,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import PortableTokenizer, check_model_path
+from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer, check_model_path
 
 
 class ClusterError(RuntimeError):
@@ -392,7 +392,9 @@ class Pipeline:
         """
         if self._specs is None:
             files = self.files()
-            scans = db.from_sequence(files, npartitions=max(len(files), 1)).map(scan_file).compute()
+            # Files in groups: a task per file cost more than scanning a small file.
+            groups = max(1, min(len(files), PARTITIONS_PER_THREAD * _total_threads()))
+            scans = db.from_sequence(files, npartitions=groups).map(scan_file).compute()
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
             self.empty_files = [f.key for f, s in zip(files, scans, strict=True) if s.records == 0]
             self._specs = plan_partitions(
@@ -560,7 +562,9 @@ class Pipeline:
         seconds["tokenize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len)
+        # Without partitions (empty input) the dataset still gets the output's columns.
+        schema = None if specs else ExampleTokenizer(self.config.tokenize, self.tokenizer()).schema
+        dataset_path = write_dataset(layout, [s.index for s in specs], self.config.tokenize.seq_len, schema)
         seconds["dataset"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - start
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -60,8 +61,12 @@ class Layout:
 def write_json_atomically(data: Any, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
+
+    def write() -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, indent=1)
+
+    _with_file_named(write, path)
     os.replace(tmp, path)
 
 
@@ -241,12 +246,28 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
+def _with_file_named(write: Any, path: str) -> Any:
+    """`write()`; an out-of-space (or quota) error names what was being written."""
+    import errno
+
+    try:
+        return write()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and path not in str(exc):
+            raise OSError(exc.errno, f"{exc.strerror} while writing {path}", exc.filename) from exc
+        raise
+
+
 def dataset_dir_name(seq_len: int) -> str:
     return f"entity_coref_v2_{seq_len}"
 
 
-def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
-    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention."""
+def write_dataset(layout: Layout, part_indices: list[int], seq_len: int, schema: Any = None) -> str:
+    """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention.
+
+    With no examples the dataset is empty but loadable, with the columns of the parts (or of
+    `schema`, the output schema, when there are no parts at all).
+    """
     import datasets
     import pyarrow.parquet as pq
 
@@ -263,10 +284,13 @@ def write_dataset(layout: Layout, part_indices: list[int], seq_len: int) -> str:
             warnings.simplefilter("ignore", FutureWarning)  # pyarrow's null_placement notice
             dataset = dataset.sort(["doc_id", "coref_pos"])
     else:
-        schema = pq.read_schema(parts[0]) if parts else None
+        schema = pq.read_schema(parts[0]) if parts else schema
         dataset = datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
-    dataset.save_to_disk(tmp)
-    del dataset
+    # One shard even when empty: `datasets` saves 0 rows as no shard, which load_from_disk
+    # cannot open (IndexError).
+    save = functools.partial(dataset.save_to_disk, tmp, num_shards=1 if len(dataset) == 0 else None)
+    _with_file_named(save, tmp)
+    del save, dataset
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -32,7 +32,7 @@ from dask_prep.examples import (
 from dask_prep.filters import FilterChain, measured_distributions
 from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout, read_json, write_json_atomically
+from dask_prep.output import Layout, _with_file_named, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
 from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer
 
@@ -68,12 +68,17 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
     """Write a parquet file under a temporary name, then rename; returns rows written."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    rows = 0
-    try:
+
+    def write() -> int:
+        written = 0
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in batches:
                 writer.write(batch)
-                rows += batch.num_rows
+                written += batch.num_rows
+        return written
+
+    try:
+        rows = _with_file_named(write, path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
