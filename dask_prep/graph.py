@@ -582,6 +582,13 @@ class Pipeline:
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
         report["duplicate_ids"] = self.duplicate_ids
+        # --resume: finished partitions whose parts did not match their record, computed again.
+        report["partitions"]["replaced_on_resume"] = [
+            {"stage": stage, "partition": s["partition"], "why": s["replaced_on_resume"]}
+            for stage, stats in (("analyse", analysed), ("tokenize", tokenized))
+            for s in stats
+            if s.get("replaced_on_resume")
+        ]
         write_report(report, layout.root)
         if html:
             write_html_report(report, layout.root)

@@ -86,14 +86,58 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
     return rows
 
 
-def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
-    """The stats of a partition finished by an earlier run, if all its files are there."""
+def part_record(path: str) -> dict:
+    """What a finished part is (written into its partition's stats): rows and a content hash."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"rows": pq.ParquetFile(path).metadata.num_rows, "sha256": digest.hexdigest()}
+
+
+def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> tuple[dict | None, str | None]:
+    """(stats, None) of a partition an earlier run finished whose parts are what its stats
+    record; else (None, why not) — None when it was simply not finished."""
     stats_path = layout.stats(stage, index)
-    if os.path.exists(stats_path) and all(os.path.exists(layout.part(p, index)) for p in parts):
+    if not os.path.exists(stats_path):
+        return None, None
+    try:
         stats = read_json(stats_path)
+    except (OSError, ValueError) as exc:
+        return None, f"its stats file is unreadable ({type(exc).__name__})"
+    records = stats.get("parts") or {}
+    for kind in parts:
+        path = layout.part(kind, index)
+        if not os.path.exists(path):
+            return None, f"{kind} part is missing"
+        if kind not in records:
+            return None, f"no record of its {kind} part"
+        try:
+            found = part_record(path)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors or OSErrors
+            return None, f"{kind} part is unreadable ({type(exc).__name__})"
+        if found != records[kind]:
+            return None, f"{kind} part differs from its record (rows {found['rows']} vs {records[kind]['rows']})"
+    return stats, None
+
+
+def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
+    """The stats of a partition finished by an earlier run, if all its parts match their record.
+
+    A part that differs (swapped, truncated, rewritten) is never trusted: the partition is
+    computed again, and its new stats say why (`replaced_on_resume`).
+    """
+    stats, why = _mismatch(layout, stage, index, parts)
+    if stats is not None:
         stats["reused"] = True
         return stats
+    if why is not None:
+        _REPLACED[(stage, index)] = why
     return None
+
+
+# Why a partition's earlier result was not reused, until its new stats are written.
+_REPLACED: dict[tuple[str, int], str] = {}
 
 
 def decisions_schema(config: Config) -> pa.Schema:
@@ -177,6 +221,9 @@ def analyse_partition(
     if write_decisions:
         schema = decisions_schema(config)
         write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
+    stats["parts"] = {kind: part_record(layout.part(kind, spec.index)) for kind in parts}
+    if (why := _REPLACED.pop(("analyse", spec.index), None)) is not None:
+        stats["replaced_on_resume"] = why
     stats.update(
         qualifying_entities=n_entities,
         candidates=n_candidates,
@@ -258,7 +305,9 @@ def tokenize_partition(
     """
     digest = thresholds_digest(thresholds)
     if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
-        if done.get("thresholds") == digest:  # the cap decided the same; the part is valid
+        # The cap decided the same, from the same stage-1 part: the examples are valid.
+        same_input = done.get("candidates") == part_record(layout.part("candidates", index))
+        if done.get("thresholds") == digest and same_input:
             return done
     t0 = time.perf_counter()
     encoder = ExampleTokenizer(config.tokenize, tokenizer)
@@ -272,6 +321,8 @@ def tokenize_partition(
         )
     stats = {
         "partition": index,
+        "parts": {"examples": part_record(layout.part("examples", index))},
+        "candidates": part_record(layout.part("candidates", index)),
         "after_cap": len(pairs),
         "dropped": dropped,
         "examples": written,
@@ -279,5 +330,7 @@ def tokenize_partition(
         "seconds": {"tokenize": time.perf_counter() - t0},
         "reused": False,
     }
+    if (why := _REPLACED.pop(("tokenize", index), None)) is not None:
+        stats["replaced_on_resume"] = why
     write_json_atomically(stats, layout.stats("tokenize", index))
     return stats
