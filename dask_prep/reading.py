@@ -556,31 +556,57 @@ def _parquet_rows(
         columns = [text_field] + ([id_field] if id_field in names else [])
         # Only the row groups that hold the slice are decoded (a file's later partitions
         # would otherwise decode every row before theirs).
+        groups: list[tuple[int, int]] = []  # (row group, its first row) holding the slice
         group_start = 0
         for group in range(parquet.metadata.num_row_groups):
             rows = parquet.metadata.row_group(group).num_rows
             if group_start < spec.stop and group_start + rows > spec.start:
-                yield from _row_group_rows(parquet, group, group_start, spec, columns, id_field in names, scan)
+                groups.append((group, group_start))
             group_start += rows
-            if group_start >= spec.stop:
-                return
+        if not groups:
+            return
+        has_id = id_field in names
+        done = [spec.start]  # the next row to yield
+        try:  # all the slice's groups in one pass, as long as every one decodes
+            yield from _rows_of(parquet, groups, spec.start, spec.stop, columns, has_id, done)
+            return
+        except _parquet_errors():
+            pass
+        # A damaged row group: from the one that failed, each group on its own, skipping the bad.
+        for group, first in groups:
+            rows = parquet.metadata.row_group(group).num_rows
+            if first + rows <= done[0]:
+                continue
+            try:
+                yield from _rows_of(parquet, [(group, first)], done[0], spec.stop, columns, has_id, done)
+            except _parquet_errors() as exc:
+                found = f"row group {group}: {type(exc).__name__}: {str(exc).strip()}"
+                scan.damage = f"{scan.damage}; {found}" if scan.damage else found
+                done[0] = first + rows
 
 
-def _row_group_rows(
-    parquet: Any, group: int, position: int, spec: FileSlice, columns: list[str], has_id: bool, scan: FileScan
+def _rows_of(
+    parquet: Any,
+    groups: list[tuple[int, int]],
+    start: int,
+    stop: int,
+    columns: list[str],
+    has_id: bool,
+    done: list[int],
 ) -> Iterator[tuple[int, Any, Any]]:
+    """(row, text, id) for rows [start, stop) of consecutive `groups`; `done[0]` follows the rows yielded."""
     text_field = columns[0]
-    try:
-        for batch in parquet.iter_batches(columns=columns, batch_size=4096, row_groups=[group]):
-            end = position + batch.num_rows
-            if end > spec.start:
-                lo, hi = max(spec.start - position, 0), min(spec.stop - position, batch.num_rows)
-                texts = batch.column(text_field).to_pylist()[lo:hi]
-                ids = batch.column(columns[1]).to_pylist()[lo:hi] if has_id else [None] * len(texts)
-                yield from zip(range(position + lo, position + hi), texts, ids, strict=True)
-            position = end
-            if position >= spec.stop:
-                return
-    except _parquet_errors() as exc:
-        found = f"row group {group}: {type(exc).__name__}: {str(exc).strip()}"
-        scan.damage = f"{scan.damage}; {found}" if scan.damage else found
+    position = groups[0][1]
+    row_groups = [group for group, _ in groups]
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096, row_groups=row_groups):
+        end = position + batch.num_rows
+        if end > start:
+            lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
+            texts = batch.column(text_field).to_pylist()[lo:hi]
+            ids = batch.column(columns[1]).to_pylist()[lo:hi] if has_id else [None] * len(texts)
+            for row in zip(range(position + lo, position + hi), texts, ids, strict=True):
+                done[0] = row[0] + 1
+                yield row
+        position = end
+        if position >= stop:
+            return
