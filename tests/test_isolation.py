@@ -239,14 +239,16 @@ def _check_faulty_run(output: Path, proc: subprocess.CompletedProcess, reference
 
 
 @needs_shared
+@pytest.mark.parametrize("workers, kiwi_threads", [(1, 2), (2, 1)])
 def test_local_cluster_run_survives_a_crashing_and_a_hanging_document(
-    faulty_corpus, reference_without, tokenizer_dir, tmp_path
+    workers, kiwi_threads, faulty_corpus, reference_without, tokenizer_dir, tmp_path
 ):
-    """The CLI's LocalCluster, one worker with a two-thread Kiwi (batch analysis)."""
+    """The CLI's LocalCluster: one worker whose Kiwi has two threads (batch analysis), or two
+    single-threaded ones forked from a warm Kiwi (one document at a time)."""
     corpus, _, markers = faulty_corpus
     output = tmp_path / "local"
     env = _env(markers, DASK_DISTRIBUTED__WORKER__PRELOAD=json.dumps([str(PRELOAD)]))
-    args = _run_args(corpus, output, tokenizer_dir, "--n-workers", "1", "--kiwi-threads", "2")
+    args = _run_args(corpus, output, tokenizer_dir, "--n-workers", str(workers), "--kiwi-threads", str(kiwi_threads))
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     _check_faulty_run(output, proc, reference_without, markers)
 
