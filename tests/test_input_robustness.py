@@ -160,3 +160,28 @@ def test_parquet_with_a_corrupt_row_group_reads_the_others(shard0_lines, tmp_pat
     assert "corrupt.parquet" in damaged and "row group 1" in damaged["corrupt.parquet"]
     assert [d.line for d in docs] == list(range(1, 101)) + list(range(201, 301))
     assert [d.text for d in docs] == texts[:100] + texts[200:]
+
+
+def test_a_run_over_every_kind_of_bad_input_finishes_and_counts_it(
+    shard0_lines, tmp_path, pipeline_runner, tokenizer_dir
+):
+    """The whole pipeline on the session cluster: nothing above ends the run, all is reported."""
+    from conftest import seed_config_with
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    nested = b'{"id": "deep", "text": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"
+    (folder / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(shard0_lines[:40]) + nested)
+    junk = bytes(random.Random(5).randrange(1, 256) for _ in range(5000))
+    (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"".join(shard0_lines[40:80])) + junk)
+    _parquet(folder / "c.parquet", shard0_lines[80:200], 40)
+    data = (folder / "c.parquet").read_bytes()
+    (folder / "c.parquet").write_bytes(data[: len(data) // 2])
+    run = pipeline_runner([folder], seed_config_with(tokenizer_dir), tmp_path / "out")
+    report = run.report
+    assert report["documents"]["read"] == 81  # 40 + the nested line, 40 from the gzip, none from c
+    assert report["malformed"] == {"too_deep": 1}
+    assert report["malformed_locations"]["too_deep"] == ["a.jsonl:41"]
+    assert set(report["damaged_files"]) == {"b.jsonl.gz", "c.parquet"}
+    assert run.decisions()["a.jsonl:41"] == "too_deep"  # no id could be read: the derived one
+    assert run.dataset() is not None
