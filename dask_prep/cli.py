@@ -69,8 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--analysis-timeout",
         type=float,
-        help="seconds one document's Kiwi analysis may take before it is rejected as analysis_timeout "
-        "(default 300)",
+        help="seconds one document's Kiwi analysis may take before it is rejected as analysis_timeout (default 300)",
     )
     run.add_argument(
         "--worker-profile",
