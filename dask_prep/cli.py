@@ -176,6 +176,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--memory-limit", default="auto", metavar="SIZE", help="per LocalCluster worker, e.g. 4GiB")
     run.add_argument(
+        "--dashboard-address",
+        default=None,
+        help="where a LocalCluster's dashboard listens (default 127.0.0.1:8787, this host only; "
+        "e.g. 0.0.0.0:8787 to serve it to other hosts, which shows logs and task data)",
+    )
+    run.add_argument(
+        "--analysis-timeout",
+        type=float,
+        help="seconds one document's Kiwi analysis may take before it is rejected as analysis_timeout (default 300)",
+    )
+    run.add_argument(
         "--worker-profile",
         action="store_true",
         help="keep distributed's statistical profiler on in LocalCluster workers (the dashboard's Profile "
@@ -243,6 +254,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "max_samples"): args.max_samples,
         ("input", "partition_size"): args.partition_size,
         ("input", "dedup"): args.dedup,
+        ("input", "analysis_timeout"): args.analysis_timeout,
         ("output", "decisions"): args.decisions,
         ("output", "validation_fraction"): args.validation_fraction,
     }
@@ -270,6 +282,8 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
         worker_profile=args.worker_profile,
     )
+    if args.dashboard_address is not None:
+        options.dashboard_address = args.dashboard_address
     pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
     pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
@@ -316,6 +330,11 @@ def _run(args: argparse.Namespace) -> int:
             closing.join()
     print("\n".join(summary_lines(report, resumed=args.resume)))
     print(f"dataset: {report['dataset']}")
+    if report["examples"]["written"] == 0:
+        print(
+            "dask-prep: no examples were written (no document gave one: see report.json's rejected and "
+            "malformed counts); the dataset is empty, with the output's columns"
+        )
     print(f"report:  {pipeline.output_dir}/report.json")
     for warning in report.get("warnings", []):
         print(f"dask-prep: warning: {warning}", file=sys.stderr)

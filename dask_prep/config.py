@@ -68,6 +68,9 @@ class InputConfig:
     max_samples: int | None = None
     partition_size: int = 2000
     dedup: bool = True  # exact deduplication (NFKC, collapsed whitespace) before Kiwi
+    # Seconds one document's Kiwi analysis may take; longer is a hang, and that document is
+    # rejected as `analysis_timeout` (dask_prep.isolation).
+    analysis_timeout: float = 300.0
 
 
 @dataclass
@@ -158,6 +161,8 @@ class Config:
             raise ConfigError(f"tokenize.mask_style must be 'whole' or 'single', not {t.mask_style!r}")
         if t.seq_len < 8:
             raise ConfigError(f"tokenize.seq_len must be at least 8, not {t.seq_len}")
+        if not self.input.analysis_timeout or self.input.analysis_timeout <= 0:
+            raise ConfigError("input.analysis_timeout must be a positive number of seconds")
         if self.input.partition_size < 1:
             raise ConfigError("input.partition_size must be a positive number of documents")
         e = self.entities

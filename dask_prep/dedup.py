@@ -1,7 +1,9 @@
 """Exact deduplication before Kiwi: the key is a hash of the NFKC, whitespace-collapsed text.
 
-Across all partitions and files, the copy with the smallest document id is kept and the
-others are rejected as `duplicate`. The global step (which copies are duplicates) runs
+Across all partitions and files, one copy of each text is kept: the first by (document id,
+source file, line), a total order, so exactly one survives even where ids repeat across
+files; the others are rejected as `duplicate`. Ids that occur more than once (with the
+same or with different texts) are counted for the report. The global step (which copies are duplicates) runs
 on Dask in `graph.py`; here are the plain per-document pieces.
 """
 
@@ -10,8 +12,12 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from dask_prep.reading import Document
+
+CopyKey = tuple[str, str, int]  # (doc id, source file, line): the order in which copies are kept
+SAMPLE_IDS = 5  # repeated ids listed in the report, with their first locations
 
 
 def fingerprint(text: str) -> int:
@@ -39,26 +45,80 @@ def collapse_whitespace(text: str) -> str:
     return flat.strip(" ")
 
 
-def fingerprints(docs: Iterable[Document]) -> list[tuple[int, str]]:
-    """(fingerprint, doc id) of every well-formed document."""
-    return [(fingerprint(d.text), d.doc_id) for d in docs if d.rejected_by is None]
+def copy_key(doc: Document) -> CopyKey:
+    return (doc.doc_id, doc.source, doc.line)
 
 
-def mark_duplicates(docs: Iterable[Document], keep: dict[int, str]) -> None:
+def fingerprints(docs: Iterable[Document]) -> list[tuple[int, CopyKey]]:
+    """(fingerprint, (doc id, source, line)) of every well-formed document."""
+    return [(fingerprint(d.text), copy_key(d)) for d in docs if d.rejected_by is None]
+
+
+def mark_duplicates(docs: Iterable[Document], keep: dict[int, Any]) -> None:
     """Reject every document whose fingerprint has another copy chosen to keep.
 
-    `keep` maps the fingerprint of each duplicated text to the doc id that survives.
+    `keep` maps the fingerprint of each duplicated text to the copy that survives: its
+    (doc id, source, line), or (as before) its doc id alone.
     """
     if not keep:
         return
     for doc in docs:
         if doc.rejected_by is None:
             survivor = keep.get(fingerprint(doc.text))
-            if survivor is not None and survivor != doc.doc_id:
+            if survivor is None:
+                continue
+            this = copy_key(doc) if isinstance(survivor, tuple) else doc.doc_id
+            if survivor != this:
                 doc.rejected_by = "duplicate"
 
 
-def first_of_repeated(group: tuple[int, list[tuple[int, str]]]) -> tuple[int, str] | None:
-    """(fingerprint, smallest doc id) of a text with several copies; None for a unique text."""
+def first_of_repeated(group: tuple[int, list[tuple[int, Any]]]) -> tuple[int, Any] | None:
+    """(fingerprint, first copy by doc id, source, line) of a text with several copies; None if unique."""
     key, pairs = group
-    return (key, min(doc_id for _, doc_id in pairs)) if len(pairs) > 1 else None
+    return (key, min(copy for _, copy in pairs)) if len(pairs) > 1 else None
+
+
+def doc_id_of(pair: tuple[int, CopyKey]) -> str:
+    return pair[1][0]
+
+
+def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]]) -> dict | None:
+    """An id found on several documents: how many, whether their texts differ, where first."""
+    doc_id, pairs = group
+    if len(pairs) < 2:
+        return None
+    where = sorted((source, line) for _, (_, source, line) in pairs)
+    return {
+        "id": doc_id,
+        "copies": len(pairs),
+        "different_texts": len({fp for fp, _ in pairs}) > 1,
+        "first_locations": [f"{source}:{line}" for source, line in where[:3]],
+    }
+
+
+def summarize_repeated_ids(found: Iterable[dict]) -> dict:
+    """The report's `duplicate_ids`: counts, and the first ids (by id) with their locations."""
+    summary = {"ids": 0, "with_different_texts": 0, "examples": [], "examples_with_different_texts": []}
+    for item in found:
+        summary = merge_repeated_ids([summary, _one(item)])
+    return summary
+
+
+def _one(item: dict) -> dict:
+    different = item["different_texts"]
+    return {
+        "ids": 1,
+        "with_different_texts": int(different),
+        "examples": [item],
+        "examples_with_different_texts": [item] if different else [],
+    }
+
+
+def merge_repeated_ids(parts: Iterable[dict]) -> dict:
+    parts = list(parts)
+    merged: dict = {"ids": sum(p["ids"] for p in parts)}
+    merged["with_different_texts"] = sum(p["with_different_texts"] for p in parts)
+    for name in ("examples", "examples_with_different_texts"):
+        items = sorted((item for p in parts for item in p[name]), key=lambda item: item["id"])
+        merged[name] = items[:SAMPLE_IDS]
+    return merged

@@ -269,7 +269,8 @@ class FilterChain:
                 on_progress(judged, kept)
             judged += 1
             if isinstance(tokens, Exception):
-                doc.rejected_by = "analysis_error"
+                # A crash or hang found in isolation (`isolation.AnalysisFailed`) says which.
+                doc.rejected_by = getattr(tokens, "rejection", "analysis_error")
                 continue
             doc.tokens = tokens
             if not self._apply(self.analysed, doc):

@@ -32,9 +32,18 @@ from distributed import WorkerPlugin
 from dask_prep import storage
 from dask_prep.config import Config
 from dask_prep.dataset_card import DESCRIPTION, card_text
-from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
+from dask_prep.dedup import (
+    doc_id_of,
+    fingerprints,
+    first_of_repeated,
+    mark_duplicates,
+    merge_repeated_ids,
+    repeated_id,
+    summarize_repeated_ids,
+)
 from dask_prep.examples import cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
+from dask_prep.isolation import attempt, clear_attempts
 from dask_prep.kiwi_setup import KiwiPlugin, fork_workers_from_warm_kiwi, get_kiwi
 from dask_prep.output import (
     Layout,
@@ -62,7 +71,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import PortableTokenizer, check_model
+from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer, check_model
 
 
 class ClusterError(RuntimeError):
@@ -91,7 +100,8 @@ class ClusterOptions:
     threads_per_worker: int = 1
     kiwi_threads: int | None = None  # Kiwi's own threads per worker (batch analysis when > 1)
     memory_limit: str = "auto"
-    dashboard_address: str = ":8787"
+    # This host only by default: the dashboard shows logs, tracebacks and task data.
+    dashboard_address: str = "127.0.0.1:8787"
     worker_profile: bool = False  # distributed's statistical profiler (the dashboard's Profile page)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -331,16 +341,19 @@ def _analyse(
         for spec in specs:
             if events is not None:
                 events.partition = spec.index
-            stats = analyse_partition(
-                spec,
-                config,
-                layout,
-                duplicates=duplicates,
-                write_decisions=config.output.decisions,
-                reuse=reuse,
-                reader=reader,
-                on_progress=events,
-            )
+            # A marker left by an attempt whose process died: this attempt isolates Kiwi.
+            with attempt(layout.work, "analyse", spec.index) as died_before:
+                stats = analyse_partition(
+                    spec,
+                    config,
+                    layout,
+                    duplicates=duplicates,
+                    write_decisions=config.output.decisions,
+                    reuse=reuse,
+                    reader=reader,
+                    isolate=died_before,
+                    on_progress=events,
+                )
             if events is not None:  # this partition is done, though the task may go on with the next
                 events.send(stats["read"], stats["kept"])
             # A reused partition was done by a worker of the interrupted run, not this one.
@@ -377,7 +390,7 @@ def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list
     return docs
 
 
-def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, str]]:
+def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, tuple]]:
     return fingerprints(_read(specs, config))
 
 
@@ -461,6 +474,7 @@ class Pipeline:
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
         self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
+        self.duplicate_ids: dict | None = None  # set by `duplicates()`
 
     @property
     def layout(self) -> Layout:
@@ -502,7 +516,9 @@ class Pipeline:
         if self._specs is None:
             files = self.files()
             self._share_storage_options()
-            scans = db.from_sequence(files, npartitions=max(len(files), 1)).map(scan_file).compute()
+            # Files in groups: a task per file cost more than scanning a small file.
+            groups = max(1, min(len(files), PARTITIONS_PER_THREAD * _total_threads()))
+            scans = db.from_sequence(files, npartitions=groups).map(scan_file).compute()
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
             self.empty_files = [f.key for f, s in zip(files, scans, strict=True) if s.records == 0]
             self._specs = plan_partitions(
@@ -524,19 +540,26 @@ class Pipeline:
         """Every input record as a `Document` (malformed ones carry their reason)."""
         return _partition_bag(self.partitions()).map_partitions(_read, self.config)
 
-    def duplicates(self) -> dict[int, str]:
-        """{fingerprint: doc id to keep} for every text that occurs more than once.
+    def duplicates(self) -> dict[int, tuple]:
+        """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
 
         A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
         no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client.
+        reach the client. The same pass groups by document id for `duplicate_ids` (ids
+        found on several documents, e.g. one file twice, or ids reused with other texts).
         """
         if not self.config.input.dedup:
             return {}
         specs = self.partitions()
         pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
-        groups = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=max(1, len(specs) // 16))
-        return dict(groups.map(first_of_repeated).filter(None).compute())
+        shuffled = max(1, len(specs) // 16)
+        by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
+        by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
+        keep, self.duplicate_ids = dask.compute(
+            by_text.map(first_of_repeated).filter(None),
+            by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids),
+        )
+        return dict(keep)
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
         """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
@@ -560,6 +583,21 @@ class Pipeline:
             functools.partial(merge_summaries, cap=cap),
         )
         return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
+
+    def _cap_from_stats(self, partitions: int) -> tuple[dict, int]:
+        """(cap thresholds, distinct targets) again, from the finished partitions' stats files.
+
+        After a worker died the reduction computed beside stage 1 may have lost pieces (or
+        had them failed by Dask); the stats files of every partition are all on disk then.
+        """
+        cap = self.config.entities.max_entity_freq
+        paths = [self.layout.stats("analyse", i) for i in range(partitions)]
+        summary = (
+            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
+            .map(read_json)
+            .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
+        )
+        return _cap_result(summary.compute(), cap)
 
     def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
@@ -649,10 +687,17 @@ class Pipeline:
         seconds["dedup"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
         topic = f"dask-prep-progress-{uuid.uuid4().hex}" if _follows_partitions(progress) else None
         stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume, progress_topic=topic)
         analysed, (thresholds, distinct_targets) = _compute(
-            "analyse", stats_bag, cap_item, progress, topic=topic, documents=sum(s.records for s in specs)
+            "analyse",
+            stats_bag,
+            cap_item,
+            progress,
+            topic=topic,
+            documents=sum(s.records for s in specs),
+            redo_item=lambda: self._cap_from_stats(len(specs)),
         )
         if strict:
             check_strict({}, [], analysed)
@@ -675,12 +720,15 @@ class Pipeline:
             )
 
         t = time.perf_counter()
+        # Without partitions (empty input) the dataset still gets the output's columns.
+        schema = None if specs else ExampleTokenizer(self.config.tokenize, self.tokenizer()).schema
         splits: dict[str, dict] = {}
         dataset_path = write_dataset(
             layout,
             [s.index for s in specs],
             self.config.tokenize.seq_len,
             lock=self._lock,
+            schema=schema,
             validation_fraction=self.config.output.validation_fraction,
             description=DESCRIPTION,
             card=functools.partial(self._card, report_now(), splits),
@@ -693,6 +741,14 @@ class Pipeline:
         report["splits"] = splits
         report["damaged_files"].update(self.damaged)
         report["empty_files"] = self.empty_files
+        report["duplicate_ids"] = self.duplicate_ids
+        # --resume: finished partitions whose parts did not match their record, computed again.
+        report["partitions"]["replaced_on_resume"] = [
+            {"stage": stage, "partition": s["partition"], "why": s["replaced_on_resume"]}
+            for stage, stats in (("analyse", analysed), ("tokenize", tokenized))
+            for s in stats
+            if s.get("replaced_on_resume")
+        ]
         write_report(report, layout.root)
         if html:
             write_html_report(report, layout.root)
@@ -727,11 +783,14 @@ def _compute(
     *,
     topic: str | None = None,
     documents: int | None = None,
+    redo_item: Callable[[], Any] | None = None,
 ) -> tuple[list, Any]:
     """Compute a per-partition stats bag (and an Item sharing its tasks), with progress.
 
     With `topic`, the workers' progress events on it (`_ProgressEvents`) go to
-    `progress.advance` while the partitions are computed.
+    `progress.advance` while the partitions are computed. A partition whose worker died is
+    run again here (`_retry_killed`); after that the Item comes from `redo_item()` (a new
+    graph) instead of a reduction that lost pieces.
     """
     try:
         from distributed import as_completed, default_client
@@ -760,16 +819,77 @@ def _compute(
         parts = bag.to_delayed(optimize_graph=False)
         futures = client.compute(parts + ([item] if item is not None else []), optimize_graph=False)
         part_futures = futures[: len(parts)]
-        for future in as_completed(part_futures):
-            for stats in future.result():
+        retried: dict[str, int] = {}
+        # Kept as they come: a dead worker loses the results it held, and Dask computes them
+        # again (or fails them, once its allowed-failures are used up) even after they arrived.
+        by_part: dict[str, list] = {}
+        finished = as_completed(part_futures)
+        for future in finished:
+            if _retry_killed(client, future, retried):
+                finished.add(future)
+                continue
+            by_part[future.key] = future.result()
+            for stats in by_part[future.key]:
                 progress.update(stage, stats)
     finally:
         if topic is not None:
             client.unsubscribe_topic(topic)
     progress.finish(stage)
-    results = [stats for part in client.gather(part_futures) for stats in part]
-    value = futures[-1].result() if item is not None else None
+    results = [stats for future in part_futures for stats in by_part[future.key]]
+    value = None
+    if item is not None:
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+
+        if not retried:
+            wait(futures[-1])
+        lost = bool(retried) or (futures[-1].status == "error" and isinstance(futures[-1].exception(), KilledWorker))
+        if lost and redo_item is not None:
+            # Scheduler retries of a reduction whose pieces died with workers can leave it
+            # waiting on a failed piece forever; the Item is computed anew instead.
+            client.cancel([futures[-1]])
+            value = redo_item()
+        else:
+            value = futures[-1].result()
     return results, value
+
+
+# Times the client itself runs again a partition whose worker died (`KilledWorker`, once
+# distributed.scheduler.allowed-failures is used up). The next attempt finds the marker the
+# dead one left and isolates each document's analysis (dask_prep.isolation), so one more
+# is enough for that partition; others die beside it only when they share its worker.
+CLIENT_RETRIES = 5
+
+
+def _retry_killed(client: Any, future: Any, retried: dict[str, int]) -> bool:
+    """Run a partition again whose worker died, instead of ending the run; whether it was."""
+    from distributed.scheduler import KilledWorker
+
+    if future.status != "error" or not isinstance(future.exception(), KilledWorker):
+        return False
+    if retried.get(future.key, 0) >= CLIENT_RETRIES:
+        return False
+    retried[future.key] = retried.get(future.key, 0) + 1
+    logging.getLogger(__name__).warning(
+        "dask-prep: a worker died running %s; running it again with each document analysed in isolation",
+        future.key,
+    )
+    _retry(client, future)
+    return True
+
+
+def _retry(client: Any, future: Any) -> None:
+    """`client.retry([future])`, which fails (KeyError) when the task that erred is one the
+    client holds no future of (here: the partition's task under the future's `map`).
+
+    The scheduler runs the erred tasks again, and their erred dependents after them; the
+    client's own state of each future it holds among them is reset here.
+    """
+    retried = client.sync(client.scheduler.retry, keys=[future.key], client=client.id)
+    for key in retried:
+        state = client.futures.get(key)
+        if state is not None:
+            state.retry()
 
 
 def run(

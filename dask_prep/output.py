@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -69,8 +70,12 @@ def write_json_atomically(data: Any, path: str) -> None:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
+
+    def write() -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, indent=1)
+
+    _with_file_named(write, path)
     os.replace(tmp, path)
 
 
@@ -313,6 +318,18 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
+def _with_file_named(write: Any, path: str) -> Any:
+    """`write()`; an out-of-space (or quota) error names what was being written."""
+    import errno
+
+    try:
+        return write()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and path not in str(exc):
+            raise OSError(exc.errno, f"{exc.strerror} while writing {path}", exc.filename) from exc
+        raise
+
+
 def dataset_dir_name(seq_len: int) -> str:
     return f"entity_coref_v2_{seq_len}"
 
@@ -326,6 +343,7 @@ def write_dataset(
     part_indices: list[int],
     seq_len: int,
     lock: Any = None,
+    schema: Any = None,
     *,
     validation_fraction: float | None = None,
     description: str | None = None,
@@ -343,17 +361,20 @@ def write_dataset(
     With `validation_fraction`, a `DatasetDict` of `train` and `validation` split by
     document (`dataset_card.split_by_document`). `description` goes into every split's
     `DatasetInfo`; `card(features, split_stats)` returns the README.md written beside the data.
+
+    With no examples the dataset is empty but loadable, with the columns of the parts (or of
+    `schema`, the output schema, when there are no parts at all).
     """
     splitting = {"validation_fraction": validation_fraction, "description": description, "card": card}
     if storage.is_remote(layout.root):
-        return _write_dataset_to_store(layout, part_indices, seq_len, lock, **splitting)
+        return _write_dataset_to_store(layout, part_indices, seq_len, lock, schema, **splitting)
 
     parts = [layout.part("examples", i) for i in part_indices]
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
     cache = os.path.join(layout.work, "hf_cache")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    dataset = _sorted_dataset(parts, cache)
+    dataset = _sorted_dataset(parts, cache, schema)
     write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
     save_splits(dataset, tmp, **splitting)
     del dataset
@@ -364,7 +385,7 @@ def write_dataset(
     return final
 
 
-def _sorted_dataset(parts: list[str], cache: str) -> Any:
+def _sorted_dataset(parts: list[str], cache: str, schema: Any = None) -> Any:
     """The examples of the local parquet `parts` as one dataset sorted by doc id and mention."""
     import datasets
     import pyarrow.parquet as pq
@@ -377,7 +398,7 @@ def _sorted_dataset(parts: list[str], cache: str) -> Any:
             warnings.simplefilter("ignore", FutureWarning)  # pyarrow's null_placement notice
             dataset = dataset.sort(["doc_id", "coref_pos"])
     else:
-        schema = pq.read_schema(parts[0]) if parts else None
+        schema = pq.read_schema(parts[0]) if parts else schema
         dataset = datasets.Dataset(schema.empty_table()) if schema is not None else datasets.Dataset.from_dict({})
     return dataset
 
@@ -398,7 +419,14 @@ def save_splits(
         if description is not None:
             split.info.description = description
     saved = splits if validation_fraction else dataset
-    saved.save_to_disk(path, storage_options=storage.options_for(path) or None)
+    # One shard even when empty: `datasets` saves 0 rows as no shard, which load_from_disk
+    # cannot open (IndexError).
+    empty = any(len(split) == 0 for split in splits.values())
+    one_shard = ({name: 1 for name in splits} if validation_fraction else 1) if empty else None
+    save = functools.partial(
+        saved.save_to_disk, path, num_shards=one_shard, storage_options=storage.options_for(path) or None
+    )
+    _with_file_named(save, path)
     if card is not None:
         text = card(dataset.features, split_stats(splits, path, is_dict=bool(validation_fraction)))
         storage.write_text(os.path.join(path, "README.md"), text)
@@ -426,7 +454,7 @@ def write_parquet_shards(dataset: Any, folder: str) -> list[str]:
 
 
 def _write_dataset_to_store(
-    layout: Layout, part_indices: list[int], seq_len: int, lock: Any, **splitting: Any
+    layout: Layout, part_indices: list[int], seq_len: int, lock: Any, schema: Any, **splitting: Any
 ) -> str:
     """write_dataset for an object store: parts copied to a local scratch directory first."""
     import tempfile
@@ -440,7 +468,7 @@ def _write_dataset_to_store(
             with open(local, "wb") as handle:
                 handle.write(storage.read_bytes(layout.part("examples", i)))
             parts.append(local)
-        dataset = _sorted_dataset(parts, os.path.join(scratch, "hf_cache"))
+        dataset = _sorted_dataset(parts, os.path.join(scratch, "hf_cache"), schema)
         if lock is not None:
             lock.confirm()
         write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))

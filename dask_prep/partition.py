@@ -31,9 +31,10 @@ from dask_prep.examples import (
     passes_cap,
     summarize_entities,
 )
-from dask_prep.filters import FilterChain, kiwi_analyser, measured_distributions
+from dask_prep.filters import FilterChain, measured_distributions
+from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout, read_json, write_json_atomically
+from dask_prep.output import Layout, _with_file_named, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
 from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer
 
@@ -82,12 +83,17 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
         return rows
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    rows = 0
-    try:
+
+    def write() -> int:
+        written = 0
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in batches:
                 writer.write(batch)
-                rows += batch.num_rows
+                written += batch.num_rows
+        return written
+
+    try:
+        rows = _with_file_named(write, path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -95,14 +101,60 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
     return rows
 
 
-def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
-    """The stats of a partition finished by an earlier run, if all its files are there."""
+def part_record(path: str) -> dict:
+    """What a finished part is (written into its partition's stats): rows and a content hash."""
+    digest = hashlib.sha256()
+    with storage.open_read(path) as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+        handle.seek(0)
+        rows = pq.ParquetFile(handle).metadata.num_rows
+    return {"rows": rows, "sha256": digest.hexdigest()}
+
+
+def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> tuple[dict | None, str | None]:
+    """(stats, None) of a partition an earlier run finished whose parts are what its stats
+    record; else (None, why not) — None when it was simply not finished."""
     stats_path = layout.stats(stage, index)
-    if storage.exists(stats_path) and all(storage.exists(layout.part(p, index)) for p in parts):
+    if not storage.exists(stats_path):
+        return None, None
+    try:
         stats = read_json(stats_path)
+    except (OSError, ValueError) as exc:
+        return None, f"its stats file is unreadable ({type(exc).__name__})"
+    records = stats.get("parts") or {}
+    for kind in parts:
+        path = layout.part(kind, index)
+        if not storage.exists(path):
+            return None, f"{kind} part is missing"
+        if kind not in records:
+            return None, f"no record of its {kind} part"
+        try:
+            found = part_record(path)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors or OSErrors
+            return None, f"{kind} part is unreadable ({type(exc).__name__})"
+        if found != records[kind]:
+            return None, f"{kind} part differs from its record (rows {found['rows']} vs {records[kind]['rows']})"
+    return stats, None
+
+
+def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
+    """The stats of a partition finished by an earlier run, if all its parts match their record.
+
+    A part that differs (swapped, truncated, rewritten) is never trusted: the partition is
+    computed again, and its new stats say why (`replaced_on_resume`).
+    """
+    stats, why = _mismatch(layout, stage, index, parts)
+    if stats is not None:
         stats["reused"] = True
         return stats
+    if why is not None:
+        _REPLACED[(stage, index)] = why
     return None
+
+
+# Why a partition's earlier result was not reused, until its new stats are written.
+_REPLACED: dict[tuple[str, int], str] = {}
 
 
 def decisions_schema(config: Config) -> pa.Schema:
@@ -143,6 +195,7 @@ def analyse_partition(
     kiwi: Any = None,
     reader: PartitionReader | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    isolate: bool = False,
 ) -> dict:
     """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
 
@@ -150,7 +203,8 @@ def analyse_partition(
     With `reuse`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
-    `FilterChain.run`).
+    `FilterChain.run`). With `isolate` (an earlier attempt's process died on this partition),
+    each document is analysed in a child process of its own (`dask_prep.isolation`).
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
@@ -163,7 +217,8 @@ def analyse_partition(
     mark_duplicates(docs, duplicates or {})
     t_read = time.perf_counter()
     chain = FilterChain(config)
-    kept = list(chain.run(docs, kiwi_analyser(kiwi or get_kiwi()), on_progress))
+    analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)
+    kept = list(chain.run(docs, analyse, on_progress))
     t_filter = time.perf_counter()
 
     rows, keys = [], []
@@ -188,6 +243,9 @@ def analyse_partition(
     if write_decisions:
         schema = decisions_schema(config)
         write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
+    stats["parts"] = {kind: part_record(layout.part(kind, spec.index)) for kind in parts}
+    if (why := _REPLACED.pop(("analyse", spec.index), None)) is not None:
+        stats["replaced_on_resume"] = why
     stats.update(
         qualifying_entities=n_entities,
         example_entities=n_example_entities,
@@ -202,6 +260,7 @@ def analyse_partition(
         },
         analysed_docs=chain.analysed_docs,
         analysed_chars=chain.analysed_chars,
+        isolated=isolate,
         reused=False,
     )
     write_json_atomically(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
@@ -212,6 +271,7 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
     malformed: Counter = Counter()
     rejected: Counter = Counter()
     locations: dict[str, list[str]] = {}
+    failed: dict[str, list[str]] = {}  # every document whose analysis crashed or hung
     for doc in docs:
         reason = doc.rejected_by
         if reason in MALFORMED_REASONS:
@@ -221,6 +281,8 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
                 where.append(f"{doc.source}:{doc.line}")
         elif reason is not None:
             rejected[reason] += 1
+            if reason in (CRASH, TIMEOUT):
+                failed.setdefault(reason, []).append(f"{doc.source}:{doc.line}")
     kept = len(docs) - sum(malformed.values()) - sum(rejected.values())
     if len(docs) != spec.records and not damaged:
         raise AccountingError(
@@ -233,6 +295,7 @@ def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) ->
         "malformed": dict(malformed),
         "malformed_locations": locations,
         "rejected": dict(rejected),
+        "analysis_failures": failed,
         "kept": kept,
         "damaged": damaged,
     }
@@ -267,7 +330,9 @@ def tokenize_partition(
     """
     digest = thresholds_digest(thresholds)
     if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
-        if done.get("thresholds") == digest:  # the cap decided the same; the part is valid
+        # The cap decided the same, from the same stage-1 part: the examples are valid.
+        same_input = done.get("candidates") == part_record(layout.part("candidates", index))
+        if done.get("thresholds") == digest and same_input:
             return done
     t0 = time.perf_counter()
     encoder = ExampleTokenizer(config.tokenize, tokenizer)
@@ -281,6 +346,8 @@ def tokenize_partition(
         )
     stats = {
         "partition": index,
+        "parts": {"examples": part_record(layout.part("examples", index))},
+        "candidates": part_record(layout.part("candidates", index)),
         "after_cap": len(pairs),
         "dropped": dropped,
         "examples": written,
@@ -289,5 +356,7 @@ def tokenize_partition(
         "seconds": {"tokenize": time.perf_counter() - t0},
         "reused": False,
     }
+    if (why := _REPLACED.pop(("tokenize", index), None)) is not None:
+        stats["replaced_on_resume"] = why
     write_json_atomically(stats, layout.stats("tokenize", index))
     return stats

@@ -29,7 +29,11 @@ MALFORMED_REASONS = (
     "nul_bytes",
     "empty_text",
     "blank_line",
+    "too_deep",  # JSON nested deeper than the parser's recursion limit
+    "too_large",  # a line the parser ran out of memory on
+    "unparsable",  # any other error while parsing the line
 )
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some editors put at the start of a file
 
 
 # A JSON escape such as "\\ud800" decodes to a lone surrogate: valid JSON, but not text
@@ -135,12 +139,24 @@ def resolve_inputs(inputs: list[str]) -> list[InputFile]:
                 if glob.has_magic(given) or fs.isdir(given):
                     continue
                 raise InputError(f"{path!r} is not .jsonl, .jsonl.gz, .jsonl.zst or .parquet; rename it or convert it")
+            if not prefix:
+                _check_regular_file(path)
             stripped_root = fs._strip_protocol(root) if root else ""
             stripped = fs._strip_protocol(path)
             key = os.path.relpath(stripped, stripped_root) if stripped_root else os.path.basename(stripped)
             full = path if "://" in path or not prefix else prefix + path
             files.append(InputFile(path=full, key=key, kind=kind))
     return files
+
+
+def _check_regular_file(path: str) -> None:
+    """Refuse a FIFO, socket or device among local inputs: reading one may block forever."""
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+        raise InputError(f"{path!r} is {kind}, not a regular file; dask-prep reads files only (copy the data to one)")
 
 
 ZSTD_SUFFIXES = (".zst", ".zstd")
@@ -195,10 +211,65 @@ def _zstd_chunks(handle: Any) -> Iterator[bytes]:
         raise TruncatedError("the zstd stream ends inside a frame: the file is truncated")
 
 
+def _gzip_chunks(handle: Any) -> Iterator[bytes]:
+    """Decompressed bytes of a (multi-member) gzip stream, up to any damage, which raises.
+
+    Python's gzip reader loses the last chunk before damage (and everything, for junk after
+    the last member); here each feed is decoded on its own, and a feed that meets the damage
+    is decoded again in small pieces, so every byte before the damage comes out.
+    """
+    import zlib
+
+    member = zlib.decompressobj(wbits=31)
+    inside = False  # bytes of an unfinished member have been fed
+    while data := handle.read(_ZSTD_FEED):
+        while data:
+            if not inside:
+                data = data.lstrip(b"\0")  # gzip allows zero padding between members
+                if not data:
+                    break
+            before = member.copy()
+            try:
+                out = member.decompress(data)
+            except zlib.error:
+                yield from _decode_until_error(before, data)
+                raise
+            inside = True
+            if out:
+                yield out
+            if member.eof:  # the next member (if any) starts in the unused bytes
+                data = member.unused_data
+                member = zlib.decompressobj(wbits=31)
+                inside = False
+            else:
+                data = b""
+    if inside:
+        raise TruncatedError("the gzip stream ends inside a member: the file is truncated")
+
+
+def _decode_until_error(member: Any, data: bytes, piece: int = 64) -> Iterator[bytes]:
+    """What `member` decodes of `data` before the byte that is damaged."""
+    import zlib
+
+    for start in range(0, len(data), piece):
+        try:
+            out = member.decompress(data[start : start + piece])
+        except zlib.error:
+            return
+        if out:
+            yield out
+        if member.eof:
+            return
+
+
 def _chunks(path: str) -> Iterator[bytes]:
     if path.lower().endswith(ZSTD_SUFFIXES):
         with fsspec.open(path, "rb") as handle:
             yield from _zstd_chunks(handle)
+        return
+    if path.lower().endswith(".gz"):
+        with fsspec.open(path, "rb") as handle:
+            yield from _gzip_chunks(handle)
         return
     with fsspec.open(path, "rb", compression="infer") as handle:
         while data := handle.read(_CHUNK):
@@ -243,8 +314,13 @@ def scan_file(file: InputFile) -> FileScan:
     if file.kind == "parquet":
         import pyarrow.parquet as pq
 
-        with fsspec.open(file.path, "rb") as handle:
-            return FileScan(records=pq.ParquetFile(handle).metadata.num_rows)
+        try:
+            with fsspec.open(file.path, "rb") as handle:
+                return FileScan(records=pq.ParquetFile(handle).metadata.num_rows)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except _parquet_errors() as exc:  # no readable footer: no row group can be found
+            return FileScan(records=0, damage=f"{type(exc).__name__}: {exc}")
     scan = FileScan(records=0)
     for _ in _iter_raw_lines(file.path, scan):
         scan.records += 1
@@ -330,7 +406,20 @@ def check_strict(damaged: dict[str, str], empty_files: list[str], partition_stat
 
 
 def parse_line(raw: bytes, text_field: str, id_field: str) -> tuple[str | None, Any, str | None]:
-    """(text, id value, malformed reason) for one JSON Lines line."""
+    """(text, id value, malformed reason) for one JSON Lines line; never raises for any bytes."""
+    try:
+        return _parse_line(raw, text_field, id_field)
+    except RecursionError:
+        return None, None, "too_deep"
+    except MemoryError:
+        return None, None, "too_large"
+    except Exception:  # one line must not end the run, whatever is in it
+        return None, None, "unparsable"
+
+
+def _parse_line(raw: bytes, text_field: str, id_field: str) -> tuple[str | None, Any, str | None]:
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
     if not raw.strip():
         return None, None, "blank_line"
     if b"\x00" in raw:
@@ -393,8 +482,11 @@ class PartitionReader:
         damaged: dict[str, str] = {}
         for piece in spec.slices:
             if piece.file.kind == "parquet":
-                rows = _parquet_rows(piece, self.text_field, self.id_field)
-                docs.extend(_document(piece.file, i, *_text_of(*row)) for i, row in enumerate(rows, piece.start))
+                scan = FileScan(records=0)
+                rows = _parquet_rows(piece, self.text_field, self.id_field, scan)
+                docs.extend(_document(piece.file, i, *_text_of(text, id_value)) for i, text, id_value in rows)
+                if scan.damage:
+                    damaged[piece.file.key] = scan.damage
                 continue
             docs.extend(self._read_lines(piece))
             if self._scan.damage:
@@ -444,9 +536,21 @@ def _document(file: InputFile, index: int, text: str | None, id_value: Any, reas
     return Document(doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason)
 
 
-def _parquet_rows(spec: FileSlice, text_field: str, id_field: str) -> Iterator[tuple[Any, Any]]:
+def _parquet_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged parquet file raises (a cut footer, a corrupt page)."""
+    import pyarrow as pa
+
+    return (pa.ArrowException, OSError, ValueError, EOFError)
+
+
+def _parquet_rows(
+    spec: FileSlice, text_field: str, id_field: str, scan: FileScan | None = None
+) -> Iterator[tuple[int, Any, Any]]:
+    """(row index, text, id) of the slice; a row group that cannot be read is skipped and
+    noted in `scan.damage` (the others are read)."""
     import pyarrow.parquet as pq
 
+    scan = scan if scan is not None else FileScan(records=0)
     with fsspec.open(spec.file.path, "rb") as handle:
         parquet = pq.ParquetFile(handle)
         names = set(parquet.schema_arrow.names)
@@ -455,23 +559,57 @@ def _parquet_rows(spec: FileSlice, text_field: str, id_field: str) -> Iterator[t
         columns = [text_field] + ([id_field] if id_field in names else [])
         # Only the row groups that hold the slice are decoded (a file's later partitions
         # would otherwise decode every row before theirs).
-        groups, position, first = [], 0, 0
+        groups: list[tuple[int, int]] = []  # (row group, its first row) holding the slice
+        group_start = 0
         for group in range(parquet.metadata.num_row_groups):
             rows = parquet.metadata.row_group(group).num_rows
-            if position < spec.stop and position + rows > spec.start:
-                first = first if groups else position
-                groups.append(group)
-            position += rows
+            if group_start < spec.stop and group_start + rows > spec.start:
+                groups.append((group, group_start))
+            group_start += rows
         if not groups:
             return
-        position = first
-        for batch in parquet.iter_batches(columns=columns, batch_size=4096, row_groups=groups):
-            end = position + batch.num_rows
-            if end > spec.start:
-                lo, hi = max(spec.start - position, 0), min(spec.stop - position, batch.num_rows)
-                texts = batch.column(text_field).to_pylist()[lo:hi]
-                ids = batch.column(id_field).to_pylist()[lo:hi] if id_field in names else [None] * len(texts)
-                yield from zip(texts, ids, strict=True)
-            position = end
-            if position >= spec.stop:
-                return
+        has_id = id_field in names
+        done = [spec.start]  # the next row to yield
+        try:  # all the slice's groups in one pass, as long as every one decodes
+            yield from _rows_of(parquet, groups, spec.start, spec.stop, columns, has_id, done)
+            return
+        except _parquet_errors():
+            pass
+        # A damaged row group: from the one that failed, each group on its own, skipping the bad.
+        for group, first in groups:
+            rows = parquet.metadata.row_group(group).num_rows
+            if first + rows <= done[0]:
+                continue
+            try:
+                yield from _rows_of(parquet, [(group, first)], done[0], spec.stop, columns, has_id, done)
+            except _parquet_errors() as exc:
+                found = f"row group {group}: {type(exc).__name__}: {str(exc).strip()}"
+                scan.damage = f"{scan.damage}; {found}" if scan.damage else found
+                done[0] = first + rows
+
+
+def _rows_of(
+    parquet: Any,
+    groups: list[tuple[int, int]],
+    start: int,
+    stop: int,
+    columns: list[str],
+    has_id: bool,
+    done: list[int],
+) -> Iterator[tuple[int, Any, Any]]:
+    """(row, text, id) for rows [start, stop) of consecutive `groups`; `done[0]` follows the rows yielded."""
+    text_field = columns[0]
+    position = groups[0][1]
+    row_groups = [group for group, _ in groups]
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096, row_groups=row_groups):
+        end = position + batch.num_rows
+        if end > start:
+            lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
+            texts = batch.column(text_field).to_pylist()[lo:hi]
+            ids = batch.column(columns[1]).to_pylist()[lo:hi] if has_id else [None] * len(texts)
+            for row in zip(range(position + lo, position + hi), texts, ids, strict=True):
+                done[0] = row[0] + 1
+                yield row
+        position = end
+        if position >= stop:
+            return

@@ -38,7 +38,10 @@ def build_report(
     dropped: Counter = Counter()
     locations: dict[str, list[str]] = {}
     damaged: dict[str, str] = {}
+    analysis_failures: dict[str, list[str]] = {}
     for stats in analysed:
+        for reason, where in stats.get("analysis_failures", {}).items():
+            analysis_failures.setdefault(reason, []).extend(where)
         _add(malformed, stats["malformed"])
         _add(rejected, stats["rejected"])
         damaged.update(stats["damaged"])
@@ -61,6 +64,8 @@ def build_report(
             "analysis_reused": sum(bool(s.get("reused")) for s in analysed),
             "tokenized": sum(not s.get("reused") for s in tokenized),
             "tokenization_reused": sum(bool(s.get("reused")) for s in tokenized),
+            # Analysed again with each document in a child process after a process died on them.
+            "isolated": sum(bool(s.get("isolated")) for s in analysed),
         },
         "duplicate_texts": duplicate_texts,
         "documents": {
@@ -73,6 +78,8 @@ def build_report(
         "malformed_locations": locations,
         "damaged_files": damaged,
         "rejected": dict(rejected.most_common()),
+        # file:line of every document whose Kiwi analysis crashed or hung its process.
+        "analysis_failures": {reason: sorted(where) for reason, where in sorted(analysis_failures.items())},
         # Each rule's measured value over the documents that reached it (rules run in order
         # and stop at the first rejection), with histogram edges at the thresholds.
         "measured_values": {
@@ -213,6 +220,9 @@ def summary_lines(report: dict[str, Any], resumed: bool = False) -> list[str]:
     coverage = report.get("tokenizer_coverage")
     if coverage:
         lines.append(f"unknown tokens      {coverage['unknown_share']:>12.2%}")
+    for reason, where in report.get("analysis_failures", {}).items():
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        lines.append(f"{reason}: {len(where)} document(s) rejected ({shown})")
     # "total" is this run's stages; the CLI's cluster start-up is its own line before them.
     labels = {"total": "stages total"}
     lines += [f"{labels.get(k, k) + ' seconds':<20}{v:>12,.1f}" for k, v in report["seconds"].items()]
