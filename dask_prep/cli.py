@@ -82,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="do not write the per-document decisions under DIR/decisions/",
     )
+    run.add_argument(
+        "--full-analysis",
+        dest="progressive",
+        action="store_false",
+        default=None,
+        help="analyse every candidate document whole (config analysis.progressive: false); by default a "
+        "document is analysed chunk by chunk while a rule can still reject it early (e.g. a pronoun). "
+        "Same kept documents and dataset either way",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument(
         "--strict",
@@ -114,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "partition_size"): args.partition_size,
         ("input", "dedup"): args.dedup,
         ("output", "decisions"): args.decisions,
+        ("analysis", "progressive"): args.progressive,
     }
     for (section, name), value in flags.items():
         if value is not None:

@@ -52,6 +52,10 @@ class Document:
     # Filled by the filters for the entity step, so Kiwi runs once per document.
     tokens: list | None = None
     entities: dict | None = None
+    # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
+    # (progressive analysis decided on a prefix); None = never analysed.
+    analysis: str | None = None
+    kiwi_chars: int = 0  # characters of it that Kiwi analysed (chunks and whole)
 
 
 @dataclass(frozen=True)
