@@ -550,19 +550,7 @@ def _number(value: Any) -> str:
 
 def _measured_table(report: dict[str, Any]) -> str:
     """Per rule: its bounds, how many documents it measured and where their values lie."""
-    head = (
-        "rule",
-        "min bound",
-        "max bound",
-        "measured",
-        "below min",
-        "above max",
-        "min",
-        "mean",
-        "max",
-        "on a prefix",
-        "not measured",
-    )
+    head = ("rule", "min bound", "max bound", "measured", "below min", "above max", "min", "mean", "max")
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for name, dist in report.get("measured_values", {}).items():
         cells = [
@@ -574,12 +562,26 @@ def _measured_table(report: dict[str, Any]) -> str:
             dist["min"],
             dist["mean"],
             dist["max"],
-            dist.get("measured_on_prefix", 0),
-            dist.get("not_measured_stopped_early", 0),
         ]
         numbers = "".join(f'<td class="n">{_number(c)}</td>' for c in cells)
         out.append(f"<tr><td>{html.escape(name)}</td>{numbers}</tr>")
     out.append("</table>")
+    prefix = [
+        f"{name}: {dist['measured_on_prefix']:,} measured on a prefix"
+        for name, dist in report.get("measured_values", {}).items()
+        if dist.get("measured_on_prefix")
+    ]
+    prefix += [
+        f"{name}: {dist['not_measured_stopped_early']:,} not measured"
+        for name, dist in report.get("measured_values", {}).items()
+        if dist.get("not_measured_stopped_early")
+    ]
+    if prefix:
+        out.append(
+            '<p class="note">Documents decided early, on an analysed prefix (progressive analysis): '
+            + html.escape("; ".join(prefix))
+            + ".</p>"
+        )
     return "\n".join(out)
 
 
@@ -627,10 +629,8 @@ def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
         parts += [
             "<h2>Measured values per rule</h2>",
             '<p class="note">Over the documents that reached each rule (rules run in order and stop at the '
-            "first rejection; with progressive analysis the rules that decide early come first). "
-            "'on a prefix': values measured on the analysed prefix of a document decided early; "
-            "'not measured': documents decided early that this rule never saw. "
-            "The histograms are in report.json under measured_values.</p>",
+            "first rejection; with progressive analysis the rules that decide early come first); "
+            "the histograms are in report.json under measured_values.</p>",
             _measured_table(report),
         ]
     parts += ["<h2>Throughput</h2>", _table(_throughput_rows(report))]

@@ -8,7 +8,7 @@ default run with `--full-analysis` is in test_progressive_corpus.py.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 import pyarrow.parquet as pq
 import pytest
@@ -274,16 +274,33 @@ def test_partition_same_kept_documents_as_full_analysis(shard0, tmp_path, kiwi_t
     document's Kiwi texts are consecutive chunks of it and at most one whole analysis."""
     from kiwipiepy import Kiwi
 
-    kiwi = Kiwi(num_workers=kiwi_threads)
+    real = Kiwi(num_workers=kiwi_threads)
+    seen: list[str] = []
+
+    class RecordingKiwi:  # the real Kiwi, recording every text it is given
+        num_workers = kiwi_threads
+
+        def tokenize(self, texts, **kwargs):
+            if isinstance(texts, str):
+                seen.append(texts)
+                return real.tokenize(texts, **kwargs)
+            texts = list(texts)
+            seen.extend(texts)
+            return real.tokenize(texts, **kwargs)
+
+    kiwi = RecordingKiwi()
     config = preset("seed-v2")
     config.input.dedup = False
     (file,) = resolve_inputs([str(shard0)])
     (spec,) = plan_partitions([file], [300], 300)
     out = {}
+    texts_seen = {}
     for mode in ("progressive", "full"):
         config.analysis.progressive = mode == "progressive"
         layout = Layout(str(tmp_path / mode))
+        seen.clear()
         stats = analyse_partition(spec, config, layout, kiwi=kiwi)
+        texts_seen[mode] = list(seen)
         table = pq.read_table(layout.part("decisions", spec.index))
         assert table.schema.metadata[ANALYSIS_MODE_KEY] == mode.encode()
         candidates = pq.read_table(layout.part("candidates", spec.index)).to_pylist()
@@ -300,7 +317,27 @@ def test_partition_same_kept_documents_as_full_analysis(shard0, tmp_path, kiwi_t
             assert p["rejected_by"] == "pronoun" and p["nnp_ratio"] is None and p["kiwi_chars"] < p["chars"]
         if p["rejected_by"] is None:
             assert p["analysis"] == WHOLE and p == {**f, "kiwi_chars": p["kiwi_chars"]}
-    assert sum(r["kiwi_chars"] or 0 for r in p_rows) == p_stats["kiwi_chars"]
+    assert (
+        sum(r["kiwi_chars"] or 0 for r in p_rows) == p_stats["kiwi_chars"] == sum(map(len, texts_seen["progressive"]))
+    )
+    # at most one whole-document analysis per document; every other text is a piece of one
+    wholes = Counter(texts_seen["full"])
+    assert max(wholes.values()) == 1
+    whole_again = Counter(t for t in texts_seen["progressive"] if t in wholes)
+    assert max(whole_again.values()) == 1
+    assert sum(whole_again.values()) == sum(r["analysis"] == WHOLE for r in p_rows)
+    pieces = [t for t in texts_seen["progressive"] if t not in wholes]
+    assert len(pieces) > 0 and all(any(piece in whole for whole in wholes) for piece in pieces)
+
+
+def test_too_long_text_never_reaches_kiwi_in_progressive_analysis():
+    run_on = ("그는한국어문장이끝없이이어집니다." * 10_000)[:100_001]
+    config = seed_without_cheap_rules()
+    docs = [doc(run_on, "long"), doc("그녀는 왔다. " + FILLER * 20, "short")]
+    analyse = Recorder()
+    list(FilterChain(config).run(docs, analyse))
+    assert docs[0].rejected_by == "too_long" and docs[0].analysis is None and docs[0].kiwi_chars == 0
+    assert analyse.texts == ["그녀는 왔다."]
 
 
 @pytest.fixture(scope="module")
