@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from dask_prep.config import Config, EntityConfig, Rule
 from dask_prep.examples import find_repeated_entities
-from dask_prep.progressive import PREFIX, WHOLE, ProgressStats, analyse_progressively
+from dask_prep.progressive import MAX_CHUNK, PREFIX, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.reading import Document
 
 # Runs, not single characters: summing the lengths of a few hundred matches is 2-3x faster
@@ -287,8 +287,8 @@ def analysis_mode(config: Config) -> str:
 class FilterChain:
     """The enabled rules of a config, split into the cheap ones and the Kiwi ones.
 
-    In progressive mode (`analysis_mode`) the rules that decide early come first among the
-    analysis rules, so a document with a pronoun is rejected as `pronoun` whether a chunk
+    In progressive mode (`analysis_mode`) the rules that decide early judge first among the
+    analysis rules (`judging_order`), so a document with a pronoun is rejected as `pronoun` whether a chunk
     or its whole analysis showed it. `progressive` overrides the config's mode (False: every
     candidate analysed whole).
     """
@@ -301,14 +301,17 @@ class FilterChain:
         self.progressive = bool(self.early) and (
             analysis_mode(config) == "progressive" if progressive is None else progressive
         )
+        # The order the analysis rules judge in: as configured, or the early ones first.
+        self.judging_order = list(self.analysed)
         if self.progressive:
-            self.analysed = self.early + [f for f in self.analysed if f not in self.early]
+            self.judging_order = self.early + [f for f in self.analysed if f not in self.early]
         self.entity_config = config.entities
         # Documents that reached the analysis and their characters (what a full analysis
         # gives Kiwi), for throughput figures; `progress.kiwi_chars` is what Kiwi analysed.
         self.analysed_docs = 0
         self.analysed_chars = 0
         self.progress = ProgressStats()
+        self.max_chunk = MAX_CHUNK
 
     @property
     def mode(self) -> str:
@@ -333,9 +336,16 @@ class FilterChain:
         self.analysed_docs += len(to_analyse)
         self.analysed_chars += sum(len(d.text) for d in to_analyse)
         if self.progressive:
-            analysed = analyse_progressively(to_analyse, self.early, analyse, self.progress)
+            # Documents finish in rounds (early rejections first); the kept ones are yielded in
+            # input order, as with full analysis, so stage-1 parts are the same in both modes.
+            judged = analyse_progressively(to_analyse, self.early, analyse, self.progress, self.max_chunk)
+            kept = {id(doc) for doc in self._judge(judged)}
+            yield from (doc for doc in to_analyse if id(doc) in kept)
         else:
-            analysed = zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True)
+            yield from self._judge(zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True))
+
+    def _judge(self, analysed: Iterable[tuple[Document, Any]]) -> Iterator[Document]:
+        """The analysis rules on each (document, analysis or Exception); yields the kept ones."""
         for doc, tokens in analysed:
             if not self.progressive:
                 doc.analysis = WHOLE
@@ -345,7 +355,7 @@ class FilterChain:
                 doc.rejected_by = "analysis_error"
                 continue
             doc.tokens = tokens
-            if not self._apply(self.analysed, doc):
+            if not self._apply(self.judging_order, doc):
                 doc.tokens = None
                 continue
             if doc.entities is None:

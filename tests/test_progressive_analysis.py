@@ -129,7 +129,7 @@ def test_rejected_at_the_first_chunk_real_kiwi(kiwi_one):
 
     config = seed_without_cheap_rules()
     chain = FilterChain(config)
-    assert chain.progressive and [f.name for f in chain.analysed][0] == "pronoun"
+    assert chain.progressive and [f.name for f in chain.judging_order][0] == "pronoun"
     assert list(chain.run([d], recording)) == []
     assert d.rejected_by == "pronoun" and d.analysis == PREFIX
     assert seen == ["그는 서울에서 태어났다. "[:-1]]  # the first sentence only
@@ -345,3 +345,11 @@ def kiwi_one():
     from kiwipiepy import Kiwi
 
     return Kiwi(num_workers=1)
+
+
+def test_kept_documents_come_in_input_order():
+    """A document that needs several rounds is still yielded before a later one kept in round 1."""
+    later = doc(("우리는 " + FILLER * 3) * 4 + FILLER, "several rounds")
+    first_round = doc(FILLER * 20, "one round")
+    kept = list(FilterChain(seed_without_cheap_rules()).run([later, first_round], Recorder()))
+    assert [d.doc_id for d in kept] == ["several rounds", "one round"]
