@@ -65,6 +65,17 @@ class Recorder:
         return [t for call in self.calls for t in call]
 
 
+def recording_kiwi(kiwi, seen: list[str]):
+    """The chain's analyser over a real Kiwi, recording every text it is given in `seen`."""
+    analyse = kiwi_analyser(kiwi)
+
+    def recording(texts):
+        seen.extend(texts)
+        return analyse(texts)
+
+    return recording
+
+
 def seed_without_cheap_rules() -> Config:
     """seed-v2's analysis rules alone, so made-up text reaches Kiwi whatever its length."""
     config = preset("seed-v2")
@@ -121,12 +132,7 @@ def test_rejected_at_the_first_chunk_real_kiwi(kiwi_one):
     text = "그는 서울에서 태어났다. " + "서울은 대한민국의 수도이다. 한강은 서울을 가로질러 흐른다. " * 40
     d = doc(text)
     seen: list[str] = []
-    analyse = kiwi_analyser(kiwi_one)
-
-    def recording(texts):
-        seen.extend(texts)
-        return analyse(texts)
-
+    recording = recording_kiwi(kiwi_one, seen)
     config = seed_without_cheap_rules()
     chain = FilterChain(config)
     assert chain.progressive and [f.name for f in chain.judging_order][0] == "pronoun"
@@ -146,12 +152,7 @@ def test_pronoun_in_the_last_chunk_real_kiwi(kiwi_one):
     text = body + "마지막으로 그녀는 한강을 보았다."
     d = doc(text)
     seen: list[str] = []
-    analyse = kiwi_analyser(kiwi_one)
-
-    def recording(texts):
-        seen.extend(texts)
-        return analyse(texts)
-
+    recording = recording_kiwi(kiwi_one, seen)
     chain = FilterChain(seed_without_cheap_rules())
     assert list(chain.run([d], recording)) == []
     assert d.rejected_by == "pronoun" and d.analysis == WHOLE
