@@ -1,7 +1,33 @@
-"""dask_prep: a Korean web corpus → an entity-coreference `datasets` dataset, on Dask."""
+"""dask_prep: a Korean web corpus → an entity-coreference `datasets` dataset, on Dask.
+
+The public API, for scripts and notebooks:
+
+- `preset`, `Config`: the rules and settings of a run (`preset("seed-v2")`);
+- `Pipeline`, `run`: build and run the Dask graph; `start_client`, `ClusterOptions`,
+  `register_kiwi`: a LocalCluster or an existing scheduler with one Kiwi per worker;
+- `summary_lines`: the run's summary table as text lines, from its report;
+- `load_tokenizer`: the Hugging Face tokenizer a run uses (a local directory or a hub name);
+- `report_figures`, `figure_png`, `examples_html`: the report's plots and examples, for display.
+"""
 
 from dask_prep.config import Config, preset
-from dask_prep.graph import ClusterOptions, Pipeline, run, start_client
+from dask_prep.graph import ClusterOptions, Pipeline, register_kiwi, run, start_client
+from dask_prep.report import summary_lines
+from dask_prep.report_html import examples_html, figure_png, report_figures
+from dask_prep.tokenization import load_tokenizer
 
-__all__ = ["ClusterOptions", "Config", "Pipeline", "preset", "run", "start_client"]
+__all__ = [
+    "ClusterOptions",
+    "Config",
+    "Pipeline",
+    "examples_html",
+    "figure_png",
+    "load_tokenizer",
+    "preset",
+    "register_kiwi",
+    "report_figures",
+    "run",
+    "start_client",
+    "summary_lines",
+]
 __version__ = "0.1.0"

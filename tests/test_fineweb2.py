@@ -14,8 +14,11 @@ from collections import Counter
 from importlib.util import find_spec
 from typing import NamedTuple
 
+import cloudpickle
+import datatrove_oracle
 import pytest
 from conftest import CORPUS, needs_shared
+from datatrove_oracle import cong_kiwi_tokenizer, datatrove_verdicts
 
 from dask_prep.config import Rule, preset
 from dask_prep.filters import FILTERS, FilterChain, kiwi_analyser
@@ -27,8 +30,6 @@ from dask_prep.web_filters import (
     TERMINAL_PUNCTUATION,
     WEB_FILTERS,
     NGramText,
-    cong_kiwi_tokenizer,
-    datatrove_verdicts,
     datatrove_words,
     duplicated_ngram_chars,
     top_ngram_chars,
@@ -320,6 +321,8 @@ def test_quality_decisions_agree_with_datatrove_on_shard0(shard0, client):
             Pipeline([str(shard0)], config).judged(duplicates={}).map(lambda d: (d.doc_id, d.rejected_by))
         )
         chunks = _chunks(docs, 250)
+        # The workers cannot import tests/: the oracle travels by value.
+        cloudpickle.register_pickle_by_value(datatrove_oracle)
         theirs_futures = client.map(datatrove_verdicts, [[d.text for d in c] for c in chunks], config=config)
         ours = dict(ours_future.result())
         theirs = {

@@ -107,3 +107,17 @@ def test_notebook_runs_top_to_bottom(client, tmp_path, monkeypatch):
     assert len(images) == 4
     for image in images:
         Image.open(io.BytesIO(base64.b64decode(image))).verify()
+
+
+def test_the_notebook_uses_only_the_public_api():
+    """The notebook imports dask_prep's top-level names only, each of them exported."""
+    import dask_prep
+
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert not re.findall(r"^\s*(?:from|import)\s+dask_prep\.\w+", code, flags=re.MULTILINE)
+    block = re.search(r"from dask_prep import \(([^)]*)\)", code)
+    assert block, "the notebook imports dask_prep's names in one parenthesised import"
+    names = [name.strip() for name in block.group(1).split(",") if name.strip()]
+    assert names and set(names) <= set(dask_prep.__all__)
+    assert all(hasattr(dask_prep, name) for name in dask_prep.__all__)
