@@ -8,11 +8,11 @@ entities and examples) uses that whole-document analysis, so what is kept, and e
 built from it, is exactly what `--full-analysis` produces.
 
 Why the end is one whole-document analysis, not the sum of the chunks: Kiwi's analysis
-of a piece of text depends on the text around it. Analysing each line of 300 shard
-documents on its own gave other tokens than one whole-document call in 167 of them
-(a title line alone, `자연보호`, is one NNG; followed by the article, `자연` + `보호`).
-So chunk analyses are only trusted for a verdict that more text cannot undo (a pronoun
-found stays found), never for the values that need the whole text.
+of a piece of text depends on the text around it: analysed line by line, most documents get
+other tokens than from one whole-document call (a title line alone, `자연보호`, is one NNG;
+followed by the article, `자연` + `보호`; measured in benchmarks/README.md). So chunk
+analyses are only trusted for a verdict that more text cannot undo (a pronoun found stays
+found), never for the values that need the whole text.
 
 Where a chunk ends: at the first sentence or line end after the next place where a rule
 is likely to decide (`QualityFilter.hint`, for `pronoun` a Korean pronoun followed by a
