@@ -28,7 +28,7 @@ from dask_prep.filters import (
 from dask_prep.output import Layout
 from dask_prep.partition import ANALYSIS_MODE_KEY, analyse_partition
 from dask_prep.progressive import PREFIX, WHOLE, ProgressStats, analyse_progressively, next_chunk_end
-from dask_prep.reading import Document, plan_partitions, resolve_inputs
+from dask_prep.reading import Document, plan_partitions, resolve_inputs, scan_file
 
 Tok = namedtuple("Tok", "form tag start len")
 
@@ -354,3 +354,26 @@ def test_kept_documents_come_in_input_order():
     first_round = doc(FILLER * 20, "one round")
     kept = list(FilterChain(seed_without_cheap_rules()).run([later, first_round], Recorder()))
     assert [d.doc_id for d in kept] == ["several rounds", "one round"]
+
+
+def test_repo_sample_same_kept_documents_as_full_analysis(kiwi_one):
+    """The repo's own sample (no ../shared needed): progressive and full analysis keep the
+    same documents with the same entities; only nnp_ratio -> pronoun moves in the decisions."""
+    from pathlib import Path
+
+    from dask_prep.reading import read_partition
+
+    sample = Path(__file__).resolve().parents[1] / "sample" / "ko_sample.jsonl"
+    (file,) = resolve_inputs([str(sample)])
+    (spec,) = plan_partitions([file], [scan_file(file).records], 1000)
+    out = {}
+    for progressive in (True, False):
+        docs, _ = read_partition(spec, "text", "id")
+        chain = FilterChain(preset("seed-v2"), progressive=progressive)
+        kept = {d.doc_id: d.entities for d in chain.run(docs, kiwi_analyser(kiwi_one))}
+        out[progressive] = (kept, {d.doc_id: d.rejected_by for d in docs}, chain.progress)
+    (p_kept, p_decisions, p_stats), (f_kept, f_decisions, _) = out[True], out[False]
+    assert p_kept == f_kept and len(p_kept) > 10
+    moved = {(f_decisions[d], p_decisions[d]) for d in f_decisions if f_decisions[d] != p_decisions[d]}
+    assert moved <= {("nnp_ratio", "pronoun")}
+    assert p_stats.stopped_early > 0
