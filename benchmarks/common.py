@@ -39,7 +39,9 @@ class KiwiSet:
 
 
 def kiwi_documents(inputs: list[str], config: Config) -> KiwiSet:
-    """Exactly what the pipeline sends to Kiwi: the same reader, dedup and cheap rules.
+    """Exactly what the pipeline sends to Kiwi with `--full-analysis`: the same reader, dedup
+    and cheap rules, every candidate whole (the Kiwi limit is defined on these, in both
+    modes, so that its ratio shows what progressive analysis saves).
 
     Uses `FilterChain` with a stand-in analyser that records the texts instead of
     analysing them, so the selection is the pipeline's own decision, not a copy of it.
@@ -58,7 +60,7 @@ def kiwi_documents(inputs: list[str], config: Config) -> KiwiSet:
                 first, count = seen.get(fp, (doc_id, 0))
                 seen[fp] = (min(first, doc_id), count + 1)
         keep = {fp: doc_id for fp, (doc_id, count) in seen.items() if count > 1}
-    chain = FilterChain(config)
+    chain = FilterChain(config, progressive=False)
     texts: list[str] = []
     read = 0
     for spec in specs:
@@ -73,6 +75,8 @@ def texts_sent_to_kiwi(chain: FilterChain, docs: list[Document]) -> list[str]:
     """The texts `chain.run(docs, ...)` gives Kiwi, recorded instead of analysed.
 
     The documents are judged as the pipeline judges them (cheap rules set `rejected_by`).
+    For whole documents give a chain made with `progressive=False`: a progressive chain
+    would record a first chunk and then, as a chunk Kiwi fails on, the whole text.
     """
     sent: list[str] = []
 

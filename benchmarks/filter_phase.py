@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     config = preset(args.preset)
     partitions = read_partitions(args.corpus, args.shards, args.partition_size)
     # Judging writes into the documents: every pass gets fresh copies.
-    texts = [texts_sent_to_kiwi(FilterChain(config), copy.deepcopy(docs)) for docs in partitions]
+    texts = [texts_sent_to_kiwi(FilterChain(config, progressive=False), copy.deepcopy(docs)) for docs in partitions]
     print(
         f"{sum(map(len, partitions)):,} documents, {sum(map(len, texts)):,} to Kiwi, "
         f"{sum(len(t) for part in texts for t in part):,} chars"

@@ -209,6 +209,15 @@ def _parser() -> argparse.ArgumentParser:
         help="do not write the per-document decisions under DIR/decisions/ (default: written)",
     )
     run.add_argument(
+        "--full-analysis",
+        dest="progressive",
+        action="store_false",
+        default=None,
+        help="analyse every candidate document whole (config analysis.progressive: false); by default a "
+        "document is analysed chunk by chunk while a rule can still reject it early (e.g. a pronoun). "
+        "Same kept documents and dataset either way (default: progressive where a rule allows it)",
+    )
+    run.add_argument(
         "--strict",
         action="store_true",
         help="fail (exit 2) on malformed lines, damaged or empty files instead of skipping and counting them",
@@ -257,6 +266,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "analysis_timeout"): args.analysis_timeout,
         ("output", "decisions"): args.decisions,
         ("output", "validation_fraction"): args.validation_fraction,
+        ("analysis", "progressive"): args.progressive,
     }
     for (section, name), value in flags.items():
         if value is not None:

@@ -82,6 +82,13 @@ class OutputConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    # Analyse chunk by chunk while a rule can still decide early (dask_prep/progressive.py);
+    # false (`--full-analysis`) analyses every candidate whole. The dataset is the same.
+    progressive: bool = True
+
+
+@dataclass
 class Config:
     """Everything that decides what the pipeline produces.
 
@@ -95,6 +102,7 @@ class Config:
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -130,7 +138,7 @@ class Config:
                 config.rules[name].enabled = value
                 continue
             _overlay(config.rules[name], value, f"rules.{name}")
-        for section in ("entities", "tokenize", "input", "output"):
+        for section in ("entities", "tokenize", "input", "output", "analysis"):
             if section in data and data[section] is not None:
                 _overlay(getattr(config, section), data[section], section)
         config.validate()

@@ -3,7 +3,9 @@
 As in datatrove, `filter(doc)` returns True to keep or `(False, reason)` to drop; the
 reason is the rule's name, and the measured value is left in `doc.metrics` for the report
 and the per-document decisions. Rules that need no morphological analysis run first;
-the rest share one Kiwi analysis per document (`doc.tokens`).
+the rest share one Kiwi analysis per document (`doc.tokens`). With progressive analysis
+(dask_prep/progressive.py) a rule that `decides_early` may reject a document on the
+analysis of a prefix, before the whole document is analysed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 
 from dask_prep.config import Config, EntityConfig, Rule
 from dask_prep.examples import find_example_entities, find_repeated_entities
+from dask_prep.progressive import MAX_CHUNK, PREFIX, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.reading import Document
 
 # Runs, not single characters: summing the lengths of a few hundred matches is 2-3x faster
@@ -37,10 +40,22 @@ class QualityFilter:
     name: ClassVar[str]
     needs_analysis: ClassVar[bool] = False
     edges: ClassVar[tuple[float, ...]] = FRACTION_EDGES  # most rules measure a fraction
+    # True for an analysis rule whose value over a text is the sum of its values over
+    # consecutive pieces of it (a count of tokens): more text can only raise it, so once a
+    # prefix's value is above `max` the verdict is final (progressive analysis).
+    additive: ClassVar[bool] = False
+    # Where in a text the rule is likely to decide (progressive analysis ends a chunk just
+    # after the next match); None = anywhere. It only steers the chunking, never a verdict.
+    hint: ClassVar[re.Pattern | None] = None
 
     def __init__(self, rule: Rule, config: Config) -> None:
         self.min = rule.min
         self.max = rule.max
+
+    @property
+    def decides_early(self) -> bool:
+        """Whether a prefix's analysis can reject: an additive value with an upper bound."""
+        return self.needs_analysis and self.additive and self.max is not None
 
     def measure(self, doc: Document) -> float:
         raise NotImplementedError
@@ -102,10 +117,27 @@ class NNPRatioFilter(QualityFilter):
         return sum(1 for t in tokens if t.tag == "NNP") / len(tokens) if tokens else 0.0
 
 
+# A Korean pronoun (Kiwi's NP) as a word of its own: the forms that are also other words
+# (그 "that", 이 "this", 저, 나, ...) only with a particle after them. Where a document's
+# first NP probably is, for progressive analysis; Kiwi's analysis decides.
+_PARTICLE = (
+    "(?:은|는|이|가|을|를|의|에|에게|에서|와|과|도|로|으로|만|들|들은|들이|들의|들을|들에게|"
+    "께서|한테|랑|보다|부터|까지|처럼|라고|야|요)"
+)
+_AMBIGUOUS_PRONOUN = "(?:그|이|저|나|너|니|지)"
+_PRONOUN = (
+    "(?:그녀|그들|그것|그거|그곳|이것|이거|이곳|이들|저것|저거|저곳|저기|저희|우리|너희|당신|여기|"
+    "거기|누구|무엇|뭐|무어|어디|언제|자기|자신|여러분|그대|내가|제가|네가|난|넌|뭔가)"
+)
+PRONOUN_HINT = re.compile(rf"(?<![가-힣])(?:{_AMBIGUOUS_PRONOUN}{_PARTICLE}|{_PRONOUN}{_PARTICLE}?)(?![가-힣])")
+
+
 class PronounFilter(QualityFilter):
     name = "pronoun"
     needs_analysis = True
     edges = COUNT_EDGES
+    additive = True
+    hint = PRONOUN_HINT
 
     def measure(self, doc: Document) -> float:
         return sum(1 for t in doc.tokens if t.tag == "NP")
@@ -154,7 +186,9 @@ def measured_distributions(docs: Iterable[Document], config: Config) -> dict[str
 
     Mergeable across partitions (`merge_distributions`): counts per bin, where bin 0 holds
     values below the first edge and bin i values in [edges[i-1], edges[i]); the last bin is
-    unbounded above.
+    unbounded above. With progressive analysis, `on_prefix` counts values measured on an
+    analysed prefix (the verdict was final there) and `not_measured` the documents decided
+    on a prefix for which this analysis rule has no value.
     """
     out = {}
     for name, rule in config.rules.items():
@@ -171,8 +205,14 @@ def measured_distributions(docs: Iterable[Document], config: Config) -> dict[str
                 "max": None,
                 "below_min": 0,
                 "above_max": 0,
+                "on_prefix": 0,
+                "not_measured": 0,
             }
     for doc in docs:
+        if doc.analysis == PREFIX:
+            for name, dist in out.items():
+                if FILTERS[name].needs_analysis:
+                    dist["on_prefix" if doc.metrics.get(name) is not None else "not_measured"] += 1
         for name, value in doc.metrics.items():
             dist = out.get(name)
             if dist is None or value is None:
@@ -203,6 +243,8 @@ def merge_distributions(parts: Iterable[dict[str, dict[str, Any]]]) -> dict[str,
             into["counts"] = [a + b for a, b in zip(into["counts"], dist["counts"], strict=True)]
             for key in ("n", "sum", "below_min", "above_max"):
                 into[key] += dist[key]
+            for key in ("on_prefix", "not_measured"):  # absent from stats of older runs (--resume)
+                into[key] = into.get(key, 0) + dist.get(key, 0)
             for key, pick in (("min", min), ("max", max)):
                 values = [v for v in (into[key], dist[key]) if v is not None]
                 into[key] = pick(values) if values else None
@@ -228,19 +270,52 @@ def describe_distribution(dist: dict[str, Any]) -> dict[str, Any]:
         "mean": round(dist["sum"] / dist["n"], 6) if dist["n"] else None,
         "max": dist["max"],
         "histogram": bins,
+        "measured_on_prefix": dist.get("on_prefix", 0),
+        "not_measured_stopped_early": dist.get("not_measured", 0),
     }
 
 
-class FilterChain:
-    """The enabled rules of a config, split into the cheap ones and the Kiwi ones."""
+def analysis_mode(config: Config) -> str:
+    """The analysis mode: "progressive" when configured and an enabled rule can decide early, else "full"."""
+    if config.analysis.progressive:
+        for name, rule in config.rules.items():
+            if rule.enabled and FILTERS[name](rule, config).decides_early:
+                return "progressive"
+    return "full"
 
-    def __init__(self, config: Config) -> None:
+
+class FilterChain:
+    """The enabled rules of a config, split into the cheap ones and the Kiwi ones.
+
+    In progressive mode (`analysis_mode`) the rules that decide early judge first among the
+    analysis rules (`judging_order`), so a document with a pronoun is rejected as `pronoun` whether a chunk
+    or its whole analysis showed it. `progressive` overrides the config's mode (False: every
+    candidate analysed whole).
+    """
+
+    def __init__(self, config: Config, progressive: bool | None = None) -> None:
         enabled = [FILTERS[name](rule, config) for name, rule in config.rules.items() if rule.enabled]
         self.cheap = [f for f in enabled if not f.needs_analysis]
         self.analysed = [f for f in enabled if f.needs_analysis]
+        self.early = [f for f in self.analysed if f.decides_early]
+        self.progressive = bool(self.early) and (
+            analysis_mode(config) == "progressive" if progressive is None else progressive
+        )
+        # The order the analysis rules judge in: as configured, or the early ones first.
+        self.judging_order = list(self.analysed)
+        if self.progressive:
+            self.judging_order = self.early + [f for f in self.analysed if f not in self.early]
         self.entity_config = config.entities
-        self.analysed_docs = 0  # documents sent to Kiwi, for throughput figures
+        # Documents that reached the analysis and their characters (what a full analysis
+        # gives Kiwi), for throughput figures; `progress.kiwi_chars` is what Kiwi analysed.
+        self.analysed_docs = 0
         self.analysed_chars = 0
+        self.progress = ProgressStats()
+        self.max_chunk = MAX_CHUNK
+
+    @property
+    def mode(self) -> str:
+        return "progressive" if self.progressive else "full"
 
     @staticmethod
     def _apply(filters: list[QualityFilter], doc: Document) -> bool:
@@ -263,17 +338,42 @@ class FilterChain:
         to_analyse = [d for d in docs if d.rejected_by is None and self._apply(self.cheap, d)]
         self.analysed_docs += len(to_analyse)
         self.analysed_chars += sum(len(d.text) for d in to_analyse)
-        judged, kept = len(docs) - len(to_analyse), 0
-        for doc, tokens in zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True):
+        already_judged = len(docs) - len(to_analyse)
+        if self.progressive:
+            # Documents finish in rounds (early rejections first); the kept ones are yielded in
+            # input order, as with full analysis, so stage-1 parts are the same in both modes.
+            finished = analyse_progressively(to_analyse, self.early, analyse, self.progress, self.max_chunk)
+            kept = {id(doc) for doc in self._judge(finished, already_judged, on_progress)}
+            yield from (doc for doc in to_analyse if id(doc) in kept)
+        else:
+            analysed = zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True)
+            yield from self._judge(analysed, already_judged, on_progress)
+
+    def _judge(
+        self,
+        analysed: Iterable[tuple[Document, Any]],
+        judged: int = 0,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[Document]:
+        """The analysis rules on each (document, analysis or Exception); yields the kept ones.
+
+        `on_progress(judged, kept)` is called before each document with the counts so far.
+        """
+        kept = 0
+        for doc, tokens in analysed:
             if on_progress is not None:
                 on_progress(judged, kept)
             judged += 1
+            if not self.progressive:
+                doc.analysis = WHOLE
+                doc.kiwi_chars = len(doc.text)
+                self.progress.kiwi_chars += len(doc.text)
             if isinstance(tokens, Exception):
                 # A crash or hang found in isolation (`isolation.AnalysisFailed`) says which.
                 doc.rejected_by = getattr(tokens, "rejection", "analysis_error")
                 continue
             doc.tokens = tokens
-            if not self._apply(self.analysed, doc):
+            if not self._apply(self.judging_order, doc):
                 doc.tokens = None
                 continue
             if doc.entities is None:

@@ -31,7 +31,7 @@ from dask_prep.examples import (
     passes_cap,
     summarize_entities,
 )
-from dask_prep.filters import FilterChain, measured_distributions
+from dask_prep.filters import FilterChain, analysis_mode, measured_distributions
 from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, _with_file_named, read_json, write_json_atomically
@@ -156,9 +156,16 @@ def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) ->
 # Why a partition's earlier result was not reused, until its new stats are written.
 _REPLACED: dict[tuple[str, int], str] = {}
 
+# After the rules' values in DIR/decisions: how the analysis rules saw the document
+# ("whole", "prefix": decided early on a prefix; null: never analysed) and how many of its
+# characters Kiwi analysed. The run's mode is in the schema metadata.
+ANALYSIS_COLUMNS = (pa.field("analysis", pa.string()), pa.field("kiwi_chars", pa.int64()))
+ANALYSIS_MODE_KEY = b"dask_prep.analysis_mode"
+
 
 def decisions_schema(config: Config) -> pa.Schema:
-    """One row per input record; one measured value per enabled rule (null if not reached)."""
+    """One row per input record; one measured value per enabled rule (null if not reached or,
+    for a document decided on a prefix, not measured), then `ANALYSIS_COLUMNS`."""
     fields = [
         pa.field("doc_id", pa.string()),
         pa.field("source", pa.string()),
@@ -167,11 +174,12 @@ def decisions_schema(config: Config) -> pa.Schema:
         pa.field("chars", pa.int64()),
     ]
     fields += [pa.field(name, pa.float64()) for name, rule in config.rules.items() if rule.enabled]
-    return pa.schema(fields)
+    fields += ANALYSIS_COLUMNS
+    return pa.schema(fields, metadata={ANALYSIS_MODE_KEY: analysis_mode(config).encode()})
 
 
 def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
-    metric_names = schema.names[5:]
+    metric_names = schema.names[5 : len(schema.names) - len(ANALYSIS_COLUMNS)]
     columns = {
         "doc_id": [d.doc_id for d in docs],
         "source": [d.source for d in docs],
@@ -181,6 +189,8 @@ def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
     }
     for name in metric_names:
         columns[name] = [d.metrics.get(name) for d in docs]
+    columns["analysis"] = [d.analysis for d in docs]
+    columns["kiwi_chars"] = [d.kiwi_chars if d.analysis is not None else None for d in docs]
     return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -261,6 +271,9 @@ def analyse_partition(
         analysed_docs=chain.analysed_docs,
         analysed_chars=chain.analysed_chars,
         isolated=isolate,
+        analysis_mode=chain.mode,
+        kiwi_chars=chain.progress.kiwi_chars,
+        stopped_early=chain.progress.stopped_early,
         reused=False,
     )
     write_json_atomically(stats, layout.stats("analyse", spec.index))  # last: marks the partition done

@@ -59,6 +59,10 @@ class Document:
     # The entities whose mentions become examples (`entities.mentions`); `entities` above
     # is what the `no_repeated_entity` rule judged.
     example_entities: dict | None = None
+    # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
+    # (progressive analysis decided on a prefix); None = never analysed.
+    analysis: str | None = None
+    kiwi_chars: int = 0  # characters of it that Kiwi analysed (chunks and whole)
 
 
 @dataclass(frozen=True)

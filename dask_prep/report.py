@@ -53,6 +53,10 @@ def build_report(
     read = sum(s["read"] for s in analysed)
     kept = sum(s["kept"] for s in analysed)
     analysed_chars = sum(s["analysed_chars"] for s in analysed)
+    # Stats of partitions finished by a run from before progressive analysis have no mode:
+    # they were analysed whole.
+    kiwi_chars = sum(s.get("kiwi_chars", s["analysed_chars"]) for s in analysed)
+    modes = sorted({s.get("analysis_mode", "full") for s in analysed})
     worker_seconds: Counter = Counter()
     for stats in analysed + tokenized:
         _add(worker_seconds, stats["seconds"])
@@ -80,6 +84,16 @@ def build_report(
         "rejected": dict(rejected.most_common()),
         # file:line of every document whose Kiwi analysis crashed or hung its process.
         "analysis_failures": {reason: sorted(where) for reason, where in sorted(analysis_failures.items())},
+        # How Kiwi was used (README, "Progressive analysis"): "progressive" decides a document
+        # on a prefix where a rule can (its other analysis values are then null), "full"
+        # analyses every candidate whole. Both keep the same documents.
+        "analysis": {
+            "mode": modes[0] if len(modes) == 1 else "mixed",
+            "documents": sum(s["analysed_docs"] for s in analysed),
+            "stopped_early": sum(s.get("stopped_early", 0) for s in analysed),
+            "chars": analysed_chars,
+            "kiwi_chars": kiwi_chars,
+        },
         # Each rule's measured value over the documents that reached it (rules run in order
         # and stop at the first rejection), with histogram edges at the thresholds.
         "measured_values": {
@@ -98,8 +112,10 @@ def build_report(
             "written": sum(s["examples"] for s in tokenized),
         },
         "throughput": {
+            # the documents that reached the analysis and their characters (mode-independent)
             "analysed_documents": sum(s["analysed_docs"] for s in analysed),
             "analysed_chars": analysed_chars,
+            "kiwi_chars": kiwi_chars,  # characters Kiwi analysed (less, when progressive)
         },
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "worker_seconds": {k: round(v, 3) for k, v in worker_seconds.items()},
@@ -209,6 +225,12 @@ def summary_lines(report: dict[str, Any], resumed: bool = False) -> list[str]:
         f"  kept              {d['kept']:>12,}",
     ]
     lines += [f"    {reason:<18}{count:>10,}" for reason, count in report["rejected"].items()]
+    analysis = report.get("analysis")
+    if analysis:
+        lines.append(
+            f"analysis            {analysis['mode']:>12}  ({analysis['stopped_early']:,} of {analysis['documents']:,} "
+            f"documents decided on a prefix; Kiwi analysed {analysis['kiwi_chars']:,} of {analysis['chars']:,} chars)"
+        )
     lines += [
         f"examples before cap {e['before_cap']:>12,}",
         f"examples after cap  {e['after_cap']:>12,}",

@@ -594,7 +594,42 @@ def _measured_table(report: dict[str, Any]) -> str:
         numbers = "".join(f'<td class="n">{_number(c)}</td>' for c in cells)
         out.append(f"<tr><td>{html.escape(name)}</td>{numbers}</tr>")
     out.append("</table>")
+    prefix = [
+        f"{name}: {dist['measured_on_prefix']:,} measured on a prefix"
+        for name, dist in report.get("measured_values", {}).items()
+        if dist.get("measured_on_prefix")
+    ]
+    prefix += [
+        f"{name}: {dist['not_measured_stopped_early']:,} not measured"
+        for name, dist in report.get("measured_values", {}).items()
+        if dist.get("not_measured_stopped_early")
+    ]
+    if prefix:
+        out.append(
+            '<p class="note">Documents decided early, on an analysed prefix (progressive analysis): '
+            + html.escape("; ".join(prefix))
+            + ".</p>"
+        )
     return "\n".join(out)
+
+
+def _analysis_note(report: dict[str, Any]) -> str:
+    """Which analysis mode ran, and what it means for the values below."""
+    analysis = report.get("analysis")
+    if not analysis:
+        return ""
+    if analysis["mode"] == "full":
+        what = "every document that reached the analysis was analysed whole (--full-analysis)"
+    else:
+        what = (
+            f"{analysis['stopped_early']:,} of {analysis['documents']:,} documents were decided on an analysed "
+            "prefix (a rule that can decide early, e.g. a pronoun); their other analysis values are not "
+            "measured (null). The others were analysed whole"
+        )
+    return (
+        f'<p class="note">Analysis: <b>{html.escape(analysis["mode"])}</b>: {html.escape(what)}. Kiwi analysed '
+        f"{analysis['kiwi_chars']:,} of the {analysis['chars']:,} characters of these documents.</p>"
+    )
 
 
 def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
@@ -608,6 +643,7 @@ def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
         f"<p>Inputs: {html.escape(', '.join(map(str, report.get('inputs', []))))}<br>",
         f"Dataset: <code>{html.escape(str(report.get('dataset', '')))}</code></p>",
         "<h2>Counts</h2>",
+        _analysis_note(report),
         _table(_count_rows(report)),
         *_coverage_html(report),
         "<h2>Plots</h2>",
@@ -622,7 +658,8 @@ def render_html(report: dict[str, Any], images: dict[str, bytes | str]) -> str:
         parts += [
             "<h2>Measured values per rule</h2>",
             '<p class="note">Over the documents that reached each rule (rules run in order and stop at the '
-            "first rejection); the histograms are in report.json under measured_values.</p>",
+            "first rejection; with progressive analysis the rules that decide early come first); "
+            "the histograms are in report.json under measured_values.</p>",
             _measured_table(report),
         ]
     parts += ["<h2>Throughput</h2>", _table(_throughput_rows(report))]

@@ -16,6 +16,10 @@ Quality, in this order, each a named rejection reason:
 7. no_repeated_entity: NNP tokens of >= 2 characters, grouped by form, excluding the stop
    entities; an entity qualifies with >= 2 mentions; no qualifying entity drops the document.
 
+Issue 21 (progressive analysis, the pipeline's default) reports a document with an NP
+under `pronoun` even when its NNP ratio would also fail: `pronoun_first=True` checks 6
+before 5. Which documents are kept is the same in either order.
+
 Examples: the first mention (by character position) of each qualifying entity is the
 antecedent; mentions 2, 3 and 4 each give one example when 10 <= start - antecedent start
 <= 2000.
@@ -158,8 +162,11 @@ def antecedent_is_exact(tokenizer: Any, text: str, target: str, antecedent: int,
     return all(antecedent <= s and e <= last for s, e in covering)
 
 
-def analysed_rejection(tokens: list[Any]) -> str | None:
-    """The first of rules 5-7 that rejects a document with these Kiwi tokens, or None."""
+def analysed_rejection(tokens: list[Any], pronoun_first: bool = False) -> str | None:
+    """The first of rules 5-7 (6 before 5 with `pronoun_first`) that rejects a document with
+    these Kiwi tokens, or None."""
+    if pronoun_first and any(t.tag == "NP" for t in tokens):
+        return "pronoun"
     nnp = sum(1 for t in tokens if t.tag == "NNP")
     ratio = nnp / len(tokens) if tokens else 0.0
     if not NNP_RATIO_MIN <= ratio <= NNP_RATIO_MAX:
@@ -202,7 +209,9 @@ class ReferenceResult:
         return Counter(r for r in self.decisions.values() if r is not None)
 
 
-def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -> ReferenceResult:
+def run_reference(
+    path: str, kiwi: Any = None, *, max_docs: int | None = None, pronoun_first: bool = False
+) -> ReferenceResult:
     """Judge every document of one JSON Lines file, one at a time, in this process."""
     if kiwi is None:
         from kiwipiepy import Kiwi
@@ -216,7 +225,7 @@ def run_reference(path: str, kiwi: Any = None, *, max_docs: int | None = None) -
         reason = cheap_rejection(text)
         if reason is None:
             tokens = kiwi.tokenize(text)
-            reason = analysed_rejection(tokens)
+            reason = analysed_rejection(tokens, pronoun_first)
             if reason in (None, "no_repeated_entity"):
                 result.mentions[doc_id] = nnp_mentions(tokens)
                 result.texts[doc_id] = text

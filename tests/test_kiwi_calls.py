@@ -63,6 +63,8 @@ class CountingKiwi:
 def test_at_most_one_kiwi_analysis_per_document(preset_name, shard0, tmp_path):
     config = preset(preset_name)
     config.input.dedup = False
+    # Whole documents (--full-analysis); progressive analysis is counted in test_progressive_analysis.py.
+    config.analysis.progressive = False
     files = resolve_inputs([str(shard0)])
     spec = plan_partitions(files, [scan_file(files[0]).records], RECORDS)[0]
     kiwi = CountingKiwi(get_kiwi())

@@ -270,6 +270,9 @@ def test_too_long_text_never_reaches_kiwi(preset_name, kiwi, shard0_lines):
 
     config = preset(preset_name)
     config.rules.pop("length", None)  # seed-v2's length rule would reject it first, also before Kiwi
+    # Whole documents, so Kiwi's texts are the candidates themselves (test_progressive_analysis.py
+    # checks the same for progressive analysis).
+    config.analysis.progressive = False
     # 100,001 characters without a space, Korean with sentence marks so that only the
     # length bound can stop it (Kiwi takes seconds on such a run).
     run_on = ("한국어문장이끝없이이어집니다." * 10_000)[:100_001]
