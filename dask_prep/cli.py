@@ -322,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
             html=False,
             startup_seconds=startup_seconds,
         )
-        # The cluster is not needed for report.html (plots, ~2-3 s): it shuts down meanwhile.
+        # The cluster is not needed for report.html (drawing its plots takes seconds): it shuts down meanwhile.
         closing = threading.Thread(target=stop_client, args=(client,), name="dask-prep-stop")
         closing.start()
         write_html_report(report, pipeline.output_dir)
@@ -402,8 +402,8 @@ def _store_error_message(exc: BaseException) -> str | None:
 def entry_point() -> Any:
     code = main()
     # Everything is written and closed by now. Python's own teardown of the modules loaded
-    # (transformers, datasets, distributed, matplotlib) would take another 1-1.3 s
-    # (measured), so the command ends here, once logs and output are flushed.
+    # (transformers, datasets, distributed, matplotlib) would add a measurable wait to every
+    # run (benchmarks/HISTORY.md), so the command ends here, once logs and output are flushed.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

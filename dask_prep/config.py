@@ -304,7 +304,7 @@ def _overlay(target: Any, values: Any, where: str) -> None:
 
 
 # Cheap rules run before Kiwi, in this order; `too_long` guards Kiwi against pathological
-# documents in every preset (a 100k-character run without spaces takes Kiwi ~6 s).
+# documents in every preset (a long run of characters without spaces takes Kiwi seconds).
 def _seed_v2() -> Config:
     rules = {
         "length": Rule(min=800, max=2500),

@@ -20,8 +20,8 @@ from dask_prep.examples import find_example_entities, find_repeated_entities
 from dask_prep.progressive import MAX_CHUNK, PREFIX, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.reading import Document
 
-# Runs, not single characters: summing the lengths of a few hundred matches is 2-3x faster
-# than listing every character (these rules see every document that passes `length`).
+# Runs, not single characters: summing the lengths of a few hundred matches is faster than
+# listing every character (these rules see every document that passes `length`).
 _HANGUL_RUN = re.compile("[가-힣]+")
 # `\w` is exactly "str.isalnum() or '_'" (checked over every code point in the tests), so a
 # symbol is a character in these runs, or an underscore.
@@ -394,9 +394,8 @@ def kiwi_analyser(kiwi: Any, batch: bool | None = None) -> Any:
     A Kiwi with one thread (`--kiwi-threads 1`, e.g. one worker process per core)
     analyses each text in the calling thread. Its batch mode would add a second thread
     per process; with every core already running a worker, the threads compete for the
-    cores (stage 1 of the shared corpus on 2 cores: 80.9 s in batch, 69.5-72.6 s one by
-    one). A Kiwi with several threads (`--kiwi-threads`) analyses the list in batch on
-    its own threads.
+    cores and stage 1 is slower in batch (benchmarks/HISTORY.md, the layouts). A Kiwi with
+    several threads (`--kiwi-threads`) analyses the list in batch on its own threads.
     """
     if batch is None:
         batch = getattr(kiwi, "num_workers", 1) > 1

@@ -81,7 +81,7 @@ class ClusterError(RuntimeError):
 # Cores per LocalCluster worker by default: one worker process per two cores, whose Kiwi
 # analyses each partition in batch on two threads. On the 2-core benchmark machine this was
 # as fast as one single-threaded worker per core (within the host's noise) with ~10% less
-# CPU and half the memory (one Kiwi to build, one set of imports); benchmarks/README.md.
+# CPU and half the memory (one Kiwi to build, one set of imports); benchmarks/HISTORY.md.
 CORES_PER_WORKER = 2
 
 
@@ -120,7 +120,7 @@ def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = 
     """A client on a running scheduler or on a new LocalCluster of worker processes.
 
     `meanwhile()` runs in the calling thread while the cluster starts and its workers build
-    Kiwi (~5 s, during which a LocalCluster's worker leaves a core idle): the client's own
+    Kiwi (seconds, during which a LocalCluster's worker leaves a core idle): the client's own
     start-up (loading the tokenizer, imports) fits there. If it raises, the client and its
     cluster are closed before the error goes on.
     """
@@ -154,16 +154,15 @@ def local_cluster_config(options: ClusterOptions) -> dict[str, Any]:
 
     distributed's defaults wake every server's event loop every 20 ms (the "tick" that
     detects a blocked loop) and sample each worker's stack every 10 ms (the statistical
-    profiler, which takes the GIL from the task thread). Measured on 2 cores: ~7 % of a core
-    in the client process (scheduler, nannies) and ~6-7 % in each worker while idle, and a
-    GIL-bound task ran 4-11 % slower beside them (benchmarks/README.md). A 500-ms tick still
+    profiler, which takes the GIL from the task thread). Both cost CPU in every process while
+    idle and slow a GIL-bound task beside them (measured: benchmarks/HISTORY.md). A 500-ms tick still
     reports a loop blocked for more than `distributed.admin.tick.limit` (3 s).
 
     distributed also starts its workers with `MALLOC_TRIM_THRESHOLD_=65536`, so that glibc
     hands freed memory back at once. Setting it makes glibc trim often and turns off its
     adaptive mmap threshold (every allocation of 128 KiB or more costs an mmap and a munmap),
     and Kiwi, which allocates per document, analysed ~10 % slower in such a worker
-    (benchmarks/README.md). The workers hold no large Python data, so they keep glibc's
+    (benchmarks/HISTORY.md). The workers hold no large Python data, so they keep glibc's
     defaults (a value in this process's environment is still passed on).
     """
     return {
@@ -407,7 +406,7 @@ def _without_summary(stats: dict) -> dict:
 
 
 # Enough partitions per worker thread that the last ones finish close together. (8 per
-# thread was measured too: no better on the benchmark's 2-worker runs; benchmarks/README.md.)
+# thread was measured too: no better on the benchmark's 2-worker runs; benchmarks/HISTORY.md.)
 PARTITIONS_PER_THREAD = 4
 # At most this many partitions per reading task (see `_partition_bag`).
 MAX_SPECS_PER_TASK = 16

@@ -66,8 +66,8 @@ def fork_workers_from_warm_kiwi(model_type: str | None = None) -> dict[str, Any]
 
     Returns None where there is no forkserver (not on Linux/macOS). The forkserver is this
     process's own (multiprocessing's), started with the first worker: it imports
-    distributed and dask_prep and builds one Kiwi (~5 s, once), and each worker forked
-    from it starts in well under a second. It outlives the cluster, holding its Kiwi, until
+    distributed and dask_prep and builds one Kiwi (once), and each worker forked
+    from it starts without building its own. It outlives the cluster, holding its Kiwi, until
     this process ends. If the preload does not happen, workers build their own Kiwi.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():

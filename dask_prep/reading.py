@@ -465,9 +465,8 @@ class PartitionReader:
     A line of a compressed file can only be reached by decompressing everything before it,
     so a partition that starts at line k of a file skips k lines first. Reading a file's
     partitions one after another with one reader decompresses the file once, not once per
-    partition: ~P/2 times the file for P partitions (measured, 108 k lines of zstd in 55
-    partitions: 35.5-39.7 s read one partition at a time, 7.9-8.1 s with one reader;
-    `benchmarks/reading_one_big_file.py`).
+    partition: ~P/2 times the file for P partitions (measured by
+    `benchmarks/reading_one_big_file.py`; figures in benchmarks/HISTORY.md).
     """
 
     def __init__(self, text_field: str, id_field: str) -> None:

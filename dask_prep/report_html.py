@@ -229,7 +229,7 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
 
 
 def warm_up_plotting() -> None:
-    """Import matplotlib and load its fonts now (~1 s), e.g. while a cluster starts."""
+    """Import matplotlib and load its fonts now (it takes a while), e.g. while a cluster starts."""
     figure_png(_figure(1, 1))
 
 
@@ -237,7 +237,7 @@ def _figure(width: float, height: float, margins: tuple[float, float, float, flo
     """A figure; `margins` (left, right, bottom, top, in inches) fixes where its axes go.
 
     Without margins the layout engine fits them to the labels, which costs two extra
-    passes over every tick of the figure (~0.4 s for a log-log plot, measured); the plots
+    passes over every tick of the figure (slow for a log-log plot); the plots
     whose labels are of known size get fixed margins instead.
     """
     # Imported here: graph.py imports this module, and workers need no matplotlib.

@@ -188,9 +188,9 @@ class PortableTokenizer:
     """What encoding needs of a fast tokenizer, small enough to send to every worker.
 
     transformers' fast tokenizers encode with their `tokenizers` backend; the rest of what
-    masking needs is the special tokens. Rebuilding the backend from JSON takes ~0.1 s,
-    where importing transformers and loading the tokenizer takes 2-3 s and ~100 MB in every
-    worker at the start of stage 2.
+    masking needs is the special tokens. Rebuilding the backend from JSON is cheap, where
+    importing transformers and loading the tokenizer in every worker at the start of stage 2
+    costs seconds and memory.
     """
 
     backend_json: str
@@ -324,7 +324,7 @@ class ExampleTokenizer:
                 dropped[row] = dropped.get(row, 0) + 1
             else:
                 rows.append(row)
-        # Column by column: ~3x faster than `from_pylist` over one dict per row.
+        # Column by column: faster than `from_pylist` over one dict per row.
         columns = {name: [row[name] for row in rows] for name in self.schema.names}
         return pa.RecordBatch.from_pydict(columns, schema=self.schema)
 
