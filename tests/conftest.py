@@ -196,3 +196,28 @@ def read_run():
         return PipelineRun(Path(output_dir), report, seq_len)
 
     return read
+
+
+@pytest.fixture(scope="session")
+def nk_windowed_run(pipeline_runner, tokenizer_dir, tmp_path_factory):
+    """The first 12 speeches with nnp_ratio off too, so long documents reach tokenization.
+
+    Not the issue's acceptance config (seed-v2's nnp_ratio >= 0.05 rejects every speech:
+    their NNP ratios are 0.007-0.046): it shows that windowing
+    works on documents of several thousand tokens, which shard 00000 (<= 2,500
+    characters per kept document) cannot.
+    """
+    from dask_prep.config import Config
+
+    if not SPEECHES.is_file():
+        pytest.skip(f"the shared speeches are not at {SPEECHES}")
+    tmp = tmp_path_factory.mktemp("nk_windowed")
+    rules = tmp / "rules.yaml"
+    rules.write_text(
+        "rules:\n  length: {max: 20000}\n  pronoun: false\n  nnp_ratio: false\n"
+        "tokenize:\n  seq_len: 512\ninput:\n  max_samples: 12\n  partition_size: 3\n",
+        encoding="utf-8",
+    )
+    config = Config.from_yaml(rules)
+    config.tokenize.model = str(tokenizer_dir)
+    return pipeline_runner([SPEECHES], config, tmp / "out")

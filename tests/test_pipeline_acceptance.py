@@ -390,30 +390,6 @@ def test_nk_speeches_issue_config_runs_and_accounts(nk_issue_run):
     print(f"\nnk-speeches, issue config: {report['documents']}, rejected {report['rejected']}")
 
 
-@pytest.fixture(scope="module")
-def nk_windowed_run(pipeline_runner, tokenizer_dir, tmp_path_factory):
-    """The first 12 speeches with nnp_ratio off too, so long documents reach tokenization.
-
-    Not the issue's acceptance config (seed-v2's nnp_ratio >= 0.05 rejects every speech:
-    their NNP ratios are 0.007-0.046): it shows that windowing
-    works on documents of several thousand tokens, which shard 00000 (<= 2,500
-    characters per kept document) cannot.
-    """
-    from dask_prep.config import Config
-
-    _speeches()
-    tmp = tmp_path_factory.mktemp("nk_windowed")
-    rules = tmp / "rules.yaml"
-    rules.write_text(
-        "rules:\n  length: {max: 20000}\n  pronoun: false\n  nnp_ratio: false\n"
-        "tokenize:\n  seq_len: 512\ninput:\n  max_samples: 12\n  partition_size: 3\n",
-        encoding="utf-8",
-    )
-    config = Config.from_yaml(rules)
-    config.tokenize.model = str(tokenizer_dir)
-    return pipeline_runner([SPEECHES], config, tmp / "out")
-
-
 def test_nk_long_documents_give_windowed_examples(nk_windowed_run, hf_tokenizer):
     report = nk_windowed_run.report
     check_accounting(report)

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import SPEECHES, seed_config_with
+from conftest import seed_config_with
 
 from dask_prep.config import Config, ConfigError, EntityConfig, TokenizeConfig, preset
 from dask_prep.examples import (
@@ -568,20 +568,9 @@ def test_every_row_of_shard0_with_defaults(seed_shard0_run, hf_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def speeches_run(pipeline_runner, tokenizer_dir, tmp_path_factory):
+def speeches_run(nk_windowed_run):
     """The speeches with the windowed test's config (nnp_ratio and pronoun off, 512 tokens)."""
-    if not SPEECHES.is_file():
-        pytest.skip(f"the shared speeches are not at {SPEECHES}")
-    tmp = tmp_path_factory.mktemp("speeches22")
-    rules = tmp / "rules.yaml"
-    rules.write_text(
-        "rules:\n  length: {max: 20000}\n  pronoun: false\n  nnp_ratio: false\n"
-        "tokenize:\n  seq_len: 512\ninput:\n  max_samples: 12\n  partition_size: 3\n",
-        encoding="utf-8",
-    )
-    config = Config.from_yaml(rules)
-    config.tokenize.model = str(tokenizer_dir)
-    return pipeline_runner([SPEECHES], config, tmp / "out")
+    return nk_windowed_run
 
 
 def test_every_row_of_the_speeches(speeches_run, hf_tokenizer):
