@@ -342,8 +342,16 @@ class FilterChain:
         if self.progressive:
             # Documents finish in rounds (early rejections first); the kept ones are yielded in
             # input order, as with full analysis, so stage-1 parts are the same in both modes.
-            finished = analyse_progressively(to_analyse, self.early, analyse, self.progress, self.max_chunk)
-            kept = {id(doc) for doc in self._judge(finished, already_judged, on_progress)}
+            kept: set[int] = set()
+            finished_before = self.progress.finished
+
+            def tell() -> None:  # documents decided so far, early or whole; throttled by the callee
+                on_progress(already_judged + self.progress.finished - finished_before, len(kept))
+
+            finished = analyse_progressively(
+                to_analyse, self.early, analyse, self.progress, self.max_chunk, tell if on_progress else None
+            )
+            kept.update(id(doc) for doc in self._judge(finished))
             yield from (doc for doc in to_analyse if id(doc) in kept)
         else:
             analysed = zip(to_analyse, analyse([d.text for d in to_analyse]), strict=True)

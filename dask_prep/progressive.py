@@ -54,6 +54,7 @@ class ProgressStats:
     kiwi_chars: int = 0
     stopped_early: int = 0
     chunks: int = 0  # chunk analyses (whole-document analyses not counted)
+    finished: int = 0  # documents decided early or given their whole-document analysis
 
 
 @dataclass
@@ -96,6 +97,7 @@ def analyse_progressively(
     analyse: Callable[[list[str]], Any],
     stats: ProgressStats,
     max_chunk: int = MAX_CHUNK,
+    on_piece: Callable[[], None] | None = None,
 ) -> Iterator[tuple[Document, Any]]:
     """Yield (document, whole-document analysis or Exception) for every document no chunk decided.
 
@@ -103,7 +105,8 @@ def analyse_progressively(
     consecutive chunks, rejecting above `max`). A document a chunk decides gets
     `rejected_by`, the rule's value over the analysed prefix in `metrics`, and
     `analysis = "prefix"`, and is not yielded. `analyse(texts)` is the chain's analyser:
-    one token list (or Exception) per text, in order.
+    one token list (or Exception) per text, in order. `on_piece()`, if given, is called
+    after each piece is analysed (progress: `stats.finished` counts the documents done).
     """
     hints = [getattr(rule, "hint", None) for rule in rules]
     undecided = [_Undecided(doc) for doc in docs]
@@ -120,8 +123,11 @@ def analyse_progressively(
             doc = state.doc
             stats.kiwi_chars += len(piece)
             doc.kiwi_chars += len(piece)
+            if on_piece is not None:
+                on_piece()
             if end is None:
                 doc.analysis = WHOLE
+                stats.finished += 1
                 yield doc, tokens
                 continue
             stats.chunks += 1
@@ -134,6 +140,7 @@ def analyse_progressively(
                 doc.rejected_by = decided
                 doc.analysis = PREFIX
                 stats.stopped_early += 1
+                stats.finished += 1
                 continue
             state.analysed_to = end
             still.append(state)

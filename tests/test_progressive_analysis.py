@@ -244,6 +244,19 @@ def test_analyse_progressively_stats_add_up():
     assert stats.stopped_early == 1 and stats.kiwi_chars == len("그녀는 왔다.") + len(docs[1].text)
 
 
+@pytest.mark.parametrize("progressive", [True, False])
+def test_progress_counts_documents_decided_early_and_whole_in_both_modes(progressive):
+    """on_progress sees every document judged, early rejections included, never going back."""
+    docs = [doc("그녀는 왔다. " + FILLER * 20, "early"), doc(FILLER * 20, "whole"), doc("서울 서울 " + FILLER, "kept")]
+    seen: list[tuple[int, int]] = []
+    chain = FilterChain(seed_without_cheap_rules(), progressive=progressive)
+    kept = list(chain.run(docs, Recorder(), lambda judged, kept: seen.append((judged, kept))))
+    judged = [j for j, _ in seen]
+    assert judged == sorted(judged) and seen[0] == (0, 0), seen
+    # before the last document's verdict, every other one has been counted
+    assert judged[-1] == len(docs) - 1 and seen[-1][1] <= len(kept), seen
+
+
 # ---- config, CLI, report values ------------------------------------------------------------
 
 

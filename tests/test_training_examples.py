@@ -326,7 +326,7 @@ def test_a_piece_joining_the_antecedent_to_its_particle_drops_the_example(tmp_pa
     assert row["input_ids"][row["antecedent_start"] : row["antecedent_end"]] == [vocab["서울"]]
 
 
-def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch):
+def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch, tmp_path):
     import transformers
 
     from dask_prep import tokenization
@@ -339,7 +339,7 @@ def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch):
     tokenization._load_tokenizer.cache_clear()
     try:
         with pytest.raises(tokenization.TokenizerError, match="no fast tokenizer"):
-            tokenization.load_tokenizer("some/slow-model")
+            tokenization.load_tokenizer(str(tmp_path))  # a local directory: no hub is asked
     finally:
         tokenization._load_tokenizer.cache_clear()
 
