@@ -24,7 +24,8 @@ from conftest import needs_shared
 PLUGIN_NAME = "dask-prep-kiwi"
 # 60 partitions over two shards: the run must outlast a late worker's start (~2 s) and Kiwi
 # build (~5 s). With 1,000 documents, once stage 2 no longer loaded transformers on every
-# worker, the run sometimes ended before the late worker was ready.
+# worker, the run sometimes ended before the late worker was ready; with progressive
+# analysis it ends sooner still, so these runs analyse every candidate whole (--full-analysis).
 MAX_SAMPLES = 3000
 PARTITION_SIZE = 50
 
@@ -176,6 +177,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
                 address,
                 "--output-dir",
                 str(output),
+                "--full-analysis",
                 "--quiet",
             ],
             "dask-prep.log",
@@ -221,6 +223,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     config = seed_config
     config.input.max_samples = MAX_SAMPLES
     config.input.partition_size = PARTITION_SIZE
+    config.analysis.progressive = False
     with client.as_current():
         local = Pipeline(inputs, config, str(tmp_path / "local")).run()
     local_report = json.loads((tmp_path / "local" / "report.json").read_text(encoding="utf-8"))
