@@ -48,11 +48,11 @@ GLOB = "*.jsonl*"
 def quality_config() -> Any:
     """The fineweb2-ko preset with only its FineWeb-2 quality rules on."""
     from dask_prep.config import preset
-    from dask_prep.web_filters import WEB_FILTERS
+    from dask_prep.filters import FINEWEB2_FILTERS
 
     config = preset("fineweb2-ko")
     for name, rule in config.rules.items():
-        rule.enabled = rule.enabled and name in WEB_FILTERS
+        rule.enabled = rule.enabled and name in FINEWEB2_FILTERS
     config.input.dedup = False
     return config
 

@@ -322,7 +322,7 @@ def _seed_v2() -> Config:
 def _fineweb2_ko() -> Config:
     """FineWeb-2's Korean (kor_Hang) quality filtering, then the coreference selection.
 
-    Rule names are datatrove's drop reasons (dask_prep/web_filters.py); thresholds are
+    Rule names are datatrove's drop reasons (dask_prep/filters/fineweb2.py); thresholds are
     FineWeb-2's configs/kor_Hang.yml and its pipeline's fixed settings. Line and
     character rules run before Kiwi, word rules on the one shared analysis.
     """

@@ -157,7 +157,7 @@ def _verdict(state: _Undecided, tokens: list, rules: list[Any]) -> str | None:
             state.values[rule.name] = value
             if value > rule.max:
                 doc.metrics[rule.name] = value
-                return rule.name
+                return rule.above_max
     finally:
         doc.tokens = None
     return None

@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from dask_prep.config import Config
-from dask_prep.web_filters import (
+from dask_prep.filters.fineweb2 import (
     DUPLICATED_NGRAM_FILTERS,
     FINEWEB2_KO_STOP_WORDS,
     FINEWEB2_SHORT_LINE_LENGTH,

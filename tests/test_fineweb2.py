@@ -21,19 +21,18 @@ from conftest import CORPUS, needs_shared
 from datatrove_oracle import cong_kiwi_tokenizer, datatrove_verdicts
 
 from dask_prep.config import Rule, preset
-from dask_prep.filters import FILTERS, FilterChain, kiwi_analyser
-from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.reading import MALFORMED_REASONS, Document, plan_partitions, read_partition, resolve_inputs, scan_file
-from dask_prep.web_filters import (
-    FINEWEB2_KO_STOP_WORDS,
+from dask_prep.filters import FILTERS, FINEWEB2_FILTERS, FilterChain, kiwi_analyser
+from dask_prep.filters.fineweb2 import FINEWEB2_KO_STOP_WORDS
+from dask_prep.filters.words import (
     PUNCTUATION_SET,
     TERMINAL_PUNCTUATION,
-    WEB_FILTERS,
     NGramText,
     datatrove_words,
     duplicated_ngram_chars,
     top_ngram_chars,
 )
+from dask_prep.kiwi_setup import get_kiwi
+from dask_prep.reading import MALFORMED_REASONS, Document, plan_partitions, read_partition, resolve_inputs, scan_file
 
 DATATROVE_SPEC = "datatrove==0.10.1"
 needs_datatrove = pytest.mark.skipif(
@@ -58,7 +57,7 @@ def whitespace_tokens(text: str) -> list[Tok]:
 
 
 def measure(name: str, text: str, tokens: list[Tok] | None = None) -> float:
-    rule = FILTERS[name](Rule(), preset("fineweb2-ko"))
+    rule = FILTERS[name].configured(Rule(), preset("fineweb2-ko"))
     doc = Document(doc_id="d", text=text, source="s", line=1)
     if rule.needs_analysis:
         doc.tokens = whitespace_tokens(text) if tokens is None else tokens
@@ -68,7 +67,7 @@ def measure(name: str, text: str, tokens: list[Tok] | None = None) -> float:
 def quality_only(config):
     """The config with only the FineWeb-2 quality rules on (no too_long, no coreference rules)."""
     for name, rule in config.rules.items():
-        if name not in WEB_FILTERS:
+        if name not in FINEWEB2_FILTERS:
             rule.enabled = False
     return config
 
@@ -110,12 +109,12 @@ def test_preset_has_the_thresholds_of_the_issue():
     seed = preset("seed-v2").rules
     for name in ("nnp_ratio", "pronoun", "no_repeated_entity", "too_long"):
         assert rules[name] == seed[name], name
-    assert set(WEB_FILTERS) == set(rules) - {"too_long", "nnp_ratio", "pronoun", "no_repeated_entity"}
+    assert set(FINEWEB2_FILTERS) == set(rules) - {"too_long", "nnp_ratio", "pronoun", "no_repeated_entity"}
     assert FINEWEB2_KO_STOP_WORDS == tuple("의 다 이 는 에 을 한 년 하 은 를 했 고 에서 가 있 으로 인 월 로 되".split())
 
 
 def test_only_word_rules_wait_for_kiwi():
-    cheap = {name for name, cls in FILTERS.items() if name in WEB_FILTERS and not cls.needs_analysis}
+    cheap = {name for name, cls in FILTERS.items() if name in FINEWEB2_FILTERS and not cls.needs_analysis}
     assert cheap == {
         "dup_line_frac",
         "line_punct_ratio",
@@ -216,7 +215,7 @@ def test_line_rules_reject_before_kiwi():
 
 
 def test_one_word_view_per_document(monkeypatch):
-    import dask_prep.web_filters as web
+    import dask_prep.filters.words as web
 
     made = Counter()
     real = web.WordView

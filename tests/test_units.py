@@ -477,7 +477,7 @@ def test_the_sample_reads_cleanly(sample_lines):
 
 def _rule_filter(cls, name: str):
     config = preset("seed-v2")
-    return cls(config.rules[name], config)
+    return cls(name).configured(config.rules[name], config)
 
 
 def test_length_counts_python_characters_and_bounds_are_inclusive():

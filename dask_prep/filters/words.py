@@ -1,12 +1,4 @@
-"""FineWeb-2 quality rules: datatrove's Gopher repetition, FineWeb quality and Gopher quality.
-
-Each check of datatrove's three filters is its own rule here, named after the reason
-datatrove drops a document with (`dup_line_frac`, `top_2_gram`, `duplicated_5_n_grams`,
-`line_punct_ratio`, `gopher_short_doc`, ...), and measures the value that datatrove
-compares with its threshold. The definitions follow datatrove 0.10
-(`pipeline/filters/gopher_repetition_filter.py`, `fineweb_quality_filter.py`,
-`gopher_quality_filter.py`, `utils/text.py`, `utils/word_tokenizers.py`) exactly, quirks
-included, so that the FineWeb-2 thresholds mean what they meant when they were tuned.
+"""datatrove's Korean words and the counts its FineWeb-2 rules take of them.
 
 Words are what datatrove's Korean tokenizer (`KiwiTokenizer.word_tokenize`) returns: the
 text under each Kiwi token span, stripped, empty ones dropped. datatrove first removes
@@ -18,8 +10,8 @@ others are shifted as the removal shifts them (`datatrove_words`). Only document
 such a run (8 of 13,561 in the shared corpus) can differ, where Kiwi would segment the
 text around the run differently once the run is gone.
 
-Rules that only look at lines or characters run before Kiwi; the word rules share one
-view of the words per document (`word_view`), built from the analysis once.
+The word rules (dask_prep/filters/fineweb2.py) share one view of the words per document
+(`word_view`), built from the analysis once.
 """
 
 from __future__ import annotations
@@ -31,9 +23,8 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import accumulate, compress
 from operator import ne
-from typing import Any, ClassVar
+from typing import Any
 
-from dask_prep.filters import COUNT_EDGES, FILTERS, QualityFilter
 from dask_prep.reading import Document
 
 # ---- datatrove's character classes (datatrove/utils/text.py, Apache-2.0) --------------
@@ -58,17 +49,8 @@ TERMINAL_PUNCTUATION = frozenset(
     "\U00016b44\U00016e98\U0001bc9f\U0001da88"
 )
 PUNCTUATION_SET = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
-_LINE_END_PUNCT = tuple(TERMINAL_PUNCTUATION)  # str.endswith takes a tuple
-
-# FineWeb-2's Korean (kor_Hang) stop words, from its configs/kor_Hang.yml.
-FINEWEB2_KO_STOP_WORDS = (
-    "의", "다", "이", "는", "에", "을", "한", "년", "하", "은", "를",
-    "했", "고", "에서", "가", "있", "으로", "인", "월", "로", "되",
-)  # fmt: skip
-FINEWEB2_SHORT_LINE_LENGTH = 30  # datatrove's default; FineWeb-2 turns the rule off
 
 _KIWI_CLEAN = re.compile("[0-9,]{20,}")  # what datatrove's KiwiTokenizer.preprocess removes
-_LINE_SPLIT = re.compile("\n+")  # GopherRepetitionFilter's line splitter
 
 
 # ---- words -----------------------------------------------------------------------------
@@ -245,262 +227,3 @@ def duplicated_ngram_chars(ngrams: NGramText, n: int) -> int:
         else:
             seen_at_visit[gram] = True
     return repeated
-
-
-def _nonblank_lines(text: str) -> list[str]:
-    return [line for line in text.split("\n") if line.strip() != ""]
-
-
-# ---- Gopher repetition -----------------------------------------------------------------
-
-
-class DupLineFracFilter(QualityFilter):
-    """Share of lines (split on runs of newlines) that repeat an earlier line."""
-
-    name = "dup_line_frac"
-
-    def measure(self, doc: Document) -> float:
-        lines = _LINE_SPLIT.split(doc.text)
-        return find_duplicates(lines)[0] / len(lines)
-
-
-class TopNGramFilter(QualityFilter):
-    """Characters of the most frequent word n-gram times its count, over the text length."""
-
-    needs_analysis = True
-    n: ClassVar[int]
-
-    def measure(self, doc: Document) -> float:
-        return top_ngram_chars(word_view(doc).ngrams, self.n) / len(doc.text)
-
-
-class Top2GramFilter(TopNGramFilter):
-    name, n = "top_2_gram", 2
-
-
-class Top3GramFilter(TopNGramFilter):
-    name, n = "top_3_gram", 3
-
-
-class Top4GramFilter(TopNGramFilter):
-    name, n = "top_4_gram", 4
-
-
-class DuplicatedNGramsFilter(QualityFilter):
-    """Characters in repeated word n-grams, over the text length."""
-
-    needs_analysis = True
-    n: ClassVar[int]
-
-    def measure(self, doc: Document) -> float:
-        return duplicated_ngram_chars(word_view(doc).ngrams, self.n) / len(doc.text)
-
-
-class Duplicated5GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_5_n_grams", 5
-
-
-class Duplicated6GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_6_n_grams", 6
-
-
-class Duplicated7GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_7_n_grams", 7
-
-
-class Duplicated8GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_8_n_grams", 8
-
-
-class Duplicated9GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_9_n_grams", 9
-
-
-class Duplicated10GramsFilter(DuplicatedNGramsFilter):
-    name, n = "duplicated_10_n_grams", 10
-
-
-TOP_NGRAM_FILTERS = (Top2GramFilter, Top3GramFilter, Top4GramFilter)
-DUPLICATED_NGRAM_FILTERS = (
-    Duplicated5GramsFilter,
-    Duplicated6GramsFilter,
-    Duplicated7GramsFilter,
-    Duplicated8GramsFilter,
-    Duplicated9GramsFilter,
-    Duplicated10GramsFilter,
-)
-
-
-# ---- FineWeb quality -------------------------------------------------------------------
-
-
-class LinePunctRatioFilter(QualityFilter):
-    """Share of non-blank lines that end in terminal punctuation (0 for no such line)."""
-
-    name = "line_punct_ratio"
-
-    def measure(self, doc: Document) -> float:
-        lines = _nonblank_lines(doc.text)
-        if not lines:
-            return 0.0  # datatrove drops these as "empty"
-        return sum(1 for line in lines if line.endswith(_LINE_END_PUNCT)) / len(lines)
-
-
-class ShortLineRatioFilter(QualityFilter):
-    """Share of non-blank lines of at most 30 characters (off in FineWeb-2)."""
-
-    name = "short_line_ratio"
-
-    def measure(self, doc: Document) -> float:
-        lines = _nonblank_lines(doc.text)
-        if not lines:
-            return 0.0
-        return sum(1 for line in lines if len(line) <= FINEWEB2_SHORT_LINE_LENGTH) / len(lines)
-
-
-class CharDupRatioFilter(QualityFilter):
-    """Characters in repeated non-blank lines, over the characters that are not newlines."""
-
-    name = "char_dup_ratio"
-
-    def measure(self, doc: Document) -> float:
-        chars = len(doc.text) - doc.text.count("\n")
-        return find_duplicates(_nonblank_lines(doc.text))[1] / max(chars, 1)
-
-
-class ListRatioFilter(QualityFilter):
-    """Newlines per word."""
-
-    name = "list_ratio"
-    needs_analysis = True
-
-    def measure(self, doc: Document) -> float:
-        # datatrove divides by zero on a document without words; one word's worth keeps it finite
-        return doc.text.count("\n") / max(len(word_view(doc).words), 1)
-
-
-# ---- Gopher quality --------------------------------------------------------------------
-
-
-class GopherShortDocFilter(QualityFilter):
-    """Words that are not all punctuation (judged against the minimum)."""
-
-    name = "gopher_short_doc"
-    needs_analysis = True
-    edges = COUNT_EDGES
-
-    def measure(self, doc: Document) -> float:
-        return len(word_view(doc).non_symbol_words)
-
-
-class GopherLongDocFilter(GopherShortDocFilter):
-    """Words that are not all punctuation (judged against the maximum)."""
-
-    name = "gopher_long_doc"
-
-
-class GopherBelowAvgFilter(QualityFilter):
-    """Mean length of the words that are not all punctuation (0 without any)."""
-
-    name = "gopher_below_avg_threshold"
-    needs_analysis = True
-    edges = tuple(i / 2 for i in range(31))  # characters per word, 0 to 15
-
-    def measure(self, doc: Document) -> float:
-        words = word_view(doc).non_symbol_words
-        return sum(len(w) for w in words) / len(words) if words else 0.0
-
-
-class GopherAboveAvgFilter(GopherBelowAvgFilter):
-    name = "gopher_above_avg_threshold"
-
-
-class GopherHashesFilter(QualityFilter):
-    """'#' characters per word (all words, punctuation included)."""
-
-    name = "gopher_too_many_hashes"
-    needs_analysis = True
-
-    def measure(self, doc: Document) -> float:
-        return doc.text.count("#") / max(len(word_view(doc).words), 1)
-
-
-class GopherEllipsisFilter(QualityFilter):
-    """'...' and '…' per word."""
-
-    name = "gopher_too_many_ellipsis"
-    needs_analysis = True
-
-    def measure(self, doc: Document) -> float:
-        text = doc.text
-        return (text.count("...") + text.count("…")) / max(len(word_view(doc).words), 1)
-
-
-class GopherBulletsFilter(QualityFilter):
-    """Share of lines (str.splitlines) starting with '•' or '-'."""
-
-    name = "gopher_too_many_bullets"
-
-    def measure(self, doc: Document) -> float:
-        lines = doc.text.splitlines()
-        return sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / max(len(lines), 1)
-
-
-class GopherEndEllipsisFilter(QualityFilter):
-    """Share of lines (str.splitlines) ending in '...' or '…'."""
-
-    name = "gopher_too_many_end_ellipsis"
-
-    def measure(self, doc: Document) -> float:
-        lines = doc.text.splitlines()
-        return sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / max(len(lines), 1)
-
-
-class GopherAlphaFilter(QualityFilter):
-    """Share of words with at least one alphabetic character (Hangul counts)."""
-
-    name = "gopher_below_alpha_threshold"
-    needs_analysis = True
-
-    def measure(self, doc: Document) -> float:
-        words = word_view(doc).words
-        return sum(1 for w in words if any(map(str.isalpha, w))) / max(len(words), 1)
-
-
-class GopherStopWordsFilter(QualityFilter):
-    """How many distinct FineWeb-2 Korean stop words occur as words."""
-
-    name = "gopher_enough_stop_words"
-    needs_analysis = True
-    edges = tuple(range(len(FINEWEB2_KO_STOP_WORDS) + 1))
-    stop_words: ClassVar[frozenset[str]] = frozenset(FINEWEB2_KO_STOP_WORDS)
-
-    def measure(self, doc: Document) -> float:
-        return len(self.stop_words.intersection(word_view(doc).words))
-
-
-# ---- registry --------------------------------------------------------------------------
-
-WEB_FILTERS: dict[str, type[QualityFilter]] = {
-    cls.name: cls
-    for cls in (
-        DupLineFracFilter,
-        *TOP_NGRAM_FILTERS,
-        *DUPLICATED_NGRAM_FILTERS,
-        LinePunctRatioFilter,
-        ShortLineRatioFilter,
-        CharDupRatioFilter,
-        ListRatioFilter,
-        GopherShortDocFilter,
-        GopherLongDocFilter,
-        GopherBelowAvgFilter,
-        GopherAboveAvgFilter,
-        GopherHashesFilter,
-        GopherEllipsisFilter,
-        GopherBulletsFilter,
-        GopherEndEllipsisFilter,
-        GopherAlphaFilter,
-        GopherStopWordsFilter,
-    )
-}
-FILTERS.update(WEB_FILTERS)
