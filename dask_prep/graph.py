@@ -71,7 +71,8 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
-from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer, check_model
+from dask_prep.tokenization import ExampleTokenizer
+from dask_prep.tokenizer_loading import PortableTokenizer, check_model
 
 
 class ClusterError(RuntimeError):

@@ -36,7 +36,8 @@ from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, _with_file_named, read_json, write_json_atomically
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
-from dask_prep.tokenization import ExampleTokenizer, PortableTokenizer
+from dask_prep.tokenization import ExampleTokenizer
+from dask_prep.tokenizer_loading import PortableTokenizer
 
 CANDIDATE_SCHEMA = pa.schema(
     [

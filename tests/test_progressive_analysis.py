@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import needs_shared
 
-from dask_prep.cli import _parser, config_from_args
+from dask_prep.cli_args import build_parser, config_from_args
 from dask_prep.config import Config, preset
 from dask_prep.filters import (
     PRONOUN_HINT,
@@ -261,9 +261,9 @@ def test_progress_counts_documents_decided_early_and_whole_in_both_modes(progres
 
 
 def test_full_analysis_flag_and_config():
-    args = _parser().parse_args(["run", "x.jsonl", "--output-dir", "o", "--full-analysis"])
+    args = build_parser().parse_args(["run", "x.jsonl", "--output-dir", "o", "--full-analysis"])
     assert config_from_args(args).analysis.progressive is False
-    args = _parser().parse_args(["run", "x.jsonl", "--output-dir", "o"])
+    args = build_parser().parse_args(["run", "x.jsonl", "--output-dir", "o"])
     assert config_from_args(args).analysis.progressive is True
     config = Config.from_dict({"analysis": {"progressive": False}})
     assert config.analysis.progressive is False

@@ -202,7 +202,8 @@ def test_empty_run_still_has_a_report(tmp_path):
 
 
 def test_example_html_highlights_both_mentions(tokenizer_dir):
-    from dask_prep.tokenization import ExampleTokenizer, load_tokenizer
+    from dask_prep.tokenization import ExampleTokenizer
+    from dask_prep.tokenizer_loading import load_tokenizer
 
     # 서울이, not 서울은: the shared vocabulary has the token 서울은, and an antecedent joined
     # to its particle in one token is dropped (issue 22, reason `boundary`).

@@ -329,19 +329,19 @@ def test_a_piece_joining_the_antecedent_to_its_particle_drops_the_example(tmp_pa
 def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch, tmp_path):
     import transformers
 
-    from dask_prep import tokenization
+    from dask_prep import tokenizer_loading
 
     class Slow:
         is_fast = False
         mask_token = "[MASK]"
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *a, **k: Slow()))
-    tokenization._load_tokenizer.cache_clear()
+    tokenizer_loading._load_tokenizer.cache_clear()
     try:
-        with pytest.raises(tokenization.TokenizerError, match="no fast tokenizer"):
-            tokenization.load_tokenizer(str(tmp_path))  # a local directory: no hub is asked
+        with pytest.raises(tokenizer_loading.TokenizerError, match="no fast tokenizer"):
+            tokenizer_loading.load_tokenizer(str(tmp_path))  # a local directory: no hub is asked
     finally:
-        tokenization._load_tokenizer.cache_clear()
+        tokenizer_loading._load_tokenizer.cache_clear()
 
 
 # ---- split, card, report, config ----------------------------------------------------------
@@ -434,7 +434,7 @@ def test_coverage_adds_up_and_warns_above_one_percent():
 
 
 def test_config_and_cli_options():
-    from dask_prep.cli import _parser, config_from_args
+    from dask_prep.cli_args import build_parser, config_from_args
 
     assert preset("seed-v2").entities.mentions == "whole_word"
     assert preset("seed-v2").output.validation_fraction is None
@@ -444,7 +444,7 @@ def test_config_and_cli_options():
     for bad in (0, 1, 1.5, "x", True):
         with pytest.raises(ConfigError, match="validation_fraction"):
             Config.from_dict({"output": {"validation_fraction": bad}})
-    args = _parser().parse_args(["run", "x.jsonl", "--output-dir", "o", "--validation-fraction", "0.05"])
+    args = build_parser().parse_args(["run", "x.jsonl", "--output-dir", "o", "--validation-fraction", "0.05"])
     assert config_from_args(args).output.validation_fraction == 0.05
 
 

@@ -288,7 +288,7 @@ def test_plan_partitions_max_samples_and_empty_input():
 def test_scan_counts_the_lines_the_reader_reads(tmp_path):
     import zstandard
 
-    from dask_prep.reading import FileScan, _iter_raw_lines
+    from dask_prep.decoding import FileScan, iter_raw_lines
 
     for name, data in [
         ("end.jsonl", b'{"text": "\xea\xb0\x80"}\n\n{"text": "b"}\n'),
@@ -301,7 +301,7 @@ def test_scan_counts_the_lines_the_reader_reads(tmp_path):
         (file,) = resolve_inputs([str(path)])
         scan = scan_file(file)
         assert scan.damage is None
-        assert scan.records == len(list(_iter_raw_lines(str(path), FileScan(records=0)))), name
+        assert scan.records == len(list(iter_raw_lines(str(path), FileScan(records=0)))), name
 
 
 def _specs_of(paths: list[Path], partition_size: int):
@@ -887,7 +887,7 @@ def test_padding_gives_the_old_layout(hf):
 
 
 def test_a_directory_without_a_tokenizer_is_a_clear_error(tmp_path):
-    from dask_prep.tokenization import TokenizerError, load_tokenizer
+    from dask_prep.tokenizer_loading import TokenizerError, load_tokenizer
 
     with pytest.raises(TokenizerError, match="cannot load tokenizer"):
         load_tokenizer(str(tmp_path))
@@ -1022,7 +1022,7 @@ def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
 
 
 def test_tokenizer_is_loaded_once_per_process_and_the_portable_one_encodes_the_same():
-    from dask_prep.tokenization import PortableTokenizer, load_tokenizer
+    from dask_prep.tokenizer_loading import PortableTokenizer, load_tokenizer
 
     model = str(SAMPLE_TOKENIZER)
     hf = load_tokenizer(model)
@@ -1042,7 +1042,7 @@ def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
     import threading
     import time
 
-    from dask_prep import tokenization
+    from dask_prep import tokenizer_loading
 
     inside, most = 0, 0
     guard = threading.Lock()
@@ -1057,12 +1057,12 @@ def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
             inside -= 1
         return model
 
-    monkeypatch.setattr(tokenization, "_load_tokenizer", slow_load)
+    monkeypatch.setattr(tokenizer_loading, "_load_tokenizer", slow_load)
     start = threading.Barrier(4)
 
     def load() -> None:
         start.wait()
-        tokenization.load_tokenizer("m")
+        tokenizer_loading.load_tokenizer("m")
 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
