@@ -12,8 +12,9 @@ The public API, for scripts and notebooks:
 
 from dask_prep.config import Config, preset
 from dask_prep.graph import ClusterOptions, Pipeline, register_kiwi, run, start_client
+from dask_prep.plots import figure_png, report_figures
 from dask_prep.report import summary_lines
-from dask_prep.report_html import examples_html, figure_png, report_figures
+from dask_prep.report_html import examples_html
 from dask_prep.tokenizer_loading import load_tokenizer
 
 __all__ = [

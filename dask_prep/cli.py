@@ -23,8 +23,9 @@ USER_ERROR_EXIT = 2
 
 def _run(args: argparse.Namespace) -> int:
     from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
+    from dask_prep.plots import warm_up_plotting
     from dask_prep.report import TqdmProgress, summary_lines
-    from dask_prep.report_html import warm_up_plotting, write_html_report
+    from dask_prep.report_html import write_html_report
 
     config = config_from_args(args)
     options = ClusterOptions(

@@ -55,10 +55,10 @@ from dask_prep.output import (
     prepare_output_dir,
     read_json,
     versions,
-    write_dataset,
     write_manifest,
 )
 from dask_prep.partition import analyse_partition, tokenize_partition
+from dask_prep.publish import write_dataset
 from dask_prep.reading import (
     Document,
     InputFile,
@@ -71,6 +71,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
+from dask_prep.store_lock import StoreLock
 from dask_prep.tokenization import ExampleTokenizer
 from dask_prep.tokenizer_loading import PortableTokenizer, check_model
 
@@ -467,7 +468,7 @@ class Pipeline:
         # fsspec defaults here now, on the workers once a computation starts (`_share_storage_options`).
         self.storage_options = storage.configure(storage_options, self.inputs + [self.output_dir or ""])
         self._storage_shared_with: Any = None
-        self._lock: storage.StoreLock | None = None
+        self._lock: StoreLock | None = None
         self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
         self._tokenizer: PortableTokenizer | None = None

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -34,7 +32,7 @@ from dask_prep.examples import (
 from dask_prep.filters import FilterChain, analysis_mode, measured_distributions
 from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
 from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout, _with_file_named, read_json, write_json_atomically
+from dask_prep.output import Layout, read_json
 from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
 from dask_prep.tokenization import ExampleTokenizer
 from dask_prep.tokenizer_loading import PortableTokenizer
@@ -68,37 +66,12 @@ class AccountingError(RuntimeError):
 
 
 def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
-    """Write a parquet file under a temporary name, then rename; returns rows written.
-
-    On an object store (no rename) the file is built in memory and written in one request
-    under its final name, so a part that exists there is complete too.
-    """
-    if storage.is_remote(path):
-        buffer = pa.BufferOutputStream()
-        rows = 0
-        with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
-            for batch in batches:
-                writer.write(batch)
-                rows += batch.num_rows
-        storage.write_bytes(path, buffer.getvalue().to_pybytes())
-        return rows
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-
-    def write() -> int:
-        written = 0
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in batches:
-                writer.write(batch)
-                written += batch.num_rows
-        return written
-
-    try:
-        rows = _with_file_named(write, path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write a parquet file whole (`storage.writing`), so a part that exists is complete; returns rows written."""
+    rows = 0
+    with storage.writing(path) as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write(batch)
+            rows += batch.num_rows
     return rows
 
 
@@ -277,7 +250,7 @@ def analyse_partition(
         stopped_early=chain.progress.stopped_early,
         reused=False,
     )
-    write_json_atomically(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
+    storage.write_json(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
     return stats
 
 
@@ -372,5 +345,5 @@ def tokenize_partition(
     }
     if (why := _REPLACED.pop(("tokenize", index), None)) is not None:
         stats["replaced_on_resume"] = why
-    write_json_atomically(stats, layout.stats("tokenize", index))
+    storage.write_json(stats, layout.stats("tokenize", index))
     return stats

@@ -6,7 +6,6 @@ total (each partition already checked its own), and a violation is an error.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import Counter
@@ -198,13 +197,7 @@ def check_accounting(report: dict[str, Any]) -> None:
 
 def write_report(report: dict[str, Any], output_dir: str) -> str:
     path = os.path.join(output_dir, "report.json")
-    if storage.is_remote(path):  # one request under the final name (a store has no rename)
-        storage.write_text(path, json.dumps(report, ensure_ascii=False, indent=2))
-        return path
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
+    storage.write_json(report, path, indent=2)
     return path
 
 

@@ -98,8 +98,8 @@ def test_out_of_space_names_the_file_being_written(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dask_prep.output import write_json_atomically
     from dask_prep.partition import write_atomically
+    from dask_prep.storage import write_json
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -112,4 +112,4 @@ def test_out_of_space_names_the_file_being_written(tmp_path, monkeypatch):
     assert caught.value.errno == errno.ENOSPC
     monkeypatch.setattr(json, "dump", full)
     with pytest.raises(OSError, match="while writing .*stats.json"):
-        write_json_atomically({}, str(tmp_path / "stats.json"))
+        write_json({}, str(tmp_path / "stats.json"))

@@ -237,7 +237,7 @@ def test_interrupted_s3_run_resumes_to_the_same_dataset(s3, corpus_url, local_ru
 @needs_shared
 def test_second_run_into_a_held_prefix_exits_2_and_deletes_nothing(s3, corpus_url, tokenizer_dir, tmp_path):
     from dask_prep.output import LOCK_FILE
-    from dask_prep.storage import StoreLock
+    from dask_prep.store_lock import StoreLock
 
     bucket = s3.bucket("busy")
     fs = s3.fs()
@@ -350,7 +350,7 @@ def test_a_part_that_fails_while_written_leaves_no_object(s3):
 
 
 def test_store_lock_is_exclusive_renewed_and_stale_after_its_lease(s3):
-    from dask_prep.storage import LockHeldError, StoreLock
+    from dask_prep.store_lock import LockHeldError, StoreLock
 
     bucket = s3.bucket("lock")
     url = f"s3://{bucket}/out/.dask-prep.lock"

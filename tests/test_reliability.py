@@ -641,7 +641,8 @@ def test_dataset_is_written_to_a_temporary_directory_then_renamed(reference, tmp
 
     import datasets
 
-    from dask_prep.output import Layout, write_dataset
+    from dask_prep.output import Layout
+    from dask_prep.publish import write_dataset
 
     layout = Layout(str(tmp_path / "out"))
     shutil.copytree(reference.output_dir / "_work" / "examples", Path(layout.work) / "examples")

@@ -18,22 +18,20 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dask_prep import report_html
+from dask_prep import report_data
 from dask_prep.config import TokenizeConfig, preset
 from dask_prep.examples import Candidate
 from dask_prep.output import Layout
 from dask_prep.partition import CANDIDATE_SCHEMA, decisions_schema
-from dask_prep.report_html import (
+from dask_prep.plots import figure_png, report_figures
+from dask_prep.report_data import (
     DistanceHistogram,
     LengthHistogram,
     candidate_target_counts,
-    example_html,
-    figure_png,
     length_histogram,
     plot_data,
-    report_figures,
-    write_html_report,
 )
+from dask_prep.report_html import example_html, write_html_report
 from dask_prep.tokenization import output_schema
 
 
@@ -142,7 +140,7 @@ def test_plot_data_aggregates_parts(run_dir):
 
 def test_counts_merge_over_many_batches(tmp_path, monkeypatch):
     # Tiny batches force many merges of the per-batch counts.
-    monkeypatch.setattr(report_html, "BATCH_ROWS", 2)
+    monkeypatch.setattr(report_data, "BATCH_ROWS", 2)
     targets = [[f"e{i % 7}" for i in range(j, j + 3)] for j in range(40)]
     for part in range(3):
         _write(_candidates(targets), Layout(str(tmp_path)).part("candidates", part))

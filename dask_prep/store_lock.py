@@ -1,0 +1,225 @@
+"""One run per output prefix on an object store: a lock object created only if absent.
+
+S3's `If-None-Match: *` makes the create fail when the object exists; the holder renews
+the object with `If-Match` on its own ETag, so a run that lost it notices. On a local
+directory the lock is a `flock` instead (output.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import posixpath
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from dask_prep import storage
+
+log = logging.getLogger(__name__)
+
+# A lock object not renewed for this long is stale: its run is taken to be gone.
+LOCK_LEASE_SECONDS = 120.0
+
+
+class LockHeldError(storage.StorageError):
+    """Another live run holds the output prefix."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _etag(response: Any, fs: Any, inner: str) -> str | None:
+    if isinstance(response, dict) and response.get("ETag"):
+        return response["ETag"]
+    return fs.info(inner).get("ETag")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StoreLock:
+    """A lock object under an output prefix, created only if absent and renewed while held.
+
+    The object holds the holder's host, pid, start and last renewal. It is rewritten every
+    `lease / 4` seconds with `If-Match` on its own ETag (so a run that lost it notices), and
+    a lock whose last write (the store's LastModified) is older than `lease` seconds is
+    stale: its run crashed or was killed, and the next run takes it over, again with
+    `If-Match`, so two runs taking over the same stale lock cannot both win. A lock left by
+    a process of this host that no longer exists is stale at once. Hosts' clocks must agree
+    to well within the lease.
+    """
+
+    def __init__(self, url: str, *, lease: float = LOCK_LEASE_SECONDS) -> None:
+        self.url = url
+        self.lease = lease
+        self.fs, self.inner = storage.filesystem(url)
+        self.token = uuid.uuid4().hex
+        self.started = _now().isoformat(timespec="seconds")
+        self.etag: str | None = None
+        self.lost: str | None = None  # why the lock is no longer ours, if it is not
+        self.conditional = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _content(self) -> bytes:
+        return json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": self.started,
+                "renewed": _now().isoformat(timespec="seconds"),
+                "lease_seconds": self.lease,
+                "token": self.token,
+            }
+        ).encode()
+
+    def holder(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(content, object info) of the lock object, or None if there is none."""
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.info(self.inner)
+            content = json.loads(self.fs.cat_file(self.inner) or b"{}")
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            content = {}
+        return content, found
+
+    def stale(self, content: dict[str, Any], found: dict[str, Any]) -> bool:
+        if content.get("host") == socket.gethostname() and isinstance(content.get("pid"), int):
+            if content["pid"] != os.getpid() and not _pid_alive(content["pid"]):
+                return True
+        written = found.get("LastModified") or found.get("mtime") or found.get("updated")
+        if isinstance(written, str):
+            written = datetime.datetime.fromisoformat(written.replace("Z", "+00:00"))
+        if isinstance(written, (int, float)):
+            written = datetime.datetime.fromtimestamp(written, datetime.timezone.utc)
+        if not isinstance(written, datetime.datetime):
+            return False
+        if written.tzinfo is None:
+            written = written.replace(tzinfo=datetime.timezone.utc)
+        return (_now() - written).total_seconds() > self.lease
+
+    def describe_holder(self, content: dict[str, Any]) -> str:
+        return (
+            f"pid {content.get('pid', '?')} on {content.get('host', '?')}, started {content.get('started', '?')}, "
+            f"last renewed {content.get('renewed', '?')}; a lock not renewed for {self.lease:.0f} s is stale"
+        )
+
+    def check_free(self) -> None:
+        """LockHeldError if a live run holds the lock; creates nothing."""
+        held = self.holder()
+        if held is not None and not self.stale(*held):
+            raise LockHeldError(self.describe_holder(held[0]))
+
+    def acquire(self) -> None:
+        try:
+            response = self.fs.pipe_file(self.inner, self._content(), mode="create")
+        except FileExistsError:
+            self._take_over_if_stale()
+            return
+        except (TypeError, NotImplementedError, ValueError) as exc:  # the backend has no create mode
+            log.debug("no create-only write on %s: %s", self.url, exc)
+            self.conditional = False
+            self._acquire_unconditionally()
+            return
+        self.etag = _etag(response, self.fs, self.inner)
+        # A store that ignores If-None-Match would let this second create succeed.
+        try:
+            self.fs.pipe_file(self.inner, self._content(), mode="create")
+        except FileExistsError:
+            pass
+        else:
+            self.conditional = False
+            self.etag = self.fs.info(self.inner).get("ETag")
+        self._start_renewing()
+
+    def _take_over_if_stale(self) -> None:
+        held = self.holder()
+        if held is None:  # released meanwhile: try once more
+            return self.acquire()
+        content, found = held
+        if not self.stale(content, found):
+            raise LockHeldError(self.describe_holder(content))
+        log.warning("taking over the stale lock %s (%s)", self.url, self.describe_holder(content))
+        try:
+            response = self.fs.pipe_file(self.inner, self._content(), IfMatch=found.get("ETag"))
+        except (FileExistsError, OSError) as exc:
+            raise LockHeldError(f"another run took over the stale lock first ({storage.describe(exc)})") from exc
+        self.etag = _etag(response, self.fs, self.inner)
+        self._start_renewing()
+
+    def _acquire_unconditionally(self) -> None:
+        held = self.holder()
+        if held is not None and not self.stale(*held):
+            raise LockHeldError(self.describe_holder(held[0]))
+        self.fs.pipe_file(self.inner, self._content())
+        self.etag = self.fs.info(self.inner).get("ETag")
+        self._start_renewing()
+
+    def _start_renewing(self) -> None:
+        self._thread = threading.Thread(target=self._renew_loop, name="dask-prep-lock", daemon=True)
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease / 4):
+            try:
+                self.renew()
+            except LockHeldError:  # the run learns of it before publishing (`confirm`)
+                log.error("%s", self.lost)
+                return
+            except Exception as exc:  # a passing store error: the lease allows a few misses
+                log.warning("the lock %s could not be renewed now: %s", self.url, storage.describe(exc))
+
+    def renew(self) -> None:
+        match = {"IfMatch": self.etag} if self.conditional and self.etag else {}
+        try:
+            response = self.fs.pipe_file(self.inner, self._content(), **match)
+        except OSError as exc:  # 412: someone else's lock now
+            if "pre-condition" in str(exc) or "Precondition" in str(exc) or isinstance(exc, FileExistsError):
+                self.lost = f"another run took over the lock {self.url}"
+                raise LockHeldError(self.lost) from exc
+            raise
+        self.etag = _etag(response, self.fs, self.inner)
+
+    def confirm(self) -> None:
+        """LockHeldError if the lock is no longer this run's (before publishing)."""
+        if self.lost:
+            raise LockHeldError(self.lost)
+        held = self.holder()
+        if held is None or held[0].get("token") != self.token:
+            self.lost = f"the lock {self.url} is no longer held by this run"
+            raise LockHeldError(self.lost)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with contextlib.suppress(Exception):
+            held = self.holder()
+            if held is not None and held[0].get("token") == self.token:
+                self.fs.rm_file(self.inner)
+
+
+@contextlib.contextmanager
+def hold_store_prefix(url: str, lock_name: str, *, lease: float = LOCK_LEASE_SECONDS) -> Iterator[StoreLock]:
+    lock = StoreLock(posixpath.join(url, lock_name), lease=lease)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
