@@ -6,7 +6,6 @@ total (each partition already checked its own), and a violation is an error.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 
 from dask_prep import storage
 from dask_prep.filters import describe_distribution
-from dask_prep.stats import AccountingError, AnalysisStats, Coverage, TokenizeStats, add_counts
+from dask_prep.stats import AccountingError, AnalysisStats, TokenizeStats, add_counts
 
 
 def build_report(
@@ -34,15 +33,7 @@ def build_report(
     coverage = tokenizer_coverage(tokenized)
     report = {
         "inputs": inputs,
-        "partitions": {
-            "total": len(analysed),
-            "analysed": sum(not s.reused for s in analysed),
-            "analysis_reused": sum(s.reused for s in analysed),
-            "tokenized": sum(not s.reused for s in tokenized),
-            "tokenization_reused": sum(s.reused for s in tokenized),
-            # Analysed again with each document in a child process after a process died on them.
-            "isolated": sum(s.isolated for s in analysed),
-        },
+        "partitions": _partition_counts(analysed, tokenized),
         "duplicate_texts": duplicate_texts,
         "documents": {
             "read": a.read,
@@ -61,7 +52,7 @@ def build_report(
         # on a prefix where a rule can (its other analysis values are then null), "full"
         # analyses every candidate whole. Both keep the same documents.
         "analysis": {
-            "mode": a.analysis_mode or "mixed",  # (no partition at all: "mixed", as it always said)
+            "mode": a.analysis_mode or "mixed",  # None: no partition at all
             "documents": a.analysed_docs,
             "stopped_early": a.stopped_early,
             "chars": a.analysed_chars,
@@ -87,6 +78,18 @@ def build_report(
     }
     check_accounting(report)
     return report
+
+
+def _partition_counts(analysed: list[AnalysisStats], tokenized: list[TokenizeStats]) -> dict[str, int]:
+    return {
+        "total": len(analysed),
+        "analysed": sum(not s.reused for s in analysed),
+        "analysis_reused": sum(s.reused for s in analysed),
+        "tokenized": sum(not s.reused for s in tokenized),
+        "tokenization_reused": sum(s.reused for s in tokenized),
+        # Analysed again with each document in a child process after a process died on them.
+        "isolated": sum(s.isolated for s in analysed),
+    }
 
 
 def _rounded(seconds: dict[str, float]) -> dict[str, float]:
@@ -134,7 +137,7 @@ TOP_UNKNOWN_CHARS = 30
 
 def tokenizer_coverage(tokenized: Iterable[TokenizeStats]) -> dict[str, Any]:
     """The unknown token's share of the written examples' tokens, and what became it."""
-    total = functools.reduce(Coverage.merge, (s.coverage for s in tokenized), Coverage())
+    total = TokenizeStats.total(tokenized).coverage
     tokens, unknown = total.tokens, total.unknown_tokens
     return {
         "tokens": tokens,

@@ -55,10 +55,6 @@ def _joined(a: dict[str, list[str]], b: dict[str, list[str]], limit: int | None 
     return out
 
 
-def _records(parts: dict[str, Any]) -> dict[str, PartRecord]:
-    return {kind: PartRecord(**record) for kind, record in parts.items()}
-
-
 class _Stats:
     """The stats file's form (`to_json`, `from_json`) and the total of several partitions."""
 
@@ -73,9 +69,10 @@ class _Stats:
 
     @classmethod
     def _known(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The fields of `cls` that `data` has (other keys are ignored), with typed part records."""
         names = {f.name for f in dataclasses.fields(cls)}
         known = {key: value for key, value in data.items() if key in names}
-        known["parts"] = _records(data.get("parts") or {})
+        known["parts"] = {kind: PartRecord(**record) for kind, record in (data.get("parts") or {}).items()}
         return known
 
     def merge(self: S, other: S) -> S:
