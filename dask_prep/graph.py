@@ -13,6 +13,7 @@ Each stage can be run on its own for inspection (`Pipeline.documents()`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import operator
@@ -41,7 +42,7 @@ from dask_prep.dedup import (
     repeated_id,
     summarize_repeated_ids,
 )
-from dask_prep.examples import cap_thresholds, merge_summaries
+from dask_prep.examples import Summary, cap_thresholds, merge_summaries
 from dask_prep.filters import FilterChain, kiwi_analyser
 from dask_prep.isolation import attempt, clear_attempts
 from dask_prep.kiwi_setup import KiwiPlugin, fork_workers_from_warm_kiwi, get_kiwi
@@ -71,6 +72,7 @@ from dask_prep.reading import (
 )
 from dask_prep.report import build_report, write_report
 from dask_prep.report_html import write_html_report
+from dask_prep.stats import AnalysisStats, TokenizeStats
 from dask_prep.store_lock import StoreLock
 from dask_prep.tokenization import ExampleTokenizer
 from dask_prep.tokenizer_loading import PortableTokenizer, check_model
@@ -356,9 +358,9 @@ def _analyse(
                     on_progress=events,
                 )
             if events is not None:  # this partition is done, though the task may go on with the next
-                events.send(stats["read"], stats["kept"])
+                events.send(stats.read, stats.kept)
             # A reused partition was done by a worker of the interrupted run, not this one.
-            results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
+            results.append(dataclasses.replace(stats, worker=None if stats.reused else _worker_address()))
     return results
 
 
@@ -373,7 +375,7 @@ def _tokenize(
     results = []
     for spec in specs:
         stats = tokenize_partition(spec.index, config, layout, thresholds, tokenizer=tokenizer, reuse=reuse)
-        results.append({**stats, "worker": None if stats.get("reused") else _worker_address()})
+        results.append(dataclasses.replace(stats, worker=None if stats.reused else _worker_address()))
     return results
 
 
@@ -395,16 +397,16 @@ def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int,
     return fingerprints(_read(specs, config))
 
 
-def _summaries(stats: list[dict], cap: int | None) -> dict:
-    return merge_summaries((s["summary"] for s in stats), cap)
+def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
+    return merge_summaries((s.summary for s in stats), cap)
 
 
-def _cap_result(summary: dict, cap: int | None) -> tuple[dict, int]:
+def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
     return cap_thresholds(summary, cap), len(summary)
 
 
-def _without_summary(stats: dict) -> dict:
-    return {k: v for k, v in stats.items() if k != "summary"}
+def _without_summary(stats: AnalysisStats) -> AnalysisStats:
+    return dataclasses.replace(stats, summary=None)
 
 
 # Enough partitions per worker thread that the last ones finish close together. (8 per
@@ -441,7 +443,7 @@ class Progress:
         Called from the client's event loop thread, concurrently with `update`.
         """
 
-    def update(self, stage: str, stats: dict) -> None: ...
+    def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None: ...
 
     def finish(self, stage: str) -> None: ...
 
@@ -596,6 +598,7 @@ class Pipeline:
         summary = (
             db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
             .map(read_json)
+            .map(AnalysisStats.from_json)
             .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
         )
         return _cap_result(summary.compute(), cap)
@@ -745,10 +748,10 @@ class Pipeline:
         report["duplicate_ids"] = self.duplicate_ids
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
-            {"stage": stage, "partition": s["partition"], "why": s["replaced_on_resume"]}
+            {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
             for stage, stats in (("analyse", analysed), ("tokenize", tokenized))
             for s in stats
-            if s.get("replaced_on_resume")
+            if s.replaced_on_resume
         ]
         write_report(report, layout.root)
         if html:

@@ -11,6 +11,7 @@ import glob
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 
@@ -157,21 +158,21 @@ class BadInputError(InputError):
     """--strict: the input has malformed lines, damaged files or empty files."""
 
 
-def check_strict(damaged: dict[str, str], empty_files: list[str], partition_stats: Iterable[dict] = ()) -> None:
+def check_strict(damaged: dict[str, str], empty_files: list[str], partition_stats: Iterable[Any] = ()) -> None:
     """Raise `BadInputError` naming every kind of bad input found (the --strict check).
 
-    `partition_stats` are the stage-1 stats of the partitions (`malformed`,
-    `malformed_locations`, `damaged`); the files' scan gives `damaged` and `empty_files`
-    before any partition is analysed, so those fail the run before Kiwi starts.
+    `partition_stats` are the stage-1 stats of the partitions (`dask_prep.stats.AnalysisStats`:
+    `malformed`, `malformed_locations`, `damaged`); the files' scan gives `damaged` and
+    `empty_files` before any partition is analysed, so those fail the run before Kiwi starts.
     """
     damaged = dict(damaged)
     malformed: dict[str, int] = {}
     locations: dict[str, list[str]] = {}
     for stats in partition_stats:
-        damaged.update(stats.get("damaged") or {})
-        for reason, count in stats.get("malformed", {}).items():
+        damaged.update(stats.damaged)
+        for reason, count in stats.malformed.items():
             malformed[reason] = malformed.get(reason, 0) + count
-        for reason, where in stats.get("malformed_locations", {}).items():
+        for reason, where in stats.malformed_locations.items():
             locations.setdefault(reason, []).extend(where)
     problems = []
     if damaged:

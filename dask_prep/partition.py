@@ -4,16 +4,16 @@ Stage 1 (`analyse_partition`): read → quality filters → one Kiwi analysis �
 candidate examples, written to a parquet part, with counts and an entity summary for
 the global cap. Stage 2 (`tokenize_partition`): apply the cap, tokenize, write the
 output part. Both write atomically (temporary name, then rename; on an object store, one
-request under the final name), so a part that exists is complete. Each returns a
-JSON-able stats dict that the report adds up.
+request under the final name), so a part that exists is complete. Each returns its
+partition's stats (`dask_prep.stats`), also written beside its parts, which the report adds up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,10 +30,11 @@ from dask_prep.examples import (
     summarize_entities,
 )
 from dask_prep.filters import FilterChain, analysis_mode, measured_distributions
-from dask_prep.isolation import CRASH, TIMEOUT, analyser_for
+from dask_prep.isolation import analyser_for
 from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json
-from dask_prep.reading import MALFORMED_REASONS, Document, PartitionReader, PartitionSpec, read_partition
+from dask_prep.reading import Document, PartitionReader, PartitionSpec, read_partition
+from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
 from dask_prep.tokenization import ExampleTokenizer
 from dask_prep.tokenizer_loading import PortableTokenizer
 
@@ -58,11 +59,6 @@ CANDIDATE_SCHEMA = pa.schema(
         ),
     ]
 )
-SAMPLE_LOCATIONS = 5  # first file:line locations kept per malformed reason
-
-
-class AccountingError(RuntimeError):
-    """read != malformed + rejected + kept: a bug, never to be written out as zeros."""
 
 
 def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
@@ -75,7 +71,7 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
     return rows
 
 
-def part_record(path: str) -> dict:
+def part_record(path: str) -> PartRecord:
     """What a finished part is (written into its partition's stats): rows and a content hash."""
     digest = hashlib.sha256()
     with storage.open_read(path) as handle:
@@ -83,20 +79,25 @@ def part_record(path: str) -> dict:
             digest.update(block)
         handle.seek(0)
         rows = pq.ParquetFile(handle).metadata.num_rows
-    return {"rows": rows, "sha256": digest.hexdigest()}
+    return PartRecord(rows=rows, sha256=digest.hexdigest())
 
 
-def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> tuple[dict | None, str | None]:
+Stats = AnalysisStats | TokenizeStats
+_STATS: dict[str, type[Stats]] = {"analyse": AnalysisStats, "tokenize": TokenizeStats}
+
+
+def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> tuple[Stats | None, str | None]:
     """(stats, None) of a partition an earlier run finished whose parts are what its stats
     record; else (None, why not) — None when it was simply not finished."""
     stats_path = layout.stats(stage, index)
     if not storage.exists(stats_path):
         return None, None
     try:
-        stats = read_json(stats_path)
+        data = read_json(stats_path)
     except (OSError, ValueError) as exc:
         return None, f"its stats file is unreadable ({type(exc).__name__})"
-    records = stats.get("parts") or {}
+    stats = _STATS[stage].from_json(data)
+    records = stats.parts
     for kind in parts:
         path = layout.part(kind, index)
         if not storage.exists(path):
@@ -108,11 +109,11 @@ def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) ->
         except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors or OSErrors
             return None, f"{kind} part is unreadable ({type(exc).__name__})"
         if found != records[kind]:
-            return None, f"{kind} part differs from its record (rows {found['rows']} vs {records[kind]['rows']})"
+            return None, f"{kind} part differs from its record (rows {found.rows} vs {records[kind].rows})"
     return stats, None
 
 
-def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> dict | None:
+def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> Stats | None:
     """The stats of a partition finished by an earlier run, if all its parts match their record.
 
     A part that differs (swapped, truncated, rewritten) is never trusted: the partition is
@@ -120,7 +121,7 @@ def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) ->
     """
     stats, why = _mismatch(layout, stage, index, parts)
     if stats is not None:
-        stats["reused"] = True
+        stats.reused = True
         return stats
     if why is not None:
         _REPLACED[(stage, index)] = why
@@ -180,8 +181,8 @@ def analyse_partition(
     reader: PartitionReader | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     isolate: bool = False,
-) -> dict:
-    """Stage 1 for one partition. Returns stats with an entity `summary` for the cap.
+) -> AnalysisStats:
+    """Stage 1 for one partition. Returns its stats, with an entity `summary` for the cap.
 
     `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
     With `reuse`, a partition that an earlier run finished is not computed again.
@@ -205,20 +206,19 @@ def analyse_partition(
     kept = list(chain.run(docs, analyse, on_progress))
     t_filter = time.perf_counter()
 
+    stats = decision_stats(spec, docs, damaged)
+    if stats.kept != len(kept):
+        raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
     rows, keys = [], []
-    n_candidates = n_entities = n_example_entities = kept_without_examples = 0
     for doc in kept:
         entities = doc.example_entities if doc.example_entities is not None else doc.entities
         cands = build_candidates(doc.doc_id, entities, config.entities)
-        n_entities += len(doc.entities)
-        n_example_entities += len(entities)
-        n_candidates += len(cands)
-        kept_without_examples += not cands
+        stats.qualifying_entities += len(doc.entities)
+        stats.example_entities += len(entities)
+        stats.candidates += len(cands)
+        stats.kept_without_examples += not cands
         keys.extend((c.target, c.key) for c in cands)
         rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
-    stats = _decision_stats(spec, docs, damaged)
-    if stats["kept"] != len(kept):
-        raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats['kept']} counted")
     write_atomically(
         [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
         CANDIDATE_SCHEMA,
@@ -227,14 +227,10 @@ def analyse_partition(
     if write_decisions:
         schema = decisions_schema(config)
         write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
-    stats["parts"] = {kind: part_record(layout.part(kind, spec.index)) for kind in parts}
-    if (why := _REPLACED.pop(("analyse", spec.index), None)) is not None:
-        stats["replaced_on_resume"] = why
-    stats.update(
-        qualifying_entities=n_entities,
-        example_entities=n_example_entities,
-        kept_without_examples=kept_without_examples,
-        candidates=n_candidates,
+    stats = dataclasses.replace(
+        stats,
+        parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
+        replaced_on_resume=_REPLACED.pop(("analyse", spec.index), None),
         summary=summarize_entities(keys, config.entities.max_entity_freq),
         distributions=measured_distributions(docs, config),
         seconds={
@@ -248,44 +244,9 @@ def analyse_partition(
         analysis_mode=chain.mode,
         kiwi_chars=chain.progress.kiwi_chars,
         stopped_early=chain.progress.stopped_early,
-        reused=False,
     )
-    storage.write_json(stats, layout.stats("analyse", spec.index))  # last: marks the partition done
+    storage.write_json(stats.to_json(), layout.stats("analyse", spec.index))  # last: marks the partition done
     return stats
-
-
-def _decision_stats(spec: PartitionSpec, docs: list, damaged: dict[str, str]) -> dict:
-    malformed: Counter = Counter()
-    rejected: Counter = Counter()
-    locations: dict[str, list[str]] = {}
-    failed: dict[str, list[str]] = {}  # every document whose analysis crashed or hung
-    for doc in docs:
-        reason = doc.rejected_by
-        if reason in MALFORMED_REASONS:
-            malformed[reason] += 1
-            where = locations.setdefault(reason, [])
-            if len(where) < SAMPLE_LOCATIONS:
-                where.append(f"{doc.source}:{doc.line}")
-        elif reason is not None:
-            rejected[reason] += 1
-            if reason in (CRASH, TIMEOUT):
-                failed.setdefault(reason, []).append(f"{doc.source}:{doc.line}")
-    kept = len(docs) - sum(malformed.values()) - sum(rejected.values())
-    if len(docs) != spec.records and not damaged:
-        raise AccountingError(
-            f"partition {spec.index} ({', '.join(spec.sources)}) read {len(docs)} documents, expected {spec.records}"
-        )
-    return {
-        "partition": spec.index,
-        "source": ", ".join(dict.fromkeys(spec.sources)),
-        "read": len(docs),
-        "malformed": dict(malformed),
-        "malformed_locations": locations,
-        "rejected": dict(rejected),
-        "analysis_failures": failed,
-        "kept": kept,
-        "damaged": damaged,
-    }
 
 
 def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
@@ -310,7 +271,7 @@ def tokenize_partition(
     *,
     tokenizer: PortableTokenizer | None = None,
     reuse: bool = False,
-) -> dict:
+) -> TokenizeStats:
     """Stage 2 for one partition: cap, tokenize, write the output part.
 
     `tokenizer` is the one the client checked; None loads `config.tokenize.model` here.
@@ -318,8 +279,8 @@ def tokenize_partition(
     digest = thresholds_digest(thresholds)
     if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
         # The cap decided the same, from the same stage-1 part: the examples are valid.
-        same_input = done.get("candidates") == part_record(layout.part("candidates", index))
-        if done.get("thresholds") == digest and same_input:
+        same_input = done.candidates == part_record(layout.part("candidates", index))
+        if done.thresholds == digest and same_input:
             return done
     t0 = time.perf_counter()
     encoder = ExampleTokenizer(config.tokenize, tokenizer)
@@ -331,19 +292,17 @@ def tokenize_partition(
             f"partition {index}: {len(pairs)} examples after the cap, "
             f"{written} written, {sum(dropped.values())} dropped"
         )
-    stats = {
-        "partition": index,
-        "parts": {"examples": part_record(layout.part("examples", index))},
-        "candidates": part_record(layout.part("candidates", index)),
-        "after_cap": len(pairs),
-        "dropped": dropped,
-        "examples": written,
-        "thresholds": digest,
-        "coverage": encoder.coverage(),
-        "seconds": {"tokenize": time.perf_counter() - t0},
-        "reused": False,
-    }
-    if (why := _REPLACED.pop(("tokenize", index), None)) is not None:
-        stats["replaced_on_resume"] = why
-    storage.write_json(stats, layout.stats("tokenize", index))
+    stats = TokenizeStats(
+        partition=index,
+        parts={"examples": part_record(layout.part("examples", index))},
+        candidates=part_record(layout.part("candidates", index)),
+        after_cap=len(pairs),
+        dropped=dropped,
+        examples=written,
+        thresholds=digest,
+        coverage=Coverage(**encoder.coverage()),
+        seconds={"tokenize": time.perf_counter() - t0},
+        replaced_on_resume=_REPLACED.pop(("tokenize", index), None),
+    )
+    storage.write_json(stats.to_json(), layout.stats("tokenize", index))
     return stats

@@ -9,21 +9,17 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from dask_prep import storage
-from dask_prep.filters import describe_distribution, merge_distributions
-from dask_prep.partition import AccountingError
-
-
-def _add(counter: Counter, mapping: dict) -> None:
-    for key, value in mapping.items():
-        counter[key] += value
+from dask_prep.filters import describe_distribution
+from dask_prep.stats import AccountingError, AnalysisStats, TokenizeStats, add_counts
 
 
 def build_report(
-    analysed: list[dict],
-    tokenized: list[dict],
+    analysed: list[AnalysisStats],
+    tokenized: list[TokenizeStats],
     *,
     distinct_targets: int,
     capped_targets: int,
@@ -32,145 +28,124 @@ def build_report(
     config: dict[str, Any],
     inputs: list[str],
 ) -> dict[str, Any]:
-    malformed: Counter = Counter()
-    rejected: Counter = Counter()
-    dropped: Counter = Counter()
-    locations: dict[str, list[str]] = {}
-    damaged: dict[str, str] = {}
-    analysis_failures: dict[str, list[str]] = {}
-    for stats in analysed:
-        for reason, where in stats.get("analysis_failures", {}).items():
-            analysis_failures.setdefault(reason, []).extend(where)
-        _add(malformed, stats["malformed"])
-        _add(rejected, stats["rejected"])
-        damaged.update(stats["damaged"])
-        for reason, where in stats["malformed_locations"].items():
-            locations.setdefault(reason, [])
-            locations[reason].extend(where[: 5 - len(locations[reason])])
-    for stats in tokenized:
-        _add(dropped, stats["dropped"])
-    read = sum(s["read"] for s in analysed)
-    kept = sum(s["kept"] for s in analysed)
-    analysed_chars = sum(s["analysed_chars"] for s in analysed)
-    # Stats of partitions finished by a run from before progressive analysis have no mode:
-    # they were analysed whole.
-    kiwi_chars = sum(s.get("kiwi_chars", s["analysed_chars"]) for s in analysed)
-    modes = sorted({s.get("analysis_mode", "full") for s in analysed})
-    worker_seconds: Counter = Counter()
-    for stats in analysed + tokenized:
-        _add(worker_seconds, stats["seconds"])
+    a, t = AnalysisStats.total(analysed), TokenizeStats.total(tokenized)
+    coverage = tokenizer_coverage(tokenized)
     report = {
         "inputs": inputs,
-        "partitions": {
-            "total": len(analysed),
-            "analysed": sum(not s.get("reused") for s in analysed),
-            "analysis_reused": sum(bool(s.get("reused")) for s in analysed),
-            "tokenized": sum(not s.get("reused") for s in tokenized),
-            "tokenization_reused": sum(bool(s.get("reused")) for s in tokenized),
-            # Analysed again with each document in a child process after a process died on them.
-            "isolated": sum(bool(s.get("isolated")) for s in analysed),
-        },
+        "partitions": _partition_counts(analysed, tokenized),
         "duplicate_texts": duplicate_texts,
         "documents": {
-            "read": read,
-            "malformed": sum(malformed.values()),
-            "rejected": sum(rejected.values()),
-            "kept": kept,
+            "read": a.read,
+            "malformed": sum(a.malformed.values()),
+            "rejected": sum(a.rejected.values()),
+            "kept": a.kept,
+            "kept_without_examples": a.kept_without_examples,
         },
-        "malformed": dict(sorted(malformed.items())),
-        "malformed_locations": locations,
-        "damaged_files": damaged,
-        "rejected": dict(rejected.most_common()),
+        "malformed": dict(sorted(a.malformed.items())),
+        "malformed_locations": a.malformed_locations,
+        "damaged_files": a.damaged,
+        "rejected": dict(Counter(a.rejected).most_common()),
         # file:line of every document whose Kiwi analysis crashed or hung its process.
-        "analysis_failures": {reason: sorted(where) for reason, where in sorted(analysis_failures.items())},
+        "analysis_failures": {reason: sorted(where) for reason, where in sorted(a.analysis_failures.items())},
         # How Kiwi was used (README, "Progressive analysis"): "progressive" decides a document
         # on a prefix where a rule can (its other analysis values are then null), "full"
         # analyses every candidate whole. Both keep the same documents.
         "analysis": {
-            "mode": modes[0] if len(modes) == 1 else "mixed",
-            "documents": sum(s["analysed_docs"] for s in analysed),
-            "stopped_early": sum(s.get("stopped_early", 0) for s in analysed),
-            "chars": analysed_chars,
-            "kiwi_chars": kiwi_chars,
+            "mode": a.analysis_mode or "mixed",  # None: no partition at all
+            "documents": a.analysed_docs,
+            "stopped_early": a.stopped_early,
+            "chars": a.analysed_chars,
+            "kiwi_chars": a.kiwi_chars,
         },
         # Each rule's measured value over the documents that reached it (rules run in order
         # and stop at the first rejection), with histogram edges at the thresholds.
-        "measured_values": {
-            name: describe_distribution(dist)
-            for name, dist in merge_distributions(s.get("distributions", {}) for s in analysed).items()
-        },
+        "measured_values": {name: describe_distribution(dist) for name, dist in a.distributions.items()},
         "entities": {
-            "qualifying_in_kept_documents": sum(s["qualifying_entities"] for s in analysed),
+            "qualifying_in_kept_documents": a.qualifying_entities,
             "distinct_targets": distinct_targets,
             "capped_targets": capped_targets,
+            "giving_examples": a.example_entities,
         },
-        "examples": {
-            "before_cap": sum(s["candidates"] for s in analysed),
-            "after_cap": sum(s["after_cap"] for s in tokenized),
-            "dropped": dict(dropped),
-            "written": sum(s["examples"] for s in tokenized),
-        },
-        "throughput": {
-            # the documents that reached the analysis and their characters (mode-independent)
-            "analysed_documents": sum(s["analysed_docs"] for s in analysed),
-            "analysed_chars": analysed_chars,
-            "kiwi_chars": kiwi_chars,  # characters Kiwi analysed (less, when progressive)
-        },
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "worker_seconds": {k: round(v, 3) for k, v in worker_seconds.items()},
+        "examples": {"before_cap": a.candidates, "after_cap": t.after_cap, "dropped": t.dropped, "written": t.examples},
+        "throughput": _throughput(a, seconds.get("total")),
+        "seconds": _rounded(seconds),
+        "worker_seconds": _rounded(add_counts(a.seconds, t.seconds)),
         "config": config,
-        # Which worker did what: a reused partition was finished by an earlier (interrupted) run.
-        "partition_log": [
-            {
-                "partition": a["partition"],
-                "source": a["source"],
-                "read": a["read"],
-                "kept": a["kept"],
-                "analysed_by": a.get("worker"),
-                "analysis_reused": bool(a.get("reused")),
-                "examples": t["examples"],
-                "tokenized_by": t.get("worker"),
-                "tokenization_reused": bool(t.get("reused")),
-            }
-            for a, t in zip(
-                sorted(analysed, key=lambda s: s["partition"]),
-                sorted(tokenized, key=lambda s: s["partition"]),
-                strict=True,
-            )
-        ],
+        "partition_log": partition_log(analysed, tokenized),
+        "tokenizer_coverage": coverage,
+        "warnings": coverage_warnings(coverage),
     }
-    report["documents"]["kept_without_examples"] = sum(s.get("kept_without_examples", 0) for s in analysed)
-    report["entities"]["giving_examples"] = sum(s.get("example_entities", 0) for s in analysed)
-    report["tokenizer_coverage"] = tokenizer_coverage(tokenized)
-    report["warnings"] = coverage_warnings(report["tokenizer_coverage"])
     check_accounting(report)
-    wall = seconds.get("total")
-    if wall:
-        report["throughput"]["docs_per_second"] = round(read / wall, 1)
-        report["throughput"]["analysed_chars_per_second"] = round(analysed_chars / wall, 1)
     return report
+
+
+def _partition_counts(analysed: list[AnalysisStats], tokenized: list[TokenizeStats]) -> dict[str, int]:
+    return {
+        "total": len(analysed),
+        "analysed": sum(not s.reused for s in analysed),
+        "analysis_reused": sum(s.reused for s in analysed),
+        "tokenized": sum(not s.reused for s in tokenized),
+        "tokenization_reused": sum(s.reused for s in tokenized),
+        # Analysed again with each document in a child process after a process died on them.
+        "isolated": sum(s.isolated for s in analysed),
+    }
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in seconds.items()}
+
+
+def _throughput(total: AnalysisStats, wall: float | None) -> dict[str, Any]:
+    throughput = {
+        # the documents that reached the analysis and their characters (mode-independent)
+        "analysed_documents": total.analysed_docs,
+        "analysed_chars": total.analysed_chars,
+        "kiwi_chars": total.kiwi_chars,  # characters Kiwi analysed (less, when progressive)
+    }
+    if wall:
+        throughput["docs_per_second"] = round(total.read / wall, 1)
+        throughput["analysed_chars_per_second"] = round(total.analysed_chars / wall, 1)
+    return throughput
+
+
+def partition_log(analysed: list[AnalysisStats], tokenized: list[TokenizeStats]) -> list[dict[str, Any]]:
+    """Which worker did what: a reused partition was finished by an earlier (interrupted) run."""
+    return [
+        {
+            "partition": a.partition,
+            "source": a.source,
+            "read": a.read,
+            "kept": a.kept,
+            "analysed_by": a.worker,
+            "analysis_reused": a.reused,
+            "examples": t.examples,
+            "tokenized_by": t.worker,
+            "tokenization_reused": t.reused,
+        }
+        for a, t in zip(
+            sorted(analysed, key=lambda s: s.partition),
+            sorted(tokenized, key=lambda s: s.partition),
+            strict=True,
+        )
+    ]
 
 
 UNKNOWN_SHARE_WARNING = 0.01  # warn when more of the examples' tokens than this are unknown
 TOP_UNKNOWN_CHARS = 30
 
 
-def tokenizer_coverage(tokenized: list[dict]) -> dict[str, Any]:
+def tokenizer_coverage(tokenized: Iterable[TokenizeStats]) -> dict[str, Any]:
     """The unknown token's share of the written examples' tokens, and what became it."""
-    tokens = unknown = 0
-    chars: Counter = Counter()
-    for stats in tokenized:
-        coverage = stats.get("coverage") or {}
-        tokens += coverage.get("tokens", 0)
-        unknown += coverage.get("unknown_tokens", 0)
-        _add(chars, coverage.get("unknown_chars", {}))
+    total = TokenizeStats.total(tokenized).coverage
+    tokens, unknown = total.tokens, total.unknown_tokens
     return {
         "tokens": tokens,
         "unknown_tokens": unknown,
         "unknown_share": round(unknown / tokens, 6) if tokens else 0.0,
         # Characters the tokenizer cannot spell on their own, in the unknown tokens.
         "unknown_chars": [
-            {"char": ch, "codepoint": f"U+{ord(ch):04X}", "count": n} for ch, n in chars.most_common(TOP_UNKNOWN_CHARS)
+            {"char": ch, "codepoint": f"U+{ord(ch):04X}", "count": n}
+            for ch, n in Counter(total.unknown_chars).most_common(TOP_UNKNOWN_CHARS)
         ],
     }
 
@@ -297,17 +272,17 @@ class TqdmProgress:
     def _kept_so_far(self) -> int:
         return self.kept + sum(kept for _, kept in self.in_progress.values())
 
-    def update(self, stage: str, stats: dict[str, Any]) -> None:
+    def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None:
         with self.lock:
             bar = self.bars[stage]
             if stage == "analyse":
-                before_judged, _ = self.in_progress.pop(stats["partition"], (0, 0))
-                self.finished.add(stats["partition"])
-                self.kept += stats["kept"]
+                before_judged, _ = self.in_progress.pop(stats.partition, (0, 0))
+                self.finished.add(stats.partition)
+                self.kept += stats.kept
                 bar.set_postfix(kept=self._kept_so_far(), refresh=False)
-                bar.update(stats["read"] - before_judged)
+                bar.update(stats.read - before_judged)
             else:
-                self.examples += stats["examples"]
+                self.examples += stats.examples
                 bar.set_postfix(examples=self.examples, refresh=False)
                 bar.update(1)
 

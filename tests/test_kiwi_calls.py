@@ -73,7 +73,7 @@ def test_at_most_one_kiwi_analysis_per_document(preset_name, shard0, tmp_path):
 
     assert kiwi.calls >= 1
     assert max(kiwi.analyses.values()) == 1, "a document was analysed more than once"
-    assert sum(kiwi.analyses.values()) == stats["analysed_docs"]
+    assert sum(kiwi.analyses.values()) == stats.analysed_docs
     # Exactly the documents that passed the rules needing no analysis went to Kiwi.
     decisions = pq.read_table(Layout(str(tmp_path)).part("decisions", spec.index)).to_pylist()
     assert len(decisions) == RECORDS
@@ -87,6 +87,6 @@ def test_at_most_one_kiwi_analysis_per_document(preset_name, shard0, tmp_path):
     )
     assert Counter(kiwi.texts.values()) == expected
     print(
-        f"\n{preset_name}: {RECORDS} documents, {stats['analysed_docs']} analysed once each "
-        f"in {kiwi.calls} Kiwi call(s), {RECORDS - stats['analysed_docs']} rejected before Kiwi"
+        f"\n{preset_name}: {RECORDS} documents, {stats.analysed_docs} analysed once each "
+        f"in {kiwi.calls} Kiwi call(s), {RECORDS - stats.analysed_docs} rejected before Kiwi"
     )

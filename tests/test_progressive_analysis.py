@@ -321,8 +321,8 @@ def test_partition_same_kept_documents_as_full_analysis(shard0, tmp_path, kiwi_t
         out[mode] = (stats, table.to_pylist(), candidates)
     (p_stats, p_rows, p_cands), (f_stats, f_rows, f_cands) = out["progressive"], out["full"]
     assert p_cands == f_cands and len(p_cands) > 0
-    assert p_stats["analysed_chars"] == f_stats["analysed_chars"] == f_stats["kiwi_chars"]
-    assert p_stats["kiwi_chars"] < f_stats["kiwi_chars"] and p_stats["stopped_early"] > 0
+    assert p_stats.analysed_chars == f_stats.analysed_chars == f_stats.kiwi_chars
+    assert p_stats.kiwi_chars < f_stats.kiwi_chars and p_stats.stopped_early > 0
     for p, f in zip(p_rows, f_rows, strict=True):
         assert p["doc_id"] == f["doc_id"]
         if p["rejected_by"] != f["rejected_by"]:
@@ -331,9 +331,7 @@ def test_partition_same_kept_documents_as_full_analysis(shard0, tmp_path, kiwi_t
             assert p["rejected_by"] == "pronoun" and p["nnp_ratio"] is None and p["kiwi_chars"] < p["chars"]
         if p["rejected_by"] is None:
             assert p["analysis"] == WHOLE and p == {**f, "kiwi_chars": p["kiwi_chars"]}
-    assert (
-        sum(r["kiwi_chars"] or 0 for r in p_rows) == p_stats["kiwi_chars"] == sum(map(len, texts_seen["progressive"]))
-    )
+    assert sum(r["kiwi_chars"] or 0 for r in p_rows) == p_stats.kiwi_chars == sum(map(len, texts_seen["progressive"]))
     # at most one whole-document analysis per document; every other text is a piece of one
     wholes = Counter(texts_seen["full"])
     assert max(wholes.values()) == 1

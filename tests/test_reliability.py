@@ -310,9 +310,9 @@ def test_kiwi_exception_rejects_one_document_and_the_partition_goes_on(kiwi, sha
     faulty_kiwi = RecordingKiwi(kiwi, fail_on={victim}, num_workers=kiwi_threads)
     faulty = analyse_partition(spec, config, Layout(str(faulty_dir)), kiwi=faulty_kiwi)
 
-    assert faulty["rejected"]["analysis_error"] == 1
-    assert faulty["kept"] == clean["kept"] - 1
-    assert faulty["read"] == faulty["kept"] + sum(faulty["rejected"].values()) + sum(faulty["malformed"].values())
+    assert faulty.rejected["analysis_error"] == 1
+    assert faulty.kept == clean.kept - 1
+    assert faulty.read == faulty.kept + sum(faulty.rejected.values()) + sum(faulty.malformed.values())
     assert victim in faulty_kiwi.seen  # it did reach Kiwi, and the batch went on after it
     expected = {k: v for k, v in kept_texts.items() if k != victim_id}
     assert _candidate_texts(faulty_dir) == expected
@@ -464,11 +464,14 @@ def test_good_documents_give_exactly_the_examples_they_give_alone(bad_input_runs
 
 def test_check_strict_names_every_kind():
     from dask_prep.reading import BadInputError, check_strict
+    from dask_prep.stats import AnalysisStats
 
-    check_strict({}, [], [{"malformed": {}, "malformed_locations": {}, "damaged": {}}])  # clean: no error
+    check_strict({}, [], [AnalysisStats(malformed={}, malformed_locations={}, damaged={})])  # clean: no error
     stats = [
-        {"malformed": {"not_json": 2}, "malformed_locations": {"not_json": ["a.jsonl:3", "a.jsonl:9"]}, "damaged": {}},
-        {"malformed": {"no_text": 1}, "malformed_locations": {"no_text": ["b.jsonl:1"]}, "damaged": {}},
+        AnalysisStats(
+            malformed={"not_json": 2}, malformed_locations={"not_json": ["a.jsonl:3", "a.jsonl:9"]}, damaged={}
+        ),
+        AnalysisStats(malformed={"no_text": 1}, malformed_locations={"no_text": ["b.jsonl:1"]}, damaged={}),
     ]
     with pytest.raises(BadInputError) as caught:
         check_strict({"c.jsonl.zst": "TruncatedError: cut"}, ["d.jsonl"], stats)

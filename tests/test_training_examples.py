@@ -417,18 +417,22 @@ def test_card_is_a_hugging_face_card(tmp_path):
 
 def test_coverage_adds_up_and_warns_above_one_percent():
     from dask_prep.report import coverage_warnings, tokenizer_coverage
+    from dask_prep.stats import TokenizeStats
 
     stats = [
-        {"coverage": {"tokens": 1000, "unknown_tokens": 5, "unknown_chars": {"《": 3, "丁": 1}}},
-        {"coverage": {"tokens": 1000, "unknown_tokens": 10, "unknown_chars": {"《": 2}}},
-        {"examples": 0},  # a partition reused from a run before coverage was counted
+        TokenizeStats.from_json(s)
+        for s in [
+            {"coverage": {"tokens": 1000, "unknown_tokens": 5, "unknown_chars": {"《": 3, "丁": 1}}},
+            {"coverage": {"tokens": 1000, "unknown_tokens": 10, "unknown_chars": {"《": 2}}},
+            {"examples": 0},  # a partition reused from a run before coverage was counted
+        ]
     ]
     coverage = tokenizer_coverage(stats)
     assert coverage["tokens"] == 2000 and coverage["unknown_tokens"] == 15
     assert coverage["unknown_share"] == 0.0075
     assert coverage["unknown_chars"][0] == {"char": "《", "codepoint": "U+300A", "count": 5}
     assert coverage_warnings(coverage) == []
-    stats[1]["coverage"]["unknown_tokens"] = 100
+    stats[1].coverage.unknown_tokens = 100
     [warning] = coverage_warnings(tokenizer_coverage(stats))
     assert "5.2%" in warning and "《" in warning and "\n" not in warning
 
@@ -590,11 +594,11 @@ def test_kept_documents_without_an_example_are_counted(kiwi, tmp_path):
     [spec] = plan_partitions(files, [scan_file(f).records for f in files], 1000)
     config = preset("seed-v2")
     stats = analyse_partition(spec, config, Layout(str(tmp_path / "a")), kiwi=kiwi)
-    assert stats["kept"] > 0 and stats["candidates"] > 0
-    assert stats["kept_without_examples"] == 0
-    assert stats["example_entities"] > 0
+    assert stats.kept > 0 and stats.candidates > 0
+    assert stats.kept_without_examples == 0
+    assert stats.example_entities > 0
     # Mentions closer than any allowed distance: every kept document is left without one.
     config.entities.min_distance = config.entities.max_distance = 10**6
     stats = analyse_partition(spec, config, Layout(str(tmp_path / "b")), kiwi=kiwi)
-    assert stats["candidates"] == 0
-    assert stats["kept_without_examples"] == stats["kept"] > 0
+    assert stats.candidates == 0
+    assert stats.kept_without_examples == stats.kept > 0

@@ -98,6 +98,7 @@ def test_no_bar_lines_in_a_non_terminal_log(client, shard0, tokenizer_dir, tmp_p
 def test_progress_adds_up_events_and_finished_partitions(capsys):
     """TqdmProgress: events inside partitions move the bar; late or repeated ones do not count twice."""
     from dask_prep.report import TqdmProgress
+    from dask_prep.stats import AnalysisStats, TokenizeStats
 
     progress = TqdmProgress(disable=False)
     progress.start("analyse", 3)
@@ -109,17 +110,17 @@ def test_progress_adds_up_events_and_finished_partitions(capsys):
     assert (bar.n, progress._kept_so_far()) == (50, 6)
     progress.advance("analyse", 0, 20, 2)  # partition 0 recomputed elsewhere: the bar does not go back
     assert bar.n == 50
-    progress.update("analyse", {"partition": 0, "read": 100, "kept": 12})
+    progress.update("analyse", AnalysisStats(partition=0, read=100, kept=12))
     progress.advance("analyse", 0, 90, 11)  # an event that arrived after the partition's stats
     assert (bar.n, progress._kept_so_far()) == (110, 13)
-    progress.update("analyse", {"partition": 1, "read": 100, "kept": 7})
-    progress.update("analyse", {"partition": 2, "read": 100, "kept": 0})  # no event came
+    progress.update("analyse", AnalysisStats(partition=1, read=100, kept=7))
+    progress.update("analyse", AnalysisStats(partition=2, read=100, kept=0))  # no event came
     assert (bar.n, progress._kept_so_far()) == (300, 19)
     progress.finish("analyse")
 
     progress.start("tokenize", 3)
     for examples in (4, 0, 9):
-        progress.update("tokenize", {"partition": 0, "examples": examples})
+        progress.update("tokenize", TokenizeStats(partition=0, examples=examples))
     assert progress.examples == 13 and progress.bars["tokenize"].n == 3
     progress.finish("tokenize")
     assert "examples=13" in capsys.readouterr().err
