@@ -109,7 +109,8 @@ def _stat(step: dict, key: str) -> int:
 
 def run_dask_prep(corpus: str) -> dict[str, Any]:
     """fineweb2-ko quality rules over every file of `corpus` on a new LocalCluster."""
-    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
+    from dask_prep.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.graph import Pipeline
 
     files = corpus_files(corpus)
     start = time.perf_counter()

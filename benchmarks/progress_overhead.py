@@ -27,17 +27,11 @@ from typing import Any
 
 import dask
 
+from dask_prep.cluster import ClusterOptions, start_client, stop_client
+from dask_prep.compute import compute_stage
 from dask_prep.config import preset
-from dask_prep.graph import (
-    PROGRESS_INTERVAL,
-    ClusterOptions,
-    Pipeline,
-    Progress,
-    _compute,
-    _ProgressEvents,
-    start_client,
-    stop_client,
-)
+from dask_prep.graph import Pipeline
+from dask_prep.progress import PROGRESS_INTERVAL, Progress, ProgressEvents
 from dask_prep.reading import resolve_inputs
 
 
@@ -54,7 +48,7 @@ def hook_costs(dask_worker: Any, calls: int = 1_000_000, events: int = 10_000) -
     costs: list[float] = []
 
     def measure() -> None:
-        hook = _ProgressEvents(f"bench-hook-{uuid.uuid4().hex}", worker=dask_worker)
+        hook = ProgressEvents(f"bench-hook-{uuid.uuid4().hex}", worker=dask_worker)
         hook.next_event = time.monotonic() + 3600  # throttled: the per-document path
         started = time.perf_counter()
         for i in range(calls):
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 bag, item = pipeline.analyse(dask.delayed({}, pure=True), progress_topic=topic)
                 cpu_before = client.run(time.process_time)
                 started = time.perf_counter()
-                stats, _ = _compute(
+                stats, _ = compute_stage(
                     "analyse", bag, item, progress, topic=topic, documents=sum(s.records for s in specs)
                 )
                 wall = time.perf_counter() - started

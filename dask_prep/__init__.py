@@ -10,8 +10,9 @@ The public API, for scripts and notebooks:
 - `report_figures`, `figure_png`, `examples_html`: the report's plots and examples, for display.
 """
 
+from dask_prep.cluster import ClusterOptions, register_kiwi, start_client
 from dask_prep.config import Config, preset
-from dask_prep.graph import ClusterOptions, Pipeline, register_kiwi, run, start_client
+from dask_prep.graph import Pipeline, run
 from dask_prep.plots import figure_png, report_figures
 from dask_prep.report import summary_lines
 from dask_prep.report_html import examples_html

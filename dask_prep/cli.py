@@ -22,7 +22,8 @@ USER_ERROR_EXIT = 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
+    from dask_prep.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.graph import Pipeline
     from dask_prep.plots import warm_up_plotting
     from dask_prep.report import TqdmProgress, summary_lines
     from dask_prep.report_html import write_html_report
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # huggingface_hub's retry warnings: the one error line says it all
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    from dask_prep.graph import ClusterError
+    from dask_prep.cluster import ClusterError
     from dask_prep.output import OutputDirError
     from dask_prep.reading import InputError
     from dask_prep.tokenizer_loading import TokenizerError

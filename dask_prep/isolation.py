@@ -17,7 +17,7 @@ each partition in two ways:
   so that the hang becomes a death the marker records.
 
 Who retries the partition does not decide anything: the scheduler (while
-`distributed.scheduler.allowed-failures` lasts) or the client (`graph._compute`, after a
+`distributed.scheduler.allowed-failures` lasts) or the client (`compute.compute_stage`, after a
 `KilledWorker`) — either way the next attempt finds the marker and isolates.
 """
 
@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any, NamedTuple
 
 from dask_prep import storage
+from dask_prep.workers import current_worker
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,7 @@ _watchdog = _Watchdog()
 
 
 def in_worker() -> bool:
-    try:
-        from distributed import get_worker
-
-        get_worker()
-        return True
-    except (ImportError, ValueError):
-        return False
+    return current_worker() is not None
 
 
 def watched(analyse: Callable[[list[str]], Iterator[Any]], bound: float) -> Callable[[list[str]], Iterator[Any]]:
@@ -265,14 +260,10 @@ def analyser_for(kiwi: Any, bound: float, isolate: bool) -> Callable[[list[str]]
 
 
 def _plugin_model_type() -> str | None:
-    try:
-        from distributed import get_worker
+    from dask_prep.kiwi_setup import PLUGIN_NAME
 
-        from dask_prep.kiwi_setup import PLUGIN_NAME
-
-        return getattr(get_worker().plugins.get(PLUGIN_NAME), "model_type", None)
-    except (ImportError, ValueError):
-        return None
+    worker = current_worker()
+    return None if worker is None else getattr(worker.plugins.get(PLUGIN_NAME), "model_type", None)
 
 
 def isolated_analyser(kiwi: Any, bound: float, model_type: str | None = None) -> Callable[[list[str]], Iterator[Any]]:

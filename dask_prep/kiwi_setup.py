@@ -21,9 +21,14 @@ import os
 import threading
 from typing import Any
 
+from dask_prep.workers import current_worker
+
 PLUGIN_NAME = "dask-prep-kiwi"
 # Set in the client for the forkserver it starts: the model type of the Kiwi to prebuild there.
 FORK_KIWI_ENV = "DASK_PREP_FORK_KIWI"
+# What the forkserver imports, in order, so that each worker forked from it need not: the
+# modules a worker's tasks and plugins come from, then the warm Kiwi (`kiwi_forkserver`).
+FORKSERVER_PRELOAD = ["distributed", "dask_prep.graph", "dask_prep.partition", "dask_prep.kiwi_forkserver"]
 
 # This process's Kiwi per (threads, model type): built lazily, or inherited from the forkserver.
 _local_kiwi: dict[tuple, Any] = {}
@@ -78,7 +83,7 @@ def fork_workers_from_warm_kiwi(model_type: str | None = None) -> dict[str, Any]
     # distributed sets the forkserver's preload once, to itself and its optional packages
     # (importing them all here); ours replaces it, so it is marked as done.
     distributed.utils._forkserver_preload_set = True
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", "dask_prep.kiwi_forkserver"])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
     return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
@@ -117,12 +122,8 @@ class KiwiPlugin(WorkerPlugin):
 
 def get_kiwi(num_threads: int = 1, model_type: str | None = None) -> Any:
     """The Kiwi of this worker (from the plugin) or of this process (built lazily)."""
-    try:
-        from distributed import get_worker
-
-        plugin = get_worker().plugins.get(PLUGIN_NAME)
-    except (ImportError, ValueError):
-        plugin = None
+    worker = current_worker()
+    plugin = None if worker is None else worker.plugins.get(PLUGIN_NAME)
     if plugin is not None and plugin.kiwi is not None:
         return plugin.kiwi
     return _process_kiwi(num_threads, model_type)

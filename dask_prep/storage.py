@@ -9,7 +9,7 @@ even when the block raised.
 Credentials and endpoints come from the backend's own configuration (for S3 the `AWS_*`
 variables, `AWS_ENDPOINT_URL` included) and from `--storage-options`, which `configure()`
 installs as fsspec's per-protocol defaults, in this process and (through a worker plugin,
-graph.py) on every worker.
+cluster.py) on every worker.
 
 One run per output prefix: on a local directory a `flock` (output.py); on an object store
 a lock object created only if absent (store_lock.py).

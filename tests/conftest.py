@@ -44,7 +44,7 @@ def client():
     """A real LocalCluster with two worker processes and the Kiwi plugin registered."""
     from distributed import Client, LocalCluster
 
-    from dask_prep.graph import register_kiwi
+    from dask_prep.cluster import register_kiwi
 
     with (
         LocalCluster(

@@ -244,7 +244,7 @@ def test_local_cluster_from_start_client_settings_reach_the_workers(monkeypatch)
     """
     import dask
 
-    from dask_prep.graph import ClusterOptions, start_client, stop_client
+    from dask_prep.cluster import ClusterOptions, start_client, stop_client
 
     # Nannies of other clusters in this process (the fixtures') leave distributed's value in
     # os.environ, where our workers would inherit it: start from an environment without one.
@@ -279,7 +279,8 @@ def test_single_threaded_kiwi_workers_fork_from_one_warm_kiwi(client, shard0, to
     building again, and the dataset equals that of workers that built their own (`client`)."""
     from conftest import seed_config_with
 
-    from dask_prep.graph import ClusterOptions, Pipeline, start_client, stop_client
+    from dask_prep.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.graph import Pipeline
 
     def kiwi_origin(dask_worker) -> tuple:
         from dask_prep import kiwi_setup

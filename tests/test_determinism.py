@@ -67,7 +67,7 @@ def _column_digests(dataset) -> dict[str, str]:
 def runs(client, shard0, tokenizer_dir, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     from distributed import Client, LocalCluster
 
-    from dask_prep.graph import register_kiwi
+    from dask_prep.cluster import register_kiwi
 
     inputs = [str(shard0)]
     out = {}

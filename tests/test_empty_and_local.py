@@ -57,7 +57,7 @@ def test_all_rejected_corpus_gives_a_loadable_empty_dataset(shard0, tokenizer_di
 def test_local_cluster_dashboard_listens_on_loopback_only():
     import psutil
 
-    from dask_prep.graph import ClusterOptions, start_client, stop_client
+    from dask_prep.cluster import ClusterOptions, start_client, stop_client
 
     assert ClusterOptions().dashboard_address.startswith("127.0.0.1:")
     client = start_client(ClusterOptions(n_workers=1, kiwi_threads=1, dashboard_address="127.0.0.1:0"))
@@ -83,7 +83,7 @@ def test_dashboard_address_flag_reaches_the_cluster_options(monkeypatch, tmp_pat
         seen["address"] = options.dashboard_address
         raise KeyboardInterrupt  # stop before any work
 
-    monkeypatch.setattr("dask_prep.graph.start_client", fake_start)
+    monkeypatch.setattr("dask_prep.cluster.start_client", fake_start)
     monkeypatch.setattr("dask_prep.graph.Pipeline.check", lambda self, **kwargs: None)
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     cli.main(

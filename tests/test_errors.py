@@ -220,8 +220,9 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once(shard0, tokenizer_di
 def test_a_run_holds_its_output_directory_until_its_report_is_written(client, shard0, tokenizer_dir, tmp_path):
     from conftest import seed_config_with
 
-    from dask_prep.graph import Pipeline, Progress
+    from dask_prep.graph import Pipeline
     from dask_prep.output import OutputDirError, check_not_in_use, hold_output_dir
+    from dask_prep.progress import Progress
 
     config = seed_config_with(tokenizer_dir, input__max_samples=300)
     out = tmp_path / "out"

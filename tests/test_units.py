@@ -955,7 +955,7 @@ def test_distributions_merge_the_same_for_any_partitioning():
 
 
 def test_default_cluster_layout_fills_the_cores():
-    from dask_prep.graph import CORES_PER_WORKER, ClusterOptions
+    from dask_prep.cluster import CORES_PER_WORKER, ClusterOptions
 
     assert CORES_PER_WORKER == 2
     assert ClusterOptions().layout(cores=2) == (1, 2)  # the measured winner on 2 cores
@@ -971,7 +971,7 @@ def test_default_cluster_layout_fills_the_cores():
 
 
 def test_local_cluster_housekeeping_settings():
-    from dask_prep.graph import ClusterOptions, local_cluster_config
+    from dask_prep.cluster import ClusterOptions, local_cluster_config
 
     quiet = local_cluster_config(ClusterOptions())
     assert quiet == {
@@ -988,7 +988,7 @@ def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
 
     from distributed.core import Status
 
-    from dask_prep.graph import QuietWorkerShutdown
+    from dask_prep.cluster import QuietWorkerShutdown
 
     class StandInWorker:  # only its status is read
         status = Status.running

@@ -1,0 +1,225 @@
+"""A whole run of a `graph.Pipeline`: checks, the output directory, the stages, the dataset, the report.
+
+    check ─▶ lock the output dir ─▶ scan (+ manifest) ─▶ dedup ─▶ analyse ─▶ tokenize
+          ─▶ dataset (+ card) ─▶ report.json, report.html
+
+`PipelineRun` is mixed into `graph.Pipeline`, which builds the stages' bags; here they are
+computed in order (`compute.compute_stage`), each stage timed into the report's `seconds`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from typing import Any
+
+import dask
+
+from dask_prep import storage
+from dask_prep.compute import compute_stage
+from dask_prep.config import Config
+from dask_prep.dataset_card import DESCRIPTION, card_text
+from dask_prep.isolation import clear_attempts
+from dask_prep.output import (
+    Layout,
+    check_not_in_use,
+    check_output_dir,
+    check_resumable,
+    dataset_dir_name,
+    hold_output_dir,
+    prepare_output_dir,
+    read_json,
+    versions,
+    write_manifest,
+)
+from dask_prep.progress import Progress, follows_partitions
+from dask_prep.publish import write_dataset
+from dask_prep.reading import check_strict
+from dask_prep.report import build_report, write_report
+from dask_prep.report_html import write_html_report
+from dask_prep.store_lock import StoreLock
+from dask_prep.timing import Stopwatch
+from dask_prep.tokenization import ExampleTokenizer
+from dask_prep.tokenizer_loading import check_model
+
+
+class PipelineRun:
+    """`check()` and `run()` of a `graph.Pipeline`, whose inputs, settings and stages they use."""
+
+    # Set by `graph.Pipeline.__init__`.
+    inputs: list[str]
+    config: Config
+    output_dir: str | None
+    command: str | None
+    damaged: dict[str, str]
+    empty_files: list[str]
+    duplicate_ids: dict | None
+    _lock: StoreLock | None
+    layout: Layout
+
+    def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
+        """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume.
+
+        With `tokenizer=False` the model is only located here (a path that does not exist, or
+        a hub name neither cached nor reachable, fails in seconds); the caller loads the
+        tokenizer later (`tokenizer()`), e.g. while a cluster starts.
+        """
+        self.files()
+        if tokenizer:
+            self.tokenizer()
+        else:
+            check_model(self.config.tokenize.model)
+        if self.output_dir is None:
+            return
+        storage.check_backend(self.output_dir)
+        check_not_in_use(self.output_dir)
+        if resume:
+            check_resumable(self.layout, self.files(), self.config)
+        else:
+            check_output_dir(self.output_dir, overwrite=overwrite)
+
+    def run(
+        self,
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        progress: Progress | None = None,
+        strict: bool = False,
+        html: bool = True,
+        startup_seconds: float | None = None,
+    ) -> dict:
+        """Everything, on the active Dask client or the default scheduler; returns the report.
+
+        With `strict`, bad input (damaged or empty files, malformed lines) raises
+        `BadInputError` as soon as it is known: after the scan, or after stage 1.
+        With `html=False` report.html is left to the caller (`write_html_report`), e.g. to
+        draw it while the cluster shuts down; report.json is always written.
+        `startup_seconds`, the caller's time to start or reach the cluster (the CLI passes
+        it, its tokenizer check overlapped), goes into the report's `seconds` as `startup`,
+        outside `total` (this run's stages).
+        """
+        progress = progress or Progress()
+        self.check(overwrite=overwrite, resume=resume)
+        # Held until report.json is written: a second run into this directory fails meanwhile.
+        self._share_storage_options()
+        with hold_output_dir(self.layout.root, overwrite=overwrite) as lock:
+            self._lock = lock
+            try:
+                return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+            finally:
+                self._lock = None
+
+    def _run(
+        self,
+        overwrite: bool,
+        resume: bool,
+        progress: Progress,
+        strict: bool,
+        html: bool,
+        startup_seconds: float | None,
+    ) -> dict:
+        layout = self.layout
+        clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
+        seconds = clock.seconds
+        with clock.stage("scan"):
+            if resume:  # the same partitions as the interrupted run, whatever the cluster now
+                specs = self.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
+            else:
+                prepare_output_dir(layout.root, overwrite=overwrite)
+                specs = self.partitions()
+                write_manifest(
+                    layout, self.files(), self.config, partition_size_used=max((s.records for s in specs), default=0)
+                )
+        if strict:
+            check_strict(self.damaged, self.empty_files)
+
+        with clock.stage("dedup"):
+            duplicates = self.duplicates()
+
+        with clock.stage("analyse"):
+            clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
+            topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
+            stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume, progress_topic=topic)
+            analysed, (thresholds, distinct_targets) = compute_stage(
+                "analyse",
+                stats_bag,
+                cap_item,
+                progress,
+                topic=topic,
+                documents=sum(s.records for s in specs),
+                redo_item=lambda: self._cap_from_stats(len(specs)),
+            )
+            if strict:
+                check_strict({}, [], analysed)
+
+        with clock.stage("tokenize"):
+            tokenized, _ = compute_stage(
+                "tokenize", self.tokenize(dask.delayed(thresholds), reuse=resume), None, progress
+            )
+
+        def report_now() -> dict:
+            return build_report(
+                analysed,
+                tokenized,
+                distinct_targets=distinct_targets,
+                capped_targets=len(thresholds),
+                duplicate_texts=len(duplicates),
+                seconds=seconds,
+                config=self.config.to_dict(),
+                inputs=self.inputs,
+            )
+
+        with clock.stage("dataset"):
+            # Without partitions (empty input) the dataset still gets the output's columns.
+            schema = None if specs else ExampleTokenizer(self.config.tokenize, self.tokenizer()).schema
+            splits: dict[str, dict] = {}
+            dataset_path = write_dataset(
+                layout,
+                [s.index for s in specs],
+                self.config.tokenize.seq_len,
+                lock=self._lock,
+                schema=schema,
+                validation_fraction=self.config.output.validation_fraction,
+                description=DESCRIPTION,
+                card=functools.partial(self._card, report_now(), splits),
+            )
+        seconds["total"] = clock.elapsed()
+
+        report = report_now()
+        report["dataset"] = dataset_path
+        report["splits"] = splits
+        report["damaged_files"].update(self.damaged)
+        report["empty_files"] = self.empty_files
+        report["duplicate_ids"] = self.duplicate_ids
+        # --resume: finished partitions whose parts did not match their record, computed again.
+        report["partitions"]["replaced_on_resume"] = [
+            {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
+            for stage, stats in (("analyse", analysed), ("tokenize", tokenized))
+            for s in stats
+            if s.replaced_on_resume
+        ]
+        write_report(report, layout.root)
+        if html:
+            write_html_report(report, layout.root)
+        return report
+
+    def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:
+        """The dataset's README.md; `splits_out` receives the split sizes for the report."""
+        splits_out.update(splits)
+        tokenizer = self.tokenizer()
+        return card_text(
+            features=features,
+            splits=splits,
+            name=os.path.basename(dataset_dir_name(self.config.tokenize.seq_len)),
+            command=self.command
+            or f"dask_prep.graph.Pipeline({self.inputs!r}, config, {self.output_dir!r}).run()  # Python API",
+            config=self.config.to_dict(),
+            counts=report,
+            tokenizer={
+                "model": self.config.tokenize.model,
+                "class": tokenizer.class_name,
+                "unk_token": tokenizer.unk_token,
+            },
+            versions=versions(),
+        )
