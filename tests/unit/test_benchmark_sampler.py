@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import common  # noqa: E402  (benchmarks/ is scripts, not a package)
 
 # A parent with two children, one of which has a child of its own, started from a thread

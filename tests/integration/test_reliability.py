@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import seed_config_with
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEQ_LEN = 2048
 SAMPLES = 400  # documents of shard 00000 in the kill, interrupt and reference runs (~100 reach Kiwi)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_shared
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 Unit tests run the isolated analyser and the attempt markers in this process. The
 integration tests start real `dask scheduler` / `dask worker` processes (and a LocalCluster
 through the CLI) whose Kiwi aborts on one document and hangs on another, by a worker
-`--preload` in tests/ (kiwi_fault_preload.py) that the package knows nothing about; the
+`--preload` in tests/integration/ (kiwi_fault_preload.py) that the package knows nothing about; the
 run must finish with those two documents rejected and the dataset of a run without them.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_shared, seed_config_with
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PRELOAD = Path(__file__).resolve().parent / "kiwi_fault_preload.py"
 SEQ_LEN = 2048
 LINES = 240  # documents of shard 00000 in the corpus (~60 reach Kiwi)

@@ -49,7 +49,7 @@ def test_a_wrong_type_is_one_line_exit_2_and_no_cluster(name, tmp_path, capfd, m
     text, parts = INVALID[name]
     config = tmp_path / f"{name}.yaml"
     config.write_text(text, encoding="utf-8")
-    sample = Path(__file__).resolve().parent.parent / "sample"
+    sample = Path(__file__).resolve().parents[2] / "sample"
     argv = ["run", str(sample / "ko_sample.jsonl"), "--model", str(sample / "tokenizer")]
     capfd.readouterr()
     code = main([*argv, "--config", str(config), "--output-dir", str(tmp_path / "out")])

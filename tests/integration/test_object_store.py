@@ -20,7 +20,7 @@ import pytest
 from conftest import needs_shared, seed_config_with
 from s3_server import environment, s3_server
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEQ_LEN = 512
 MAX_SAMPLES = 1200
 PARTITION_SIZE = 40  # 30 partitions: an interruption finds some finished and some not

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import seed_config_with
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SPEECHES = REPO.parent / "shared" / "data" / "nk-speeches.jsonl"
 IGNORE_INDEX = -100
 

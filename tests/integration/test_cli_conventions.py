@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_errors import _closed_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120):

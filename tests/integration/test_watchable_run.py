@@ -3,7 +3,7 @@
 that is not a terminal gets no bar lines.
 
 The CLI runs as a real subprocess against the session cluster (`--scheduler`), on a real
-pseudo-terminal, as in tests/test_progress.py.
+pseudo-terminal, as in tests/integration/test_progress.py.
 """
 
 from __future__ import annotations

@@ -374,7 +374,7 @@ def test_repo_sample_same_kept_documents_as_full_analysis(kiwi_one):
 
     from dask_prep.reading import read_partition
 
-    sample = Path(__file__).resolve().parents[1] / "sample" / "ko_sample.jsonl"
+    sample = Path(__file__).resolve().parents[2] / "sample" / "ko_sample.jsonl"
     (file,) = resolve_inputs([str(sample)])
     (spec,) = plan_partitions([file], [scan_file(file).records], 1000)
     out = {}

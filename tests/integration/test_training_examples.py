@@ -28,7 +28,7 @@ from dask_prep.examples import (
     whole_word_mentions,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample" / "ko_sample.jsonl"
 SAMPLE_TOKENIZER = REPO / "sample" / "tokenizer"
 
