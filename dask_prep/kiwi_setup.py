@@ -1,7 +1,7 @@
 """One Kiwi per worker process.
 
-A Kiwi costs ~5 s (1.8 s to build, ~3.4 s for its first analysis, which loads the rest of
-its model) and ~300 MB, and cannot be pickled, so it is built once per
+A Kiwi takes seconds to build and warm (its first analysis loads the rest of its model),
+holds hundreds of MB and cannot be pickled (benchmarks/HISTORY.md), so it is built once per
 worker in `KiwiPlugin.setup()` and tasks take it from their worker. Workers that join the
 cluster later get the plugin from the scheduler and build their own. Outside a
 distributed worker (plain `dask.compute`, a notebook, a unit test) `get_kiwi()` builds one

@@ -144,8 +144,8 @@ class PartitionReader:
     A line of a compressed file can only be reached by decompressing everything before it,
     so a partition that starts at line k of a file skips k lines first. Reading a file's
     partitions one after another with one reader decompresses the file once, not once per
-    partition: ~P/2 times the file for P partitions (measured by
-    `benchmarks/reading_one_big_file.py`; figures in benchmarks/HISTORY.md).
+    partition (which adds up to about P/2 times the file for P partitions; measured by
+    `benchmarks/reading_one_big_file.py`, figures in benchmarks/HISTORY.md).
     """
 
     def __init__(self, text_field: str, id_field: str) -> None:
