@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kiwi-threads",
         type=int,
         metavar="K",
-        help="Kiwi's own threads per worker (default: the cores per LocalCluster worker, at most 2; "
-        "1 with --scheduler)",
+        help="Kiwi's own threads per worker (default: the cores per LocalCluster worker: 2, or with "
+        "--n-workers the cores left to each; 1 with --scheduler)",
     )
     run.add_argument("--memory-limit", default="auto", metavar="SIZE", help="per LocalCluster worker, e.g. 4GiB")
     run.add_argument(
