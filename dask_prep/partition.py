@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -35,6 +34,7 @@ from dask_prep.kiwi_setup import get_kiwi
 from dask_prep.output import Layout, read_json
 from dask_prep.reading import Document, PartitionReader, PartitionSpec, read_partition
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
+from dask_prep.timing import Stopwatch
 from dask_prep.tokenization import ExampleTokenizer
 from dask_prep.tokenizer_loading import PortableTokenizer
 
@@ -194,18 +194,45 @@ def analyse_partition(
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
         return done
-    t0 = time.perf_counter()
-    if reader is None:
-        docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
-    else:
-        docs, damaged = reader.read(spec)
-    mark_duplicates(docs, duplicates or {})
-    t_read = time.perf_counter()
-    chain = FilterChain(config)
-    analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)
-    kept = list(chain.run(docs, analyse, on_progress))
-    t_filter = time.perf_counter()
+    clock = Stopwatch()
+    with clock.stage("read"):
+        if reader is None:
+            docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
+        else:
+            docs, damaged = reader.read(spec)
+        mark_duplicates(docs, duplicates or {})
+    with clock.stage("filter"):
+        chain = FilterChain(config)
+        analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)
+        kept = list(chain.run(docs, analyse, on_progress))
+    with clock.stage("entities"):
+        stats = _entity_stats(spec, docs, damaged, kept, config, layout, parts, write_decisions)
+    stats = dataclasses.replace(
+        stats,
+        replaced_on_resume=_REPLACED.pop(("analyse", spec.index), None),
+        seconds=clock.seconds,
+        analysed_docs=chain.analysed_docs,
+        analysed_chars=chain.analysed_chars,
+        isolated=isolate,
+        analysis_mode=chain.mode,
+        kiwi_chars=chain.progress.kiwi_chars,
+        stopped_early=chain.progress.stopped_early,
+    )
+    storage.write_json(stats.to_json(), layout.stats("analyse", spec.index))  # last: marks the partition done
+    return stats
 
+
+def _entity_stats(
+    spec: PartitionSpec,
+    docs: list[Document],
+    damaged: dict[str, str],
+    kept: list[Document],
+    config: Config,
+    layout: Layout,
+    parts: tuple[str, ...],
+    write_decisions: bool,
+) -> AnalysisStats:
+    """The kept documents' candidates and the decisions written; the partition's counts and summary."""
     stats = decision_stats(spec, docs, damaged)
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
@@ -227,26 +254,12 @@ def analyse_partition(
     if write_decisions:
         schema = decisions_schema(config)
         write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
-    stats = dataclasses.replace(
+    return dataclasses.replace(
         stats,
         parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
-        replaced_on_resume=_REPLACED.pop(("analyse", spec.index), None),
         summary=summarize_entities(keys, config.entities.max_entity_freq),
         distributions=measured_distributions(docs, config),
-        seconds={
-            "read": t_read - t0,
-            "filter": t_filter - t_read,
-            "entities": time.perf_counter() - t_filter,
-        },
-        analysed_docs=chain.analysed_docs,
-        analysed_chars=chain.analysed_chars,
-        isolated=isolate,
-        analysis_mode=chain.mode,
-        kiwi_chars=chain.progress.kiwi_chars,
-        stopped_early=chain.progress.stopped_early,
     )
-    storage.write_json(stats.to_json(), layout.stats("analyse", spec.index))  # last: marks the partition done
-    return stats
 
 
 def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
@@ -277,16 +290,17 @@ def tokenize_partition(
     `tokenizer` is the one the client checked; None loads `config.tokenize.model` here.
     """
     digest = thresholds_digest(thresholds)
+    candidates = part_record(layout.part("candidates", index))  # what this partition's examples come from
     if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
         # The cap decided the same, from the same stage-1 part: the examples are valid.
-        same_input = done.candidates == part_record(layout.part("candidates", index))
-        if done.thresholds == digest and same_input:
+        if done.thresholds == digest and done.candidates == candidates:
             return done
-    t0 = time.perf_counter()
-    encoder = ExampleTokenizer(config.tokenize, tokenizer)
-    dropped: dict[str, int] = {}
-    pairs = list(iter_candidates(layout.part("candidates", index), thresholds))
-    written = write_atomically(encoder.encode(pairs, dropped), encoder.schema, layout.part("examples", index))
+    clock = Stopwatch()
+    with clock.stage("tokenize"):
+        encoder = ExampleTokenizer(config.tokenize, tokenizer)
+        dropped: dict[str, int] = {}
+        pairs = list(iter_candidates(layout.part("candidates", index), thresholds))
+        written = write_atomically(encoder.encode(pairs, dropped), encoder.schema, layout.part("examples", index))
     if written + sum(dropped.values()) != len(pairs):
         raise AccountingError(
             f"partition {index}: {len(pairs)} examples after the cap, "
@@ -295,13 +309,13 @@ def tokenize_partition(
     stats = TokenizeStats(
         partition=index,
         parts={"examples": part_record(layout.part("examples", index))},
-        candidates=part_record(layout.part("candidates", index)),
+        candidates=candidates,
         after_cap=len(pairs),
         dropped=dropped,
         examples=written,
         thresholds=digest,
         coverage=Coverage(**encoder.coverage()),
-        seconds={"tokenize": time.perf_counter() - t0},
+        seconds=clock.seconds,
         replaced_on_resume=_REPLACED.pop(("tokenize", index), None),
     )
     storage.write_json(stats.to_json(), layout.stats("tokenize", index))
