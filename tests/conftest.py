@@ -103,6 +103,25 @@ def client():
         yield client
 
 
+def interrupt_after(proc, finished, count: int = 2) -> str:
+    """SIGINT to the `dask-prep run` process `proc` once `finished()` holds `count` partitions.
+
+    Checks the interrupted run's promise: exit 130, a hint to `--resume`, no traceback.
+    Returns its stderr.
+    """
+    import signal
+    import time
+
+    while proc.poll() is None and len(finished()) < count:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    return stderr
+
+
 def seed_config_with(tokenizer_dir, **changes):
     """Preset seed-v2 with the shared tokenizer; changes are section__field=value."""
     from dask_prep.config import preset

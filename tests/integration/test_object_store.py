@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_shared, seed_config_with
+from conftest import interrupt_after, needs_shared, seed_config_with
 from s3_server import environment, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,14 +206,7 @@ def test_interrupted_s3_run_resumes_to_the_same_dataset(s3, corpus_url, local_ru
     stats_prefix = f"{bucket}/interrupted/_work/stats"
     fs = s3.fs()
     args = _run_args(corpus_url, output, tokenizer_dir)
-    proc = _cli(args, s3.env, tmp_path)
-    while proc.poll() is None and len(_finished(fs, stats_prefix)) < 2:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    interrupt_after(_cli(args, s3.env, tmp_path), lambda: _finished(fs, stats_prefix))
     finished = _finished(fs, stats_prefix)
     fs.invalidate_cache()
     assert not fs.exists(f"{bucket}/interrupted/entity_coref_v2_{SEQ_LEN}")  # no dataset yet

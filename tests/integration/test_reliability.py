@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import seed_config_with
+from conftest import interrupt_after, seed_config_with
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ_LEN = 2048
@@ -598,14 +598,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(reference, tokenizer_dir, s
     args = [str(shard0), "--output-dir", str(out), "--model", str(tokenizer_dir), "--n-workers", "2"]
     args += ["--max-samples", str(SAMPLES), "--partition-size", "20", "--no-dedup", "--quiet"]
 
-    proc = cli(*args)
-    while proc.poll() is None and len(_finished(stats_dir)) < 2:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    interrupt_after(cli(*args), lambda: _finished(stats_dir))
     finished = _finished(stats_dir)  # after the exit: what the workers finished until they stopped
     assert finished
     assert not (out / f"entity_coref_v2_{SEQ_LEN}").exists()  # no half dataset
