@@ -29,11 +29,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from dask_prep.analysis.filters import FilterChain
 from dask_prep.config import Config, preset
-from dask_prep.dedup import fingerprint, first_of_repeated
-from dask_prep.examples import Candidate, build_candidates, find_repeated_entities
-from dask_prep.filters import FilterChain
-from dask_prep.reading import Document, parse_line, resolve_inputs
+from dask_prep.coref.entities import Candidate, build_candidates, find_repeated_entities
+from dask_prep.dedup.exact import fingerprint, first_of_repeated
+from dask_prep.document import Document
+from dask_prep.io.reading import parse_line, resolve_inputs
 
 CHUNKSIZE = 500
 TOKENIZE_CHUNK = 64  # examples per tokenization task
@@ -75,7 +76,7 @@ def tokenize_worker(pairs: list[tuple[str, Candidate]]) -> tuple[dict[str, list]
     """Padded rows for a chunk of examples, as plain Python columns."""
     global _encoder
     if _encoder is None:
-        from dask_prep.tokenization import ExampleTokenizer
+        from dask_prep.coref.tokenization import ExampleTokenizer
 
         _encoder = ExampleTokenizer(_config.tokenize)
     dropped: dict[str, int] = {}

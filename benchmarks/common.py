@@ -16,10 +16,11 @@ from typing import Any
 
 import psutil
 
+from dask_prep.analysis.filters import FilterChain
 from dask_prep.config import Config
-from dask_prep.dedup import fingerprints, mark_duplicates
-from dask_prep.filters import FilterChain
-from dask_prep.reading import Document, plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.dedup.exact import fingerprints, mark_duplicates
+from dask_prep.document import Document
+from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

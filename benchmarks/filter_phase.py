@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import texts_sent_to_kiwi  # noqa: E402
 
+from dask_prep.analysis.filters import FilterChain, kiwi_analyser  # noqa: E402
 from dask_prep.config import preset  # noqa: E402
-from dask_prep.filters import FilterChain, kiwi_analyser  # noqa: E402
-from dask_prep.reading import Document, PartitionReader, plan_partitions, resolve_inputs, scan_file  # noqa: E402
+from dask_prep.document import Document
+from dask_prep.io.reading import PartitionReader, plan_partitions, resolve_inputs, scan_file  # noqa: E402
 
 
 def read_partitions(corpus: str, shards: int, partition_size: int) -> list[list[Document]]:

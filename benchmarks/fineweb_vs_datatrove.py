@@ -47,8 +47,8 @@ GLOB = "*.jsonl*"
 
 def quality_config() -> Any:
     """The fineweb2-ko preset with only its FineWeb-2 quality rules on."""
+    from dask_prep.analysis.filters import FINEWEB2_FILTERS
     from dask_prep.config import preset
-    from dask_prep.filters import FINEWEB2_FILTERS
 
     config = preset("fineweb2-ko")
     for name, rule in config.rules.items():
@@ -109,8 +109,8 @@ def _stat(step: dict, key: str) -> int:
 
 def run_dask_prep(corpus: str) -> dict[str, Any]:
     """fineweb2-ko quality rules over every file of `corpus` on a new LocalCluster."""
-    from dask_prep.cluster import ClusterOptions, start_client, stop_client
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.graph import Pipeline
 
     files = corpus_files(corpus)
     start = time.perf_counter()

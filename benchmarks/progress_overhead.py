@@ -27,12 +27,12 @@ from typing import Any
 
 import dask
 
-from dask_prep.cluster import ClusterOptions, start_client, stop_client
-from dask_prep.compute import compute_stage
 from dask_prep.config import preset
-from dask_prep.graph import Pipeline
-from dask_prep.progress import PROGRESS_INTERVAL, Progress, ProgressEvents
-from dask_prep.reading import resolve_inputs
+from dask_prep.io.reading import resolve_inputs
+from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+from dask_prep.pipeline.compute import compute_stage
+from dask_prep.pipeline.graph import Pipeline
+from dask_prep.pipeline.progress import PROGRESS_INTERVAL, Progress, ProgressEvents
 
 
 class CountingProgress(Progress):

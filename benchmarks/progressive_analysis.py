@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from filter_phase import read_partitions  # noqa: E402
 
+from dask_prep.analysis.filters import FilterChain, kiwi_analyser  # noqa: E402
+from dask_prep.analysis.progressive import MAX_CHUNK  # noqa: E402
 from dask_prep.config import preset  # noqa: E402
-from dask_prep.filters import FilterChain, kiwi_analyser  # noqa: E402
-from dask_prep.progressive import MAX_CHUNK  # noqa: E402
 
 
 def judge(partitions, config, kiwi, variant: str):

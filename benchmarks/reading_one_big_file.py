@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dask_prep.graph import MAX_SPECS_PER_TASK  # noqa: E402
-from dask_prep.reading import PartitionReader, plan_partitions, read_partition, resolve_inputs, scan_file  # noqa: E402
+from dask_prep.io.reading import PartitionReader, plan_partitions, read_partition, resolve_inputs, scan_file  # noqa: E402
+from dask_prep.pipeline.graph import MAX_SPECS_PER_TASK  # noqa: E402
 
 
 def write_big_file(corpus: str, copies: int, path: str) -> None:

@@ -49,8 +49,8 @@ from common import (  # noqa: E402
 from fineweb_vs_datatrove import compare as compare_with_datatrove  # noqa: E402
 from fineweb_vs_datatrove import report as datatrove_report  # noqa: E402
 
-from dask_prep.cluster import ClusterOptions  # noqa: E402
 from dask_prep.config import preset  # noqa: E402
+from dask_prep.pipeline.cluster import ClusterOptions  # noqa: E402
 
 SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "fineweb", "layouts")
 DEFAULT_SECTIONS = ("limit", "fixed", "baseline", "pipeline", "scaling", "scale", "fineweb")

@@ -10,13 +10,13 @@ The public API, for scripts and notebooks:
 - `report_figures`, `figure_png`, `examples_html`: the report's plots and examples, for display.
 """
 
-from dask_prep.cluster import ClusterOptions, register_kiwi, start_client
 from dask_prep.config import Config, preset
-from dask_prep.graph import Pipeline, run
-from dask_prep.plots import figure_png, report_figures
-from dask_prep.report import summary_lines
-from dask_prep.report_html import examples_html
-from dask_prep.tokenizer_loading import load_tokenizer
+from dask_prep.coref.tokenizer import load_tokenizer
+from dask_prep.pipeline.cluster import ClusterOptions, register_kiwi, start_client
+from dask_prep.pipeline.graph import Pipeline, run
+from dask_prep.report.build import summary_lines
+from dask_prep.report.html import examples_html
+from dask_prep.report.plots import figure_png, report_figures
 
 __all__ = [
     "ClusterOptions",

@@ -1,6 +1,6 @@
 """Typed per-partition statistics: what a task returns, its stats file, what the report adds up.
 
-`AnalysisStats` (stage 1) and `TokenizeStats` (stage 2) are built by `dask_prep.partition`
+`AnalysisStats` (stage 1) and `TokenizeStats` (stage 2) are built by `dask_prep.pipeline.partition`
 for one partition and written next to its parts (`to_json`; `from_json` reads them back on
 `--resume`). `merge` adds two up and `total` a run's partitions, in partition order (which
 decides the sample lists). Only the counts add up: what belongs to one partition (its
@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from dask_prep.examples import Summary
-from dask_prep.filters import merge_distributions
-from dask_prep.isolation import CRASH, TIMEOUT
-from dask_prep.reading import MALFORMED_REASONS, Document, PartitionSpec
+from dask_prep.analysis.filters import merge_distributions
+from dask_prep.analysis.isolation import CRASH, TIMEOUT
+from dask_prep.coref.entities import Summary
+from dask_prep.document import Document
+from dask_prep.io.reading import MALFORMED_REASONS, PartitionSpec
 
 SAMPLE_LOCATIONS = 5  # first file:line locations kept per malformed reason
 
@@ -105,7 +106,7 @@ _ANALYSIS_SUMS = (
 
 @dataclass
 class AnalysisStats(_Stats):
-    """Stage 1 of one partition (`dask_prep.partition.analyse_partition`), or a total (`merge`)."""
+    """Stage 1 of one partition (`dask_prep.pipeline.partition.analyse_partition`), or a total (`merge`)."""
 
     partition: int | None = None  # None in a total
     source: str = ""
@@ -127,7 +128,7 @@ class AnalysisStats(_Stats):
     seconds: dict[str, float] = field(default_factory=dict)
     analysed_docs: int = 0  # that reached the analysis, and their characters
     analysed_chars: int = 0
-    isolated: bool = False  # each document analysed in a child process (`dask_prep.isolation`)
+    isolated: bool = False  # each document analysed in a child process (`dask_prep.analysis.isolation`)
     analysis_mode: str | None = None  # "full" or "progressive"; a total of both: "mixed"
     kiwi_chars: int = 0  # the characters Kiwi analysed (fewer, when progressive)
     stopped_early: int = 0  # documents decided on a prefix
@@ -197,7 +198,7 @@ class Coverage:
 
 @dataclass
 class TokenizeStats(_Stats):
-    """Stage 2 of one partition (`dask_prep.partition.tokenize_partition`), or a total (`merge`)."""
+    """Stage 2 of one partition (`dask_prep.pipeline.partition.tokenize_partition`), or a total (`merge`)."""
 
     partition: int | None = None  # None in a total
     parts: dict[str, PartRecord] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from dask_prep.reading import Document
+    from dask_prep.document import Document
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DASK_PREP_SHARED", REPO.parent / "shared"))
@@ -57,7 +57,7 @@ def sample_lines() -> list[dict]:
 
 
 def _read_all(inputs: list[str], partition_size: int) -> list[Document]:
-    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+    from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
     files = resolve_inputs(inputs)
     specs = plan_partitions(files, [scan_file(f).records for f in files], partition_size)
@@ -91,7 +91,7 @@ def client():
     """A real LocalCluster with two worker processes and the Kiwi plugin registered."""
     from distributed import Client, LocalCluster
 
-    from dask_prep.cluster import register_kiwi
+    from dask_prep.pipeline.cluster import register_kiwi
 
     with (
         LocalCluster(
@@ -209,7 +209,7 @@ def run_pipeline(
     `exact_partition_size` plans partitions of exactly that size, without the finer cut
     that a small corpus otherwise gets to keep every worker busy.
     """
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     with client.as_current():
         pipeline = Pipeline([str(i) for i in inputs], config, str(output_dir))

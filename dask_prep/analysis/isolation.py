@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection, Pipe
 from typing import Any, NamedTuple
 
-from dask_prep import storage
+from dask_prep.io import storage
 from dask_prep.workers import current_worker
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _child(kiwi: Any, model_type: str | None, texts: list[str], out: Connection)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if getattr(kiwi, "num_workers", 1) != 1:
         # A Kiwi with a thread pool does not survive a fork: the child builds its own.
-        from dask_prep.kiwi_setup import _new_kiwi
+        from dask_prep.analysis.kiwi import _new_kiwi
 
         kiwi = _new_kiwi(1, model_type)
     out.send(("ready", None))
@@ -254,13 +254,13 @@ def analyser_for(kiwi: Any, bound: float, isolate: bool) -> Callable[[list[str]]
     """Stage 1's `analyse(texts)`: in the worker under the watchdog, or each text isolated."""
     if isolate:
         return isolated_analyser(kiwi, bound)
-    from dask_prep.filters import kiwi_analyser
+    from dask_prep.analysis.filters import kiwi_analyser
 
     return watched(kiwi_analyser(kiwi), bound)
 
 
 def _plugin_model_type() -> str | None:
-    from dask_prep.kiwi_setup import PLUGIN_NAME
+    from dask_prep.analysis.kiwi import PLUGIN_NAME
 
     worker = current_worker()
     return None if worker is None else getattr(worker.plugins.get(PLUGIN_NAME), "model_type", None)

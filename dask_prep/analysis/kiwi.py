@@ -28,7 +28,12 @@ PLUGIN_NAME = "dask-prep-kiwi"
 FORK_KIWI_ENV = "DASK_PREP_FORK_KIWI"
 # What the forkserver imports, in order, so that each worker forked from it need not: the
 # modules a worker's tasks and plugins come from, then the warm Kiwi (`kiwi_forkserver`).
-FORKSERVER_PRELOAD = ["distributed", "dask_prep.graph", "dask_prep.partition", "dask_prep.kiwi_forkserver"]
+FORKSERVER_PRELOAD = [
+    "distributed",
+    "dask_prep.pipeline.graph",
+    "dask_prep.pipeline.partition",
+    "dask_prep.analysis.kiwi_forkserver",
+]
 
 # This process's Kiwi per (threads, model type): built lazily, or inherited from the forkserver.
 _local_kiwi: dict[tuple, Any] = {}
@@ -57,7 +62,7 @@ def _warm_up(kiwi: Any) -> None:
 
 
 def prebuild_for_fork(model_type: str | None = None) -> None:
-    """In the forkserver (`dask_prep.kiwi_forkserver`): a warm single-threaded Kiwi to inherit.
+    """In the forkserver (`dask_prep.analysis.kiwi_forkserver`): a warm single-threaded Kiwi to inherit.
 
     Not counted in `builds`: the workers forked from here did not build it.
     """

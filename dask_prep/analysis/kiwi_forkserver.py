@@ -6,7 +6,7 @@ workers need are imported there before this one (`kiwi_setup.FORKSERVER_PRELOAD`
 
 import os
 
-from dask_prep.kiwi_setup import FORK_KIWI_ENV, prebuild_for_fork
+from dask_prep.analysis.kiwi import FORK_KIWI_ENV, prebuild_for_fork
 
 if FORK_KIWI_ENV in os.environ:
     prebuild_for_fork(os.environ[FORK_KIWI_ENV] or None)

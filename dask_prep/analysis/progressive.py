@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 # Sentence end: terminal punctuation (with closing quotes or brackets) before whitespace,
 # or a line end. A chunk ends just after one, so Kiwi sees whole sentences.

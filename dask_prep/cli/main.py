@@ -1,4 +1,4 @@
-"""`dask-prep`: a thin command line over `dask_prep.graph` (its arguments: `dask_prep.cli_args`).
+"""`dask-prep`: a thin command line over `dask_prep.pipeline.graph` (its arguments: `dask_prep.cli.args`).
 
 Errors a user can act on are printed as one line on stderr with exit code 2 (no
 traceback unless --verbose).
@@ -15,18 +15,18 @@ import threading
 import time
 from typing import Any
 
-from dask_prep.cli_args import build_parser, config_from_args
+from dask_prep.cli.args import build_parser, config_from_args
 from dask_prep.config import PRESETS, ConfigError, preset
 
 USER_ERROR_EXIT = 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dask_prep.cluster import ClusterOptions, start_client, stop_client
-    from dask_prep.graph import Pipeline
-    from dask_prep.plots import warm_up_plotting
-    from dask_prep.report import TqdmProgress, summary_lines
-    from dask_prep.report_html import write_html_report
+    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.graph import Pipeline
+    from dask_prep.report.build import TqdmProgress, summary_lines
+    from dask_prep.report.html import write_html_report
+    from dask_prep.report.plots import warm_up_plotting
 
     config = config_from_args(args)
     options = ClusterOptions(
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # huggingface_hub's retry warnings: the one error line says it all
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    from dask_prep.cluster import ClusterError
-    from dask_prep.output import OutputDirError
-    from dask_prep.reading import InputError
-    from dask_prep.tokenizer_loading import TokenizerError
+    from dask_prep.coref.tokenizer import TokenizerError
+    from dask_prep.io.reading import InputError
+    from dask_prep.output.layout import OutputDirError
+    from dask_prep.pipeline.cluster import ClusterError
 
     try:
         if args.command == "presets":
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _store_error_message(exc: BaseException) -> str | None:
-    from dask_prep import storage
+    from dask_prep.io import storage
 
     if storage.is_store_error(exc):
         return f"the store failed: {storage.describe(exc)}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dask_prep.config_types import type_problem
+from dask_prep.config.type_checks import type_problem
 
 
 class ConfigError(ValueError):
@@ -69,7 +69,7 @@ class InputConfig:
     partition_size: int = 2000
     dedup: bool = True  # exact deduplication (NFKC, collapsed whitespace) before Kiwi
     # Seconds one document's Kiwi analysis may take; longer is a hang, and that document is
-    # rejected as `analysis_timeout` (dask_prep.isolation).
+    # rejected as `analysis_timeout` (dask_prep.analysis.isolation).
     analysis_timeout: float = 300.0
 
 
@@ -83,7 +83,7 @@ class OutputConfig:
 
 @dataclass
 class AnalysisConfig:
-    # Analyse chunk by chunk while a rule can still decide early (dask_prep/progressive.py);
+    # Analyse chunk by chunk while a rule can still decide early (dask_prep/analysis/progressive.py);
     # false (`--full-analysis`) analyses every candidate whole. The dataset is the same.
     progressive: bool = True
 
@@ -229,7 +229,7 @@ def _seed_v2() -> Config:
 def _fineweb2_ko() -> Config:
     """FineWeb-2's Korean (kor_Hang) quality filtering, then the coreference selection.
 
-    Rule names are datatrove's drop reasons (dask_prep/filters/fineweb2.py); thresholds are
+    Rule names are datatrove's drop reasons (dask_prep/analysis/filters/fineweb2.py); thresholds are
     FineWeb-2's configs/kor_Hang.yml and its pipeline's fixed settings. Line and
     character rules run before Kiwi, word rules on the one shared analysis.
     """

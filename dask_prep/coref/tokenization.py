@@ -1,7 +1,7 @@
 """Tokenization: masked texts → model inputs, with both mentions inside the window.
 
 Each example's masked text is tokenized as a whole with the run's tokenizer
-(`dask_prep.tokenizer_loading`), so the ids equal `tokenizer(masked_text)` for documents
+(`dask_prep.coref.tokenizer`), so the ids equal `tokenizer(masked_text)` for documents
 that fit; token offsets locate the masked span and the antecedent. A document longer than `seq_len` tokens gets a
 window that contains both, or the example is dropped under reason `window`: a mask is
 never truncated away. Examples whose antecedent or target the vocabulary cannot spell
@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 
 from dask_prep.config import TokenizeConfig
-from dask_prep.examples import Candidate
-from dask_prep.tokenizer_loading import PortableTokenizer
+from dask_prep.coref.entities import Candidate
+from dask_prep.coref.tokenizer import PortableTokenizer
 
 IGNORE_INDEX = -100
 

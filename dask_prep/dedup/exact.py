@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 CopyKey = tuple[str, str, int]  # (doc id, source file, line): the order in which copies are kept
 SAMPLE_IDS = 5  # repeated ids listed in the report, with their first locations

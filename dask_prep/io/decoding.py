@@ -13,7 +13,7 @@ from typing import Any
 
 import fsspec
 
-from dask_prep.inputs import FileSlice, InputError, InputFile
+from dask_prep.io.inputs import FileSlice, InputError, InputFile
 
 ZSTD_SUFFIXES = (".zst", ".zstd")
 _CHUNK = 1 << 20

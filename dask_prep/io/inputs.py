@@ -2,7 +2,7 @@
 --strict check of what reading found.
 
 A partition is consecutive records of one large file or several small files grouped;
-`dask_prep.decoding` counts a file's records, `dask_prep.reading` reads a partition.
+`dask_prep.io.decoding` counts a file's records, `dask_prep.io.reading` reads a partition.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ documents are still returned, with `rejected_by` set to a malformed-input reason
 the accounting `read = malformed + rejected + kept` can be checked per partition.
 
 This module is also where the rest of the pipeline gets its input names: finding files
-and planning partitions (`dask_prep.inputs`) and counting a file's records
-(`dask_prep.decoding`) are re-exported here.
+and planning partitions (`dask_prep.io.inputs`) and counting a file's records
+(`dask_prep.io.decoding`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from dask_prep.decoding import FileScan, iter_raw_lines, parquet_rows, scan_file
-from dask_prep.inputs import (
+from dask_prep.document import Document
+from dask_prep.io.decoding import FileScan, iter_raw_lines, parquet_rows, scan_file
+from dask_prep.io.inputs import (
     BadInputError,
     FileSlice,
     InputError,
@@ -66,26 +66,6 @@ BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some editors put at the 
 # A JSON escape such as "\\ud800" decodes to a lone surrogate: valid JSON, but not text
 # that UTF-8 (Arrow, Kiwi, hashing) can encode.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-@dataclass
-class Document:
-    doc_id: str
-    text: str | None
-    source: str
-    line: int  # 1-based line (JSON Lines) or row (parquet) within `source`
-    rejected_by: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    # Filled by the filters for the entity step, so Kiwi runs once per document.
-    tokens: list | None = None
-    entities: dict | None = None
-    # The entities whose mentions become examples (`entities.mentions`); `entities` above
-    # is what the `no_repeated_entity` rule judged.
-    example_entities: dict | None = None
-    # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
-    # (progressive analysis decided on a prefix); None = never analysed.
-    analysis: str | None = None
-    kiwi_chars: int = 0  # characters of it that Kiwi analysed (chunks and whole)
 
 
 def parse_line(raw: bytes, text_field: str, id_field: str) -> tuple[str | None, Any, str | None]:

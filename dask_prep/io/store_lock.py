@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from dask_prep import storage
+from dask_prep.io import storage
 
 log = logging.getLogger(__name__)
 

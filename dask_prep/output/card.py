@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from dask_prep import storage
+from dask_prep.io import storage
 
 SPLIT_SALT = "dask-prep validation split"
 

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from dask_prep import storage
-from dask_prep.store_lock import LockHeldError, StoreLock, hold_store_prefix
+from dask_prep.io import storage
+from dask_prep.io.store_lock import LockHeldError, StoreLock, hold_store_prefix
 
 try:
     import fcntl

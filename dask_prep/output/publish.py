@@ -13,9 +13,9 @@ import shutil
 import warnings
 from typing import Any
 
-from dask_prep import storage
-from dask_prep.dataset_card import split_by_document, split_stats
-from dask_prep.output import Layout, dataset_dir_name, part_name
+from dask_prep.io import storage
+from dask_prep.output.card import split_by_document, split_stats
+from dask_prep.output.layout import Layout, dataset_dir_name, part_name
 
 PARQUET_DIR = "parquet"  # DIR/parquet/*.parquet: the dataset's rows, in its order, for streaming readers
 PARQUET_SHARD_BYTES = 256 << 20  # uncompressed Arrow bytes per parquet shard, at most (about)

@@ -17,8 +17,8 @@ from typing import Any
 import dask
 from distributed import WorkerPlugin
 
-from dask_prep import storage
-from dask_prep.kiwi_setup import KiwiPlugin, fork_workers_from_warm_kiwi
+from dask_prep.analysis.kiwi import KiwiPlugin, fork_workers_from_warm_kiwi
+from dask_prep.io import storage
 
 
 class ClusterError(RuntimeError):

@@ -9,12 +9,12 @@ from typing import Any
 import dask
 import dask.bag as db
 
-from dask_prep.progress import Progress
+from dask_prep.pipeline.progress import Progress
 from dask_prep.workers import current_client
 
 # Times the client itself runs again a partition whose worker died (`KilledWorker`, once
 # distributed.scheduler.allowed-failures is used up). The next attempt finds the marker the
-# dead one left and isolates each document's analysis (dask_prep.isolation), so one more
+# dead one left and isolates each document's analysis (dask_prep.analysis.isolation), so one more
 # is enough for that partition; others die beside it only when they share its worker.
 CLIENT_RETRIES = 5
 

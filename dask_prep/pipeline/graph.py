@@ -23,10 +23,13 @@ from typing import Any
 import dask
 import dask.bag as db
 
-from dask_prep import storage
-from dask_prep.cluster import StorageOptionsPlugin, register_kiwi
+from dask_prep.analysis.filters import FilterChain, kiwi_analyser
+from dask_prep.analysis.isolation import attempt
+from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.dedup import (
+from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
+from dask_prep.coref.tokenizer import PortableTokenizer
+from dask_prep.dedup.exact import (
     doc_id_of,
     fingerprints,
     first_of_repeated,
@@ -35,15 +38,9 @@ from dask_prep.dedup import (
     repeated_id,
     summarize_repeated_ids,
 )
-from dask_prep.examples import Summary, cap_thresholds, merge_summaries
-from dask_prep.filters import FilterChain, kiwi_analyser
-from dask_prep.isolation import attempt
-from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout, read_json
-from dask_prep.partition import analyse_partition, tokenize_partition
-from dask_prep.progress import progress_events
-from dask_prep.reading import (
-    Document,
+from dask_prep.document import Document
+from dask_prep.io import storage
+from dask_prep.io.reading import (
     InputFile,
     PartitionReader,
     PartitionSpec,
@@ -51,10 +48,13 @@ from dask_prep.reading import (
     resolve_inputs,
     scan_file,
 )
-from dask_prep.runner import PipelineRun
+from dask_prep.io.store_lock import StoreLock
+from dask_prep.output.layout import Layout, read_json
+from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
+from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
+from dask_prep.pipeline.progress import progress_events
+from dask_prep.pipeline.runner import PipelineRun
 from dask_prep.stats import AnalysisStats
-from dask_prep.store_lock import StoreLock
-from dask_prep.tokenizer_loading import PortableTokenizer
 from dask_prep.workers import current_client, current_worker
 
 

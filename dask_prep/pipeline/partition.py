@@ -19,24 +19,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dask_prep import storage
+from dask_prep.analysis.filters import FilterChain, analysis_mode, measured_distributions
+from dask_prep.analysis.isolation import analyser_for
+from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.dedup import mark_duplicates
-from dask_prep.examples import (
+from dask_prep.coref.entities import (
     Candidate,
     build_candidates,
     passes_cap,
     summarize_entities,
 )
-from dask_prep.filters import FilterChain, analysis_mode, measured_distributions
-from dask_prep.isolation import analyser_for
-from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout, read_json
-from dask_prep.reading import Document, PartitionReader, PartitionSpec, read_partition
+from dask_prep.coref.tokenization import ExampleTokenizer
+from dask_prep.coref.tokenizer import PortableTokenizer
+from dask_prep.dedup.exact import mark_duplicates
+from dask_prep.document import Document
+from dask_prep.io import storage
+from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
+from dask_prep.output.layout import Layout, read_json
+from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
-from dask_prep.timing import Stopwatch
-from dask_prep.tokenization import ExampleTokenizer
-from dask_prep.tokenizer_loading import PortableTokenizer
 
 CANDIDATE_SCHEMA = pa.schema(
     [
@@ -189,7 +190,7 @@ def analyse_partition(
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
     `FilterChain.run`). With `isolate` (an earlier attempt's process died on this partition),
-    each document is analysed in a child process of its own (`dask_prep.isolation`).
+    each document is analysed in a child process of its own (`dask_prep.analysis.isolation`).
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:

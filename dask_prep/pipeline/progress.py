@@ -2,7 +2,7 @@
 
 A finished partition's stats reach `Progress.update`; while stage 1 analyses, each task
 also sends `(judged, kept)` of its partition as distributed events (`ProgressEvents`), which
-the client passes to `Progress.advance` (`dask_prep.compute`). Only a `Progress` that
+the client passes to `Progress.advance` (`dask_prep.pipeline.compute`). Only a `Progress` that
 overrides `advance` has the workers send them.
 """
 

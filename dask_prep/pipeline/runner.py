@@ -16,12 +16,15 @@ from typing import Any
 
 import dask
 
-from dask_prep import storage
-from dask_prep.compute import compute_stage
+from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
-from dask_prep.dataset_card import DESCRIPTION, card_text
-from dask_prep.isolation import clear_attempts
-from dask_prep.output import (
+from dask_prep.coref.tokenization import ExampleTokenizer
+from dask_prep.coref.tokenizer import check_model
+from dask_prep.io import storage
+from dask_prep.io.reading import check_strict
+from dask_prep.io.store_lock import StoreLock
+from dask_prep.output.card import DESCRIPTION, card_text
+from dask_prep.output.layout import (
     Layout,
     check_not_in_use,
     check_output_dir,
@@ -33,15 +36,12 @@ from dask_prep.output import (
     versions,
     write_manifest,
 )
-from dask_prep.progress import Progress, follows_partitions
-from dask_prep.publish import write_dataset
-from dask_prep.reading import check_strict
-from dask_prep.report import build_report, write_report
-from dask_prep.report_html import write_html_report
-from dask_prep.store_lock import StoreLock
-from dask_prep.timing import Stopwatch
-from dask_prep.tokenization import ExampleTokenizer
-from dask_prep.tokenizer_loading import check_model
+from dask_prep.output.publish import write_dataset
+from dask_prep.pipeline.compute import compute_stage
+from dask_prep.pipeline.progress import Progress, follows_partitions
+from dask_prep.pipeline.timing import Stopwatch
+from dask_prep.report.build import build_report, write_report
+from dask_prep.report.html import write_html_report
 
 
 class PipelineRun:
@@ -213,7 +213,7 @@ class PipelineRun:
             splits=splits,
             name=os.path.basename(dataset_dir_name(self.config.tokenize.seq_len)),
             command=self.command
-            or f"dask_prep.graph.Pipeline({self.inputs!r}, config, {self.output_dir!r}).run()  # Python API",
+            or f"dask_prep.pipeline.graph.Pipeline({self.inputs!r}, config, {self.output_dir!r}).run()  # Python API",
             config=self.config.to_dict(),
             counts=report,
             tokenizer={

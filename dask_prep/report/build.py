@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from dask_prep import storage
-from dask_prep.filters import describe_distribution
+from dask_prep.analysis.filters import describe_distribution
+from dask_prep.io import storage
 from dask_prep.stats import AccountingError, AnalysisStats, TokenizeStats, add_counts
 
 

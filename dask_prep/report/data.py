@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dask_prep import storage
-from dask_prep.output import WORK_DIR
-from dask_prep.reading import MALFORMED_REASONS
+from dask_prep.io import storage
+from dask_prep.io.reading import MALFORMED_REASONS
+from dask_prep.output.layout import WORK_DIR
 
 LENGTH_BINS_PER_DECADE = 10
 LENGTH_DECADES = 8  # lengths from 1 to 10^8 characters; longer ones go to the last bin

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from dask_prep import storage
-from dask_prep.plots import LENGTH_TITLE, figure_png, figures
-from dask_prep.report_data import plot_data
+from dask_prep.io import storage
+from dask_prep.report.data import plot_data
+from dask_prep.report.plots import LENGTH_TITLE, figure_png, figures
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dask_prep.report_data import DistanceHistogram, LengthHistogram, PlotData, plot_data
+from dask_prep.report.data import DistanceHistogram, LengthHistogram, PlotData, plot_data
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

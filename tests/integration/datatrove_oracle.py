@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from dask_prep.config import Config
-from dask_prep.filters.fineweb2 import (
+from dask_prep.analysis.filters.fineweb2 import (
     DUPLICATED_NGRAM_FILTERS,
     FINEWEB2_KO_STOP_WORDS,
     FINEWEB2_SHORT_LINE_LENGTH,
     TOP_NGRAM_FILTERS,
 )
+from dask_prep.config import Config
 
 
 def datatrove_filters(config: Config, language: Any = None) -> list[Any]:

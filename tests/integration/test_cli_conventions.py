@@ -51,7 +51,7 @@ def _option_actions(parser: argparse.ArgumentParser):
 
 
 def test_every_option_has_help_that_shows_its_default():
-    from dask_prep.cli_args import HelpFormatter, build_parser
+    from dask_prep.cli.args import HelpFormatter, build_parser
 
     parser = build_parser()
     formatter = HelpFormatter("dask-prep")
@@ -79,14 +79,14 @@ def test_every_option_has_help_that_shows_its_default():
     ],
 )
 def test_verbose_and_quiet_before_or_after_the_subcommand(argv):
-    from dask_prep.cli_args import build_parser
+    from dask_prep.cli.args import build_parser
 
     args = build_parser().parse_args(argv)
     assert args.verbose is True and args.quiet is True
 
 
 def test_no_flag_given_means_off():
-    from dask_prep.cli_args import build_parser
+    from dask_prep.cli.args import build_parser
 
     args = build_parser().parse_args(["run", "in.jsonl", "--output-dir", "out"])
     assert args.verbose is False and args.quiet is False
@@ -110,7 +110,7 @@ def test_usage_errors_name_what_the_user_types(argv, names):
 
 
 def test_dask_scheduler_address_is_used_without_scheduler(shard0, tokenizer_dir, tmp_path, monkeypatch):
-    from dask_prep.cli_args import build_parser
+    from dask_prep.cli.args import build_parser
 
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.1:8786")
     base = ["run", "in.jsonl", "--output-dir", "out"]
@@ -172,7 +172,7 @@ def test_a_mistyped_relative_path_is_a_path_not_a_hub_name(shard0, tmp_path):
 
 
 def test_what_looks_like_a_path(tmp_path, monkeypatch):
-    from dask_prep.tokenizer_loading import looks_like_path
+    from dask_prep.coref.tokenizer import looks_like_path
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -207,7 +207,7 @@ def test_a_cached_model_loads_offline_when_the_hub_is_unreachable(tokenizer_dir,
         "TRANSFORMERS_VERBOSITY": "error",
     }
     code = (
-        "from dask_prep.tokenizer_loading import load_tokenizer, model_source\n"
+        "from dask_prep.coref.tokenizer import load_tokenizer, model_source\n"
         "print(model_source('someone/tok'), load_tokenizer('someone/tok').mask_token)"
     )
     result = subprocess.run(

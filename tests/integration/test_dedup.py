@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dask_prep.dedup import collapse_whitespace, fingerprint
+from dask_prep.dedup.exact import collapse_whitespace, fingerprint
 
 
 def test_fingerprint_ignores_nfkc_and_whitespace_differences() -> None:
@@ -49,7 +49,7 @@ def test_collapse_whitespace_is_split_and_join(text: str) -> None:
 
 
 def test_collapse_whitespace_is_split_and_join_on_real_documents(shard0) -> None:
-    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+    from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
     files = resolve_inputs([str(shard0)])
     docs, _ = read_partition(plan_partitions(files, [scan_file(files[0]).records], 2000)[0], "text", "id")
@@ -61,7 +61,7 @@ def test_collapse_whitespace_is_split_and_join_on_real_documents(shard0) -> None
 @pytest.fixture(scope="module")
 def corpus_with_copies(tmp_path_factory, shard0):
     """300 real documents, plus a second file holding 20 exact and 20 whitespace-variant copies."""
-    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+    from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
 
     files = resolve_inputs([str(shard0)])
     docs, _ = read_partition(plan_partitions(files, [scan_file(files[0]).records], 300)[0], "text", "id")

@@ -8,13 +8,13 @@ import pytest
 
 
 def _doc(doc_id: str, text: str, source: str, line: int):
-    from dask_prep.reading import Document
+    from dask_prep.document import Document
 
     return Document(doc_id=doc_id, text=text, source=source, line=line)
 
 
 def test_equal_ids_in_two_files_keep_one_copy():
-    from dask_prep.dedup import fingerprints, first_of_repeated, mark_duplicates
+    from dask_prep.dedup.exact import fingerprints, first_of_repeated, mark_duplicates
 
     docs = [_doc("7", "같은 글", "b.jsonl", 1), _doc("7", "같은 글", "a.jsonl", 3), _doc("7", "같은  글", "a.jsonl", 9)]
     pairs = fingerprints(docs)
@@ -27,7 +27,7 @@ def test_equal_ids_in_two_files_keep_one_copy():
 
 
 def test_repeated_ids_are_counted_with_their_first_locations():
-    from dask_prep.dedup import fingerprint, merge_repeated_ids, repeated_id, summarize_repeated_ids
+    from dask_prep.dedup.exact import fingerprint, merge_repeated_ids, repeated_id, summarize_repeated_ids
 
     same = [(fingerprint("글"), ("x", "b.jsonl", 2)), (fingerprint("글"), ("x", "a.jsonl", 5))]
     other = [(fingerprint("하나"), ("y", "a.jsonl", 1)), (fingerprint("둘"), ("y", "a.jsonl", 8))]

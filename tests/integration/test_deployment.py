@@ -125,11 +125,11 @@ def _rows(path: str):
 def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, seed_config, tmp_path, spawn):
     from distributed import Client
 
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     def kiwi_state(dask_worker) -> dict:
         # Runs on a worker (a nested function travels by value: tests/ is not importable there).
-        from dask_prep import kiwi_setup
+        from dask_prep.analysis import kiwi as kiwi_setup
 
         plugin = dask_worker.plugins.get(kiwi_setup.PLUGIN_NAME)
         has_kiwi = getattr(plugin, "kiwi", None) is not None
@@ -244,7 +244,7 @@ def test_local_cluster_from_start_client_settings_reach_the_workers(monkeypatch)
     """
     import dask
 
-    from dask_prep.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
 
     # Nannies of other clusters in this process (the fixtures') leave distributed's value in
     # os.environ, where our workers would inherit it: start from an environment without one.
@@ -279,11 +279,11 @@ def test_single_threaded_kiwi_workers_fork_from_one_warm_kiwi(client, shard0, to
     building again, and the dataset equals that of workers that built their own (`client`)."""
     from conftest import seed_config_with
 
-    from dask_prep.cluster import ClusterOptions, start_client, stop_client
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.graph import Pipeline
 
     def kiwi_origin(dask_worker) -> tuple:
-        from dask_prep import kiwi_setup
+        from dask_prep.analysis import kiwi as kiwi_setup
 
         plugin = dask_worker.plugins[kiwi_setup.PLUGIN_NAME]
         inherited = plugin.kiwi is not None and plugin.kiwi is kiwi_setup._local_kiwi.get((1, None))

@@ -32,7 +32,7 @@ def _run(client, inputs: list[str], config, output_dir: Path, partition_size: in
     `Pipeline.run()` otherwise cuts a small corpus finer for the cluster's threads; the
     partitions asked for here are planned first and kept by `run()`.
     """
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     pipeline = Pipeline(inputs, config, str(output_dir))
     with client.as_current():
@@ -67,7 +67,7 @@ def _column_digests(dataset) -> dict[str, str]:
 def runs(client, shard0, tokenizer_dir, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     from distributed import Client, LocalCluster
 
-    from dask_prep.cluster import register_kiwi
+    from dask_prep.pipeline.cluster import register_kiwi
 
     inputs = [str(shard0)]
     out = {}

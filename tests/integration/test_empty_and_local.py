@@ -57,7 +57,7 @@ def test_all_rejected_corpus_gives_a_loadable_empty_dataset(shard0, tokenizer_di
 def test_local_cluster_dashboard_listens_on_loopback_only():
     import psutil
 
-    from dask_prep.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
 
     assert ClusterOptions().dashboard_address.startswith("127.0.0.1:")
     client = start_client(ClusterOptions(n_workers=1, kiwi_threads=1, dashboard_address="127.0.0.1:0"))
@@ -75,7 +75,7 @@ def test_local_cluster_dashboard_listens_on_loopback_only():
 
 
 def test_dashboard_address_flag_reaches_the_cluster_options(monkeypatch, tmp_path):
-    from dask_prep import cli
+    from dask_prep.cli import main as cli
 
     seen = {}
 
@@ -83,8 +83,8 @@ def test_dashboard_address_flag_reaches_the_cluster_options(monkeypatch, tmp_pat
         seen["address"] = options.dashboard_address
         raise KeyboardInterrupt  # stop before any work
 
-    monkeypatch.setattr("dask_prep.cluster.start_client", fake_start)
-    monkeypatch.setattr("dask_prep.graph.Pipeline.check", lambda self, **kwargs: None)
+    monkeypatch.setattr("dask_prep.pipeline.cluster.start_client", fake_start)
+    monkeypatch.setattr("dask_prep.pipeline.graph.Pipeline.check", lambda self, **kwargs: None)
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     cli.main(
         ["run", str(tmp_path / "a.jsonl"), "--output-dir", str(tmp_path / "o"), "--dashboard-address", "0.0.0.0:0"]
@@ -98,8 +98,8 @@ def test_out_of_space_names_the_file_being_written(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dask_prep.partition import write_atomically
-    from dask_prep.storage import write_json
+    from dask_prep.io.storage import write_json
+    from dask_prep.pipeline.partition import write_atomically
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -107,7 +107,7 @@ def _outcome(name: str, cases, subprocess_outcomes, capfd, caplog) -> tuple[int,
     if name in IN_SUBPROCESS:
         proc = subprocess_outcomes[name]
         return proc.returncode, proc.stdout, proc.stderr
-    from dask_prep.cli import main
+    from dask_prep.cli.main import main
 
     args, env = cases[1][name]
     assert not env
@@ -177,7 +177,7 @@ def test_no_output_is_created_or_deleted_on_errors(cases, subprocess_outcomes, c
 # A process that holds an output directory as a running `dask-prep run` does, until told to end.
 HOLDER = """
 import sys
-from dask_prep.output import hold_output_dir
+from dask_prep.output.layout import hold_output_dir
 with hold_output_dir(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()
@@ -192,8 +192,8 @@ def _hold(directory: Path) -> subprocess.Popen:
 
 
 def test_a_second_run_into_a_directory_in_use_fails_at_once(shard0, tokenizer_dir, tmp_path, capfd):
-    from dask_prep.cli import main
-    from dask_prep.output import LOCK_FILE, check_not_in_use, check_output_dir, prepare_output_dir
+    from dask_prep.cli.main import main
+    from dask_prep.output.layout import LOCK_FILE, check_not_in_use, check_output_dir, prepare_output_dir
 
     busy = tmp_path / "busy"
     holder = _hold(busy)
@@ -220,9 +220,9 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once(shard0, tokenizer_di
 def test_a_run_holds_its_output_directory_until_its_report_is_written(client, shard0, tokenizer_dir, tmp_path):
     from conftest import seed_config_with
 
-    from dask_prep.graph import Pipeline
-    from dask_prep.output import OutputDirError, check_not_in_use, hold_output_dir
-    from dask_prep.progress import Progress
+    from dask_prep.output.layout import OutputDirError, check_not_in_use, hold_output_dir
+    from dask_prep.pipeline.graph import Pipeline
+    from dask_prep.pipeline.progress import Progress
 
     config = seed_config_with(tokenizer_dir, input__max_samples=300)
     out = tmp_path / "out"

@@ -20,10 +20,9 @@ import pytest
 from conftest import CORPUS, needs_shared
 from datatrove_oracle import cong_kiwi_tokenizer, datatrove_verdicts
 
-from dask_prep.config import Rule, preset
-from dask_prep.filters import FILTERS, FINEWEB2_FILTERS, FilterChain, kiwi_analyser
-from dask_prep.filters.fineweb2 import FINEWEB2_KO_STOP_WORDS
-from dask_prep.filters.words import (
+from dask_prep.analysis.filters import FILTERS, FINEWEB2_FILTERS, FilterChain, kiwi_analyser
+from dask_prep.analysis.filters.fineweb2 import FINEWEB2_KO_STOP_WORDS
+from dask_prep.analysis.filters.words import (
     PUNCTUATION_SET,
     TERMINAL_PUNCTUATION,
     NGramText,
@@ -31,8 +30,10 @@ from dask_prep.filters.words import (
     duplicated_ngram_chars,
     top_ngram_chars,
 )
-from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.reading import MALFORMED_REASONS, Document, plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.analysis.kiwi import get_kiwi
+from dask_prep.config import Rule, preset
+from dask_prep.document import Document
+from dask_prep.io.reading import MALFORMED_REASONS, plan_partitions, read_partition, resolve_inputs, scan_file
 
 DATATROVE_SPEC = "datatrove==0.10.1"
 needs_datatrove = pytest.mark.skipif(
@@ -215,7 +216,7 @@ def test_line_rules_reject_before_kiwi():
 
 
 def test_one_word_view_per_document(monkeypatch):
-    import dask_prep.filters.words as web
+    import dask_prep.analysis.filters.words as web
 
     made = Counter()
     real = web.WordView
@@ -310,7 +311,7 @@ def test_quality_decisions_agree_with_datatrove_on_shard0(shard0, client):
     its own filters and its own Kiwi in the same workers. Running both at once keeps the
     two Kiwi passes within the test-suite budget on two cores.
     """
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     config = quality_only(preset("fineweb2-ko"))
     config.input.dedup = False  # datatrove's filters have no dedup; shard 00000 has no duplicates anyway

@@ -25,7 +25,7 @@ def shard0_lines(shard0) -> list[bytes]:
 
 
 def _read_all(path: Path):
-    from dask_prep.reading import PartitionReader, plan_partitions, resolve_inputs, scan_file
+    from dask_prep.io.reading import PartitionReader, plan_partitions, resolve_inputs, scan_file
 
     (file,) = resolve_inputs([str(path)])
     scan = scan_file(file)
@@ -47,7 +47,7 @@ def _zcat_lines(path: Path) -> list[bytes]:
 
 
 def test_any_line_is_a_document_or_malformed_with_a_reason():
-    from dask_prep.reading import MALFORMED_REASONS, parse_line
+    from dask_prep.io.reading import MALFORMED_REASONS, parse_line
 
     nested = b'{"text": "a", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
     deeper = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
@@ -75,8 +75,8 @@ def _write(path: Path, lines: list[bytes]) -> Path:
 
 
 def test_fifo_is_refused_at_scan_time_with_one_line(tmp_path, capfd):
-    from dask_prep.cli import main
-    from dask_prep.reading import InputError, resolve_inputs
+    from dask_prep.cli.main import main
+    from dask_prep.io.reading import InputError, resolve_inputs
 
     fifo = tmp_path / "in" / "stream.jsonl"
     fifo.parent.mkdir()
@@ -112,7 +112,7 @@ def test_gzip_cut_at_90_percent_reads_every_complete_line(shard0_lines, tmp_path
     scan, docs, damaged = _read_all(path)
     assert scan.records == len(recoverable) == len(docs)
     assert "cut.jsonl.gz" in damaged
-    from dask_prep.reading import parse_line
+    from dask_prep.io.reading import parse_line
 
     assert [d.text for d in docs] == [parse_line(line, "text", "id")[0] for line in recoverable]
 

@@ -57,7 +57,7 @@ class _FaultyKiwi:
 
 
 def test_isolated_analyser_names_the_document_that_crashed_or_hung(warm_kiwi):
-    from dask_prep.isolation import AnalysisFailed, KiwiToken, isolated_analyser
+    from dask_prep.analysis.isolation import AnalysisFailed, KiwiToken, isolated_analyser
 
     texts = ["서울은 한국의 수도이다.", "BOOM 부산", "대전은 도시다.", "HANG 광주", "RAISE", "마지막 문장이다."]
     started = time.monotonic()
@@ -75,8 +75,8 @@ def test_isolated_analyser_names_the_document_that_crashed_or_hung(warm_kiwi):
 
 def test_isolated_analyser_builds_its_own_kiwi_for_a_threaded_one(warm_kiwi, monkeypatch):
     """A Kiwi with a thread pool does not survive a fork: the child builds a one-thread Kiwi."""
-    from dask_prep import kiwi_setup
-    from dask_prep.isolation import isolated_analyser
+    from dask_prep.analysis import kiwi as kiwi_setup
+    from dask_prep.analysis.isolation import isolated_analyser
 
     built = []  # in the child, which builds (here: gets) a Kiwi of one thread; the parent never
     monkeypatch.setattr(kiwi_setup, "_new_kiwi", lambda threads, model: built.append(1) or _FaultyKiwi(warm_kiwi))
@@ -90,7 +90,7 @@ def test_isolated_analyser_builds_its_own_kiwi_for_a_threaded_one(warm_kiwi, mon
 
 def test_attempt_marker_is_left_only_by_a_dead_attempt(tmp_path):
     """Python errors remove the marker; a process that dies leaves it for the next attempt."""
-    from dask_prep.isolation import attempt, clear_attempts
+    from dask_prep.analysis.isolation import attempt, clear_attempts
 
     with attempt(str(tmp_path), "analyse", 3) as died_before:
         assert not died_before
@@ -123,9 +123,9 @@ def test_attempt_marker_is_left_only_by_a_dead_attempt(tmp_path):
 
 
 def test_filter_chain_rejects_a_failed_analysis_with_its_reason(tokenizer_dir):
-    from dask_prep.filters import FilterChain
-    from dask_prep.isolation import AnalysisFailed
-    from dask_prep.reading import Document
+    from dask_prep.analysis.filters import FilterChain
+    from dask_prep.analysis.isolation import AnalysisFailed
+    from dask_prep.document import Document
 
     config = seed_config_with(tokenizer_dir)
     config.rules = {name: rule for name, rule in config.rules.items() if name == "no_repeated_entity"}
@@ -147,10 +147,10 @@ def faulty_corpus(shard0, tmp_path_factory):
     """
     import zstandard
 
+    from dask_prep.analysis.filters import FilterChain
+    from dask_prep.analysis.progressive import next_chunk_end
     from dask_prep.config import preset
-    from dask_prep.filters import FilterChain
-    from dask_prep.progressive import next_chunk_end
-    from dask_prep.reading import parse_line
+    from dask_prep.io.reading import parse_line
 
     data = zstandard.ZstdDecompressor().decompressobj().decompress(shard0.read_bytes())
     lines = [line + b"\n" for line in data.split(b"\n")[:LINES]]
@@ -158,7 +158,7 @@ def faulty_corpus(shard0, tmp_path_factory):
     texts = [parse_line(line, "text", "id")[0] for line in lines]
     reach_kiwi = []
     for i, text in enumerate(texts):
-        from dask_prep.reading import Document
+        from dask_prep.document import Document
 
         doc = Document(doc_id=str(i), text=text, source="x", line=i + 1)
         if text is not None and chain._apply(chain.cheap, doc):

@@ -96,7 +96,7 @@ def _store_rows(url: str, storage_options: dict):
 @pytest.fixture(scope="module")
 def local_run(client, shard0, tokenizer_dir, tmp_path_factory):
     """The same corpus and options, run on local files: what the store's dataset must equal."""
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     config = seed_config_with(
         tokenizer_dir,
@@ -228,8 +228,8 @@ def test_interrupted_s3_run_resumes_to_the_same_dataset(s3, corpus_url, local_ru
 
 @needs_shared
 def test_second_run_into_a_held_prefix_exits_2_and_deletes_nothing(s3, corpus_url, tokenizer_dir, tmp_path):
-    from dask_prep.output import LOCK_FILE
-    from dask_prep.store_lock import StoreLock
+    from dask_prep.io.store_lock import StoreLock
+    from dask_prep.output.layout import LOCK_FILE
 
     bucket = s3.bucket("busy")
     fs = s3.fs()
@@ -325,7 +325,7 @@ def test_a_part_that_fails_while_written_leaves_no_object(s3):
     (fsspec's buffered writer would have committed what it had on close)."""
     import pyarrow as pa
 
-    from dask_prep.partition import write_atomically
+    from dask_prep.pipeline.partition import write_atomically
 
     bucket = s3.bucket("parts")
     schema = pa.schema([pa.field("x", pa.int64())])
@@ -342,7 +342,7 @@ def test_a_part_that_fails_while_written_leaves_no_object(s3):
 
 
 def test_store_lock_is_exclusive_renewed_and_stale_after_its_lease(s3):
-    from dask_prep.store_lock import LockHeldError, StoreLock
+    from dask_prep.io.store_lock import LockHeldError, StoreLock
 
     bucket = s3.bucket("lock")
     url = f"s3://{bucket}/out/.dask-prep.lock"
@@ -376,8 +376,8 @@ def test_store_lock_is_exclusive_renewed_and_stale_after_its_lease(s3):
 
 def test_overwrite_is_refused_on_a_store_without_conditional_writes(s3, monkeypatch):
     """A store that ignores If-None-Match cannot keep a second run out: --overwrite is refused."""
-    from dask_prep import storage
-    from dask_prep.output import OutputDirError, hold_output_dir
+    from dask_prep.io import storage
+    from dask_prep.output.layout import OutputDirError, hold_output_dir
 
     class IgnoresConditions:
         """An S3-compatible store that ignores If-None-Match and If-Match."""
@@ -411,8 +411,8 @@ def test_overwrite_is_refused_on_a_store_without_conditional_writes(s3, monkeypa
 def test_resume_refuses_inputs_whose_etag_changed_on_the_store(s3, tmp_path):
     """The inputs-changed check uses what the store offers: size, LastModified and ETag."""
     from dask_prep.config import preset
-    from dask_prep.output import Layout, OutputDirError, check_resumable, write_manifest
-    from dask_prep.reading import resolve_inputs
+    from dask_prep.io.reading import resolve_inputs
+    from dask_prep.output.layout import Layout, OutputDirError, check_resumable, write_manifest
 
     bucket = s3.bucket("changed")
     fs = s3.fs()
@@ -428,7 +428,7 @@ def test_resume_refuses_inputs_whose_etag_changed_on_the_store(s3, tmp_path):
 
 
 def test_urls_stay_urls_and_local_paths_become_absolute(tmp_path, monkeypatch):
-    from dask_prep import storage
+    from dask_prep.io import storage
 
     monkeypatch.chdir(tmp_path)
     assert storage.normalize("s3://bucket/prefix/") == "s3://bucket/prefix"

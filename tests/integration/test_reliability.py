@@ -115,14 +115,14 @@ def reference(pipeline_runner, tokenizer_dir, shard0, tmp_path_factory):
 
 
 def _scan(path: Path):
-    from dask_prep.reading import resolve_inputs, scan_file
+    from dask_prep.io.reading import resolve_inputs, scan_file
 
     (file,) = resolve_inputs([str(path)])
     return file, scan_file(file)
 
 
 def _read_all(path: Path):
-    from dask_prep.reading import PartitionReader, plan_partitions, read_partition
+    from dask_prep.io.reading import PartitionReader, plan_partitions, read_partition
 
     file, scan = _scan(path)
     specs = plan_partitions([file], [scan.records], 100)
@@ -238,7 +238,8 @@ class RecordingKiwi:
 
 
 def _documents(lines: list[bytes], source: str = "shard0"):
-    from dask_prep.reading import Document, parse_line
+    from dask_prep.document import Document
+    from dask_prep.io.reading import parse_line
 
     docs = []
     for number, raw in enumerate(lines, 1):
@@ -249,7 +250,7 @@ def _documents(lines: list[bytes], source: str = "shard0"):
 
 @pytest.fixture(scope="module")
 def kiwi():
-    from dask_prep.kiwi_setup import get_kiwi
+    from dask_prep.analysis.kiwi import get_kiwi
 
     return get_kiwi()
 
@@ -264,9 +265,9 @@ def test_every_preset_bounds_document_length():
 
 @pytest.mark.parametrize("preset_name", ["seed-v2", "fineweb2-ko"])
 def test_too_long_text_never_reaches_kiwi(preset_name, kiwi, shard0_lines):
+    from dask_prep.analysis.filters import FilterChain, kiwi_analyser
     from dask_prep.config import preset
-    from dask_prep.filters import FilterChain, kiwi_analyser
-    from dask_prep.reading import Document
+    from dask_prep.document import Document
 
     config = preset(preset_name)
     config.rules.pop("length", None)  # seed-v2's length rule would reject it first, also before Kiwi
@@ -292,9 +293,9 @@ def test_too_long_text_never_reaches_kiwi(preset_name, kiwi, shard0_lines):
 def test_kiwi_exception_rejects_one_document_and_the_partition_goes_on(kiwi, shard0, tmp_path, kiwi_threads):
     """A Kiwi failure on one document of a real partition: that one is `analysis_error`."""
     from dask_prep.config import preset
-    from dask_prep.output import Layout
-    from dask_prep.partition import analyse_partition
-    from dask_prep.reading import plan_partitions, read_partition, resolve_inputs
+    from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs
+    from dask_prep.output.layout import Layout
+    from dask_prep.pipeline.partition import analyse_partition
 
     config = preset("seed-v2")
     config.input.dedup = False
@@ -384,7 +385,7 @@ def bad_input_runs(client, pipeline_runner, tokenizer_dir, shard0, shard0_lines,
     import zstandard
     from conftest import PipelineRun
 
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     good = shard0_lines[:200]
     # A real line cut in the middle of a Hangul character: a realistic invalid_utf8.
@@ -443,7 +444,7 @@ def test_empty_and_damaged_files_are_reported(bad_input_runs):
 
 
 def test_good_documents_give_exactly_the_examples_they_give_alone(bad_input_runs):
-    from dask_prep.reading import MALFORMED_REASONS
+    from dask_prep.io.reading import MALFORMED_REASONS
 
     dirty, alone, _, _, _ = bad_input_runs
     dirty_decisions = {
@@ -463,7 +464,7 @@ def test_good_documents_give_exactly_the_examples_they_give_alone(bad_input_runs
 
 
 def test_check_strict_names_every_kind():
-    from dask_prep.reading import BadInputError, check_strict
+    from dask_prep.io.reading import BadInputError, check_strict
     from dask_prep.stats import AnalysisStats
 
     check_strict({}, [], [AnalysisStats(malformed={}, malformed_locations={}, damaged={})])  # clean: no error
@@ -486,8 +487,8 @@ def test_check_strict_names_every_kind():
 
 
 def test_strict_stops_at_a_damaged_or_empty_file_before_kiwi(client, tokenizer_dir, shard0, shard0_lines, tmp_path):
-    from dask_prep.graph import Pipeline
-    from dask_prep.reading import BadInputError
+    from dask_prep.io.reading import BadInputError
+    from dask_prep.pipeline.graph import Pipeline
 
     cut = shard0.read_bytes()[:100_000]
     cases = {"damaged": ("cut.jsonl.zst", cut), "empty": ("empty.jsonl", b"")}
@@ -507,7 +508,7 @@ def test_strict_cli_fails_on_malformed_lines(client, tokenizer_dir, shard0_lines
 
     (Clean input passes --strict: the `bad_input_runs` fixture runs the good documents so.)
     """
-    from dask_prep.cli import main
+    from dask_prep.cli.main import main
 
     dirty, where = _mix(shard0_lines[:30], BAD_LINES[:3], every=10)
     (tmp_path / "dirty.jsonl").write_bytes(dirty)
@@ -528,7 +529,7 @@ def test_strict_cli_fails_on_malformed_lines(client, tokenizer_dir, shard0_lines
 
 def test_killed_worker_gives_the_same_dataset(client, reference, tokenizer_dir, shard0, tmp_path):
     """SIGKILL a session worker process while it analyses a partition; its nanny restarts it."""
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     config = seed_config_with(tokenizer_dir, input__max_samples=SAMPLES, input__dedup=False, input__partition_size=20)
     out = tmp_path / "killed"
@@ -605,7 +606,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(reference, tokenizer_dir, s
     assert not (out / "report.json").exists()
 
     # Resuming with another config is refused, and nothing is touched.
-    from dask_prep.cli import main
+    from dask_prep.cli.main import main
 
     assert main(["run", *args, "--resume", "--seq-len", "512"]) == 2
     line = _traceback_free_one_liner(capfd.readouterr().err)
@@ -637,8 +638,8 @@ def test_dataset_is_written_to_a_temporary_directory_then_renamed(reference, tmp
 
     import datasets
 
-    from dask_prep.output import Layout
-    from dask_prep.publish import write_dataset
+    from dask_prep.output.layout import Layout
+    from dask_prep.output.publish import write_dataset
 
     layout = Layout(str(tmp_path / "out"))
     shutil.copytree(reference.output_dir / "_work" / "examples", Path(layout.work) / "examples")

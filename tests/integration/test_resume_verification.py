@@ -24,7 +24,7 @@ def _interrupted(out: Path) -> None:
 
 @needs_shared
 def test_swapped_and_truncated_parts_are_recomputed_on_resume(client, shard0, tokenizer_dir, tmp_path, pipeline_runner):
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     config = seed_config_with(tokenizer_dir, input__max_samples=200, input__dedup=False)
     clean = pipeline_runner([shard0], config, tmp_path / "clean", exact_partition_size=20)

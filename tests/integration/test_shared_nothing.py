@@ -126,7 +126,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def test_scheduler_and_workers_in_their_own_namespaces_share_only_s3(network, client, shard0, tokenizer_dir, tmp_path):
     import datasets
 
-    from dask_prep.graph import Pipeline
+    from dask_prep.pipeline.graph import Pipeline
 
     # The machines' directories are outside tmp_path, which (with ../shared) they cannot see.
     homes = Path(tempfile.mkdtemp(prefix="dask-prep-machines-"))

@@ -21,7 +21,7 @@ import pytest
 from conftest import seed_config_with
 
 from dask_prep.config import Config, ConfigError, EntityConfig, TokenizeConfig, preset
-from dask_prep.examples import (
+from dask_prep.coref.entities import (
     build_candidates,
     find_example_entities,
     may_follow_head,
@@ -150,8 +150,8 @@ def test_targets_are_the_text_and_grouped_by_it():
 
 def test_kept_documents_do_not_depend_on_the_mention_rule(kiwi):
     """The rule `no_repeated_entity` judges with NNP forms whatever `entities.mentions` says."""
-    from dask_prep.filters import FilterChain, kiwi_analyser
-    from dask_prep.reading import Document
+    from dask_prep.analysis.filters import FilterChain, kiwi_analyser
+    from dask_prep.document import Document
 
     docs = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
 
@@ -177,7 +177,7 @@ def test_kept_documents_do_not_depend_on_the_mention_rule(kiwi):
 
 
 def test_antecedent_span_is_exact_or_flagged():
-    from dask_prep.tokenization import antecedent_span
+    from dask_prep.coref.tokenization import antecedent_span
 
     def span(text, offsets, first, last):
         return antecedent_span(text, offsets, [s for s, _ in offsets], [e for _, e in offsets], first, last)
@@ -256,8 +256,8 @@ def check_rows(rows: list[dict], texts: dict[str, str], tokenizer) -> None:
 
 @pytest.fixture(scope="module")
 def sample_candidates(kiwi):
-    from dask_prep.filters import FilterChain, kiwi_analyser
-    from dask_prep.reading import Document
+    from dask_prep.analysis.filters import FilterChain, kiwi_analyser
+    from dask_prep.document import Document
 
     config = preset("seed-v2")
     docs = [
@@ -274,7 +274,7 @@ def sample_candidates(kiwi):
 def test_every_example_is_exact_with_tokenizers_of_every_family(kind, sample_candidates, tmp_path):
     from transformers import AutoTokenizer
 
-    from dask_prep.tokenization import ExampleTokenizer
+    from dask_prep.coref.tokenization import ExampleTokenizer
 
     model = SAMPLE_TOKENIZER if kind == "wordpiece" else _trained_tokenizer(kind, tmp_path)
     pairs, texts = sample_candidates
@@ -294,8 +294,8 @@ def test_a_piece_joining_the_antecedent_to_its_particle_drops_the_example(tmp_pa
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from dask_prep.examples import Candidate
-    from dask_prep.tokenization import ExampleTokenizer
+    from dask_prep.coref.entities import Candidate
+    from dask_prep.coref.tokenization import ExampleTokenizer
 
     vocab = {
         t: i
@@ -329,7 +329,7 @@ def test_a_piece_joining_the_antecedent_to_its_particle_drops_the_example(tmp_pa
 def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch, tmp_path):
     import transformers
 
-    from dask_prep import tokenizer_loading
+    from dask_prep.coref import tokenizer as tokenizer_loading
 
     class Slow:
         is_fast = False
@@ -348,7 +348,7 @@ def test_a_tokenizer_without_offsets_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_validation_split_is_a_stable_hash_of_the_document_id():
-    from dask_prep.dataset_card import in_validation, validation_share
+    from dask_prep.output.card import in_validation, validation_share
 
     ids = [f"doc-{i}" for i in range(20_000)]
     share = sum(in_validation(d, 0.05) for d in ids) / len(ids)
@@ -361,7 +361,7 @@ def test_validation_split_is_a_stable_hash_of_the_document_id():
 
 def test_validation_share_is_pinned():
     """The split must not change between releases, machines or Python processes."""
-    from dask_prep.dataset_card import validation_share
+    from dask_prep.output.card import validation_share
 
     assert f"{validation_share('doc-1'):.12f}" == "0.369030111612"
 
@@ -369,7 +369,7 @@ def test_validation_share_is_pinned():
 def test_split_by_document_and_the_card():
     import datasets
 
-    from dask_prep.dataset_card import in_validation, split_by_document
+    from dask_prep.output.card import in_validation, split_by_document
 
     doc_ids = sorted(f"doc-{i:03d}" for i in range(300) for _ in range(3))
     dataset = datasets.Dataset.from_dict({"doc_id": doc_ids, "coref_pos": list(range(len(doc_ids)))})
@@ -384,7 +384,7 @@ def test_card_is_a_hugging_face_card(tmp_path):
     import datasets
     from huggingface_hub import DatasetCard
 
-    from dask_prep.dataset_card import card_text, split_stats
+    from dask_prep.output.card import card_text, split_stats
 
     dataset = datasets.Dataset.from_dict({"doc_id": ["a", "a", "b"], "coref_pos": [1, 2, 3]})
     dataset.save_to_disk(str(tmp_path / "ds"))
@@ -416,7 +416,7 @@ def test_card_is_a_hugging_face_card(tmp_path):
 
 
 def test_coverage_adds_up_and_warns_above_one_percent():
-    from dask_prep.report import coverage_warnings, tokenizer_coverage
+    from dask_prep.report.build import coverage_warnings, tokenizer_coverage
     from dask_prep.stats import TokenizeStats
 
     stats = [
@@ -438,7 +438,7 @@ def test_coverage_adds_up_and_warns_above_one_percent():
 
 
 def test_config_and_cli_options():
-    from dask_prep.cli_args import build_parser, config_from_args
+    from dask_prep.cli.args import build_parser, config_from_args
 
     assert preset("seed-v2").entities.mentions == "whole_word"
     assert preset("seed-v2").output.validation_fraction is None
@@ -490,7 +490,7 @@ def split_runs(pipeline_runner, tokenizer_dir, tmp_path_factory):
 def test_split_is_by_document_and_the_same_for_any_partitioning(split_runs):
     import datasets
 
-    from dask_prep.dataset_card import in_validation
+    from dask_prep.output.card import in_validation
 
     ids = {}
     for size, run in split_runs.items():
@@ -586,9 +586,9 @@ def test_every_row_of_the_speeches(speeches_run, hf_tokenizer):
 
 def test_kept_documents_without_an_example_are_counted(kiwi, tmp_path):
     """Stage 1 over the sample: a kept document whose mentions give no example is counted."""
-    from dask_prep.output import Layout
-    from dask_prep.partition import analyse_partition
-    from dask_prep.reading import plan_partitions, resolve_inputs, scan_file
+    from dask_prep.io.reading import plan_partitions, resolve_inputs, scan_file
+    from dask_prep.output.layout import Layout
+    from dask_prep.pipeline.partition import analyse_partition
 
     files = resolve_inputs([str(SAMPLE)])
     [spec] = plan_partitions(files, [scan_file(f).records for f in files], 1000)

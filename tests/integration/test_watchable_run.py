@@ -97,7 +97,7 @@ def test_no_bar_lines_in_a_non_terminal_log(client, shard0, tokenizer_dir, tmp_p
 
 def test_progress_adds_up_events_and_finished_partitions(capsys):
     """TqdmProgress: events inside partitions move the bar; late or repeated ones do not count twice."""
-    from dask_prep.report import TqdmProgress
+    from dask_prep.report.build import TqdmProgress
     from dask_prep.stats import AnalysisStats, TokenizeStats
 
     progress = TqdmProgress(disable=False)
@@ -127,7 +127,7 @@ def test_progress_adds_up_events_and_finished_partitions(capsys):
 
 
 def test_the_summary_says_how_many_partitions_were_reused():
-    from dask_prep.report import summary_lines
+    from dask_prep.report.build import summary_lines
 
     report = {
         "partitions": {"total": 8, "analysed": 3, "analysis_reused": 5, "tokenized": 8, "tokenization_reused": 0},

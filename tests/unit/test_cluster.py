@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_default_cluster_layout_fills_the_cores():
-    from dask_prep.cluster import CORES_PER_WORKER, ClusterOptions
+    from dask_prep.pipeline.cluster import CORES_PER_WORKER, ClusterOptions
 
     assert CORES_PER_WORKER == 2
     assert ClusterOptions().layout(cores=2) == (1, 2)  # the measured winner on 2 cores
@@ -20,7 +20,7 @@ def test_default_cluster_layout_fills_the_cores():
 
 
 def test_local_cluster_housekeeping_settings():
-    from dask_prep.cluster import ClusterOptions, local_cluster_config
+    from dask_prep.pipeline.cluster import ClusterOptions, local_cluster_config
 
     quiet = local_cluster_config(ClusterOptions())
     assert quiet == {
@@ -37,7 +37,7 @@ def test_closing_worker_heartbeat_error_is_dropped_and_nothing_else(caplog):
 
     from distributed.core import Status
 
-    from dask_prep.cluster import QuietWorkerShutdown
+    from dask_prep.pipeline.cluster import QuietWorkerShutdown
 
     class StandInWorker:  # only its status is read
         status = Status.running

@@ -39,13 +39,13 @@ INVALID = {
 
 @pytest.mark.parametrize("name", list(INVALID))
 def test_a_wrong_type_is_one_line_exit_2_and_no_cluster(name, tmp_path, capfd, monkeypatch):
-    import dask_prep.cluster
-    from dask_prep.cli import main
+    import dask_prep.pipeline.cluster
+    from dask_prep.cli.main import main
 
     def no_cluster(*args, **kwargs):
         raise AssertionError("a cluster was started for an invalid config")
 
-    monkeypatch.setattr(dask_prep.cluster, "start_client", no_cluster)
+    monkeypatch.setattr(dask_prep.pipeline.cluster, "start_client", no_cluster)
     text, parts = INVALID[name]
     config = tmp_path / f"{name}.yaml"
     config.write_text(text, encoding="utf-8")

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from dask_prep.analysis.filters import describe_distribution, measured_distributions, merge_distributions
 from dask_prep.config import preset
-from dask_prep.filters import describe_distribution, measured_distributions, merge_distributions
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 
 def _measured(values: dict[str, list[float | None]]) -> list[Document]:

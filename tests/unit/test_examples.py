@@ -1,4 +1,4 @@
-"""Unit tests of dask_prep.examples: repeated entities, candidates, their keys and the per-entity cap."""
+"""Unit tests of dask_prep.coref.entities: repeated entities, candidates, their keys and the per-entity cap."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 from conftest import Tok
 
 from dask_prep.config import EntityConfig
-from dask_prep.examples import (
+from dask_prep.coref.entities import (
     build_candidates,
     candidate_key,
     cap_thresholds,

@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 from conftest import SAMPLE, SEED_V2_RULES, Tok, _read_all
 
-from dask_prep.config import Config, preset
-from dask_prep.examples import build_candidates
-from dask_prep.filters import (
+from dask_prep.analysis.filters import (
     FilterChain,
     HangulRatioFilter,
     LengthFilter,
@@ -22,7 +20,9 @@ from dask_prep.filters import (
     SymbolRatioFilter,
     kiwi_analyser,
 )
-from dask_prep.reading import Document
+from dask_prep.config import Config, preset
+from dask_prep.coref.entities import build_candidates
+from dask_prep.document import Document
 
 
 def doc(text: str, doc_id: str = "d") -> Document:

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import needs_shared
 
+from dask_prep.analysis.filters import FILTERS
+from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import preset
-from dask_prep.filters import FILTERS
-from dask_prep.kiwi_setup import get_kiwi
-from dask_prep.output import Layout
-from dask_prep.partition import analyse_partition
-from dask_prep.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
+from dask_prep.output.layout import Layout
+from dask_prep.pipeline.partition import analyse_partition
 
 RECORDS = 200  # the first records of shard 00000: enough for every kind of decision
 

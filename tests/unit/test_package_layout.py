@@ -79,3 +79,48 @@ def test_no_module_is_over_about_350_lines():
         for p in PACKAGE.rglob("*.py")
     }
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+# Pipeline order: a module may import from its own layer and the layers before it, never after.
+LAYERS = [
+    {"document", "workers", "config"},
+    {"io"},
+    {"dedup"},
+    {"coref"},
+    {"analysis"},
+    {"stats"},
+    {"output"},
+    {"report"},
+    {"pipeline"},
+    {"cli"},
+]
+
+
+def _layer(module: str) -> int:
+    if module in ("dask_prep", "dask_prep.__main__"):  # the public API and `python -m`: above everything
+        return len(LAYERS)
+    top = module.split(".")[1]
+    for index, names in enumerate(LAYERS):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} belongs to no layer: add its subpackage to LAYERS")
+
+
+def test_subpackages_import_one_way():
+    backwards = [
+        f"{module} -> {dependency}"
+        for module, dependencies in _import_map().items()
+        for dependency in dependencies
+        if _layer(dependency) > _layer(module)
+    ]
+    assert not backwards, backwards
+
+
+def test_every_file_in_the_package_is_python():
+    # A stray file (a merge's *.orig, a notebook checkpoint) escapes ruff and these tests.
+    stray = [
+        str(p.relative_to(PACKAGE.parent))
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and p.suffix not in {".py", ".typed"} and "__pycache__" not in p.parts
+    ]
+    assert not stray, stray

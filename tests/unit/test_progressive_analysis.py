@@ -14,9 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import needs_shared
 
-from dask_prep.cli_args import build_parser, config_from_args
-from dask_prep.config import Config, preset
-from dask_prep.filters import (
+from dask_prep.analysis.filters import (
     PRONOUN_HINT,
     FilterChain,
     analysis_mode,
@@ -25,10 +23,13 @@ from dask_prep.filters import (
     measured_distributions,
     merge_distributions,
 )
-from dask_prep.output import Layout
-from dask_prep.partition import ANALYSIS_MODE_KEY, analyse_partition
-from dask_prep.progressive import PREFIX, WHOLE, ProgressStats, analyse_progressively, next_chunk_end
-from dask_prep.reading import Document, plan_partitions, resolve_inputs, scan_file
+from dask_prep.analysis.progressive import PREFIX, WHOLE, ProgressStats, analyse_progressively, next_chunk_end
+from dask_prep.cli.args import build_parser, config_from_args
+from dask_prep.config import Config, preset
+from dask_prep.document import Document
+from dask_prep.io.reading import plan_partitions, resolve_inputs, scan_file
+from dask_prep.output.layout import Layout
+from dask_prep.pipeline.partition import ANALYSIS_MODE_KEY, analyse_partition
 
 Tok = namedtuple("Tok", "form tag start len")
 
@@ -372,7 +373,7 @@ def test_repo_sample_same_kept_documents_as_full_analysis(kiwi_one):
     same documents with the same entities; only nnp_ratio -> pronoun moves in the decisions."""
     from pathlib import Path
 
-    from dask_prep.reading import read_partition
+    from dask_prep.io.reading import read_partition
 
     sample = Path(__file__).resolve().parents[2] / "sample" / "ko_sample.jsonl"
     (file,) = resolve_inputs([str(sample)])

@@ -1,4 +1,4 @@
-"""Unit tests of dask_prep.reading: parsing lines, planning partitions, reading them, resolving inputs.
+"""Unit tests of dask_prep.io.reading: parsing lines, planning partitions, reading them, resolving inputs.
 
 Inline records, files written to tmp_path and the repo's own sample (sample/ko_sample.jsonl):
 no cluster, no ../shared.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, _read_all
 
-from dask_prep.reading import (
+from dask_prep.io.reading import (
     InputError,
     PartitionReader,
     parse_line,
@@ -59,7 +59,7 @@ def _covered(specs) -> list[tuple[str, int]]:
 
 
 def _files(*names: str):
-    from dask_prep.reading import InputFile
+    from dask_prep.io.reading import InputFile
 
     return [InputFile(path=f"/data/{n}", key=n, kind="jsonl") for n in names]
 
@@ -98,7 +98,7 @@ def test_plan_partitions_max_samples_and_empty_input():
 def test_scan_counts_the_lines_the_reader_reads(tmp_path):
     import zstandard
 
-    from dask_prep.decoding import FileScan, iter_raw_lines
+    from dask_prep.io.decoding import FileScan, iter_raw_lines
 
     for name, data in [
         ("end.jsonl", b'{"text": "\xea\xb0\x80"}\n\n{"text": "b"}\n'),
@@ -169,8 +169,8 @@ def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path, monkeyp
 
 
 def test_reading_tasks_group_consecutive_partitions_only_when_there_are_many(monkeypatch):
-    from dask_prep import graph
-    from dask_prep.reading import FileSlice, InputFile, PartitionSpec
+    from dask_prep.io.reading import FileSlice, InputFile, PartitionSpec
+    from dask_prep.pipeline import graph
 
     monkeypatch.setattr(graph, "_total_threads", lambda: 1)
 

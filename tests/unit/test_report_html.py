@@ -18,21 +18,21 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dask_prep import report_data
 from dask_prep.config import TokenizeConfig, preset
-from dask_prep.examples import Candidate
-from dask_prep.output import Layout
-from dask_prep.partition import CANDIDATE_SCHEMA, decisions_schema
-from dask_prep.plots import figure_png, report_figures
-from dask_prep.report_data import (
+from dask_prep.coref.entities import Candidate
+from dask_prep.coref.tokenization import output_schema
+from dask_prep.output.layout import Layout
+from dask_prep.pipeline.partition import CANDIDATE_SCHEMA, decisions_schema
+from dask_prep.report import data as report_data
+from dask_prep.report.data import (
     DistanceHistogram,
     LengthHistogram,
     candidate_target_counts,
     length_histogram,
     plot_data,
 )
-from dask_prep.report_html import example_html, write_html_report
-from dask_prep.tokenization import output_schema
+from dask_prep.report.html import example_html, write_html_report
+from dask_prep.report.plots import figure_png, report_figures
 
 
 def _write(table: pa.Table, path: str) -> None:
@@ -200,8 +200,8 @@ def test_empty_run_still_has_a_report(tmp_path):
 
 
 def test_example_html_highlights_both_mentions(tokenizer_dir):
-    from dask_prep.tokenization import ExampleTokenizer
-    from dask_prep.tokenizer_loading import load_tokenizer
+    from dask_prep.coref.tokenization import ExampleTokenizer
+    from dask_prep.coref.tokenizer import load_tokenizer
 
     # 서울이, not 서울은: the shared vocabulary has the token 서울은, and an antecedent joined
     # to its particle in one token is dropped (issue 22, reason `boundary`).
@@ -219,8 +219,8 @@ def test_example_html_highlights_both_mentions(tokenizer_dir):
 
 
 def test_html_report_shows_measured_values(run_dir):
-    from dask_prep.filters import describe_distribution, measured_distributions
-    from dask_prep.reading import Document
+    from dask_prep.analysis.filters import describe_distribution, measured_distributions
+    from dask_prep.document import Document
 
     folder, report = run_dir
     docs = [Document(doc_id=str(i), text="x", source="a", line=i) for i in range(3)]

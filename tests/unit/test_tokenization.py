@@ -1,4 +1,4 @@
-"""Unit tests of dask_prep.tokenization with the repo's own tokenizer (sample/tokenizer).
+"""Unit tests of dask_prep.coref.tokenization with the repo's own tokenizer (sample/tokenizer).
 
 Masking, windowing and padding of an example, and how the tokenizer is loaded. No cluster,
 no ../shared.
@@ -10,7 +10,7 @@ import pytest
 from conftest import SAMPLE_TOKENIZER
 
 from dask_prep.config import TokenizeConfig
-from dask_prep.examples import Candidate
+from dask_prep.coref.entities import Candidate
 
 FILLER = "학생들은 매일 아침 나무를 다듬고 가구를 만든다. "
 TEXT = (
@@ -35,7 +35,7 @@ def hf():
 
 
 def _encode(candidates, **options) -> tuple[list[dict], dict[str, int], object]:
-    from dask_prep.tokenization import ExampleTokenizer
+    from dask_prep.coref.tokenization import ExampleTokenizer
 
     encoder = ExampleTokenizer(TokenizeConfig(model=str(SAMPLE_TOKENIZER), **options))
     dropped: dict[str, int] = {}
@@ -119,14 +119,14 @@ def test_padding_gives_the_old_layout(hf):
 
 
 def test_a_directory_without_a_tokenizer_is_a_clear_error(tmp_path):
-    from dask_prep.tokenizer_loading import TokenizerError, load_tokenizer
+    from dask_prep.coref.tokenizer import TokenizerError, load_tokenizer
 
     with pytest.raises(TokenizerError, match="cannot load tokenizer"):
         load_tokenizer(str(tmp_path))
 
 
 def test_tokenizer_is_loaded_once_per_process_and_the_portable_one_encodes_the_same():
-    from dask_prep.tokenizer_loading import PortableTokenizer, load_tokenizer
+    from dask_prep.coref.tokenizer import PortableTokenizer, load_tokenizer
 
     model = str(SAMPLE_TOKENIZER)
     hf = load_tokenizer(model)
@@ -146,7 +146,7 @@ def test_tokenizer_loads_one_thread_at_a_time(monkeypatch):
     import threading
     import time
 
-    from dask_prep import tokenizer_loading
+    from dask_prep.coref import tokenizer as tokenizer_loading
 
     inside, most = 0, 0
     guard = threading.Lock()

@@ -7,11 +7,11 @@
 - `distributions`: how the measured values are spread, for the report.
 """
 
-from dask_prep.filters.base import COUNT_EDGES, FRACTION_EDGES, QualityFilter, rule_edges
-from dask_prep.filters.chain import FilterChain, analysis_mode, kiwi_analyser
-from dask_prep.filters.distributions import describe_distribution, measured_distributions, merge_distributions
-from dask_prep.filters.registry import FILTERS, FINEWEB2_FILTERS
-from dask_prep.filters.seed_v2 import (
+from dask_prep.analysis.filters.base import COUNT_EDGES, FRACTION_EDGES, QualityFilter, rule_edges
+from dask_prep.analysis.filters.chain import FilterChain, analysis_mode, kiwi_analyser
+from dask_prep.analysis.filters.distributions import describe_distribution, measured_distributions, merge_distributions
+from dask_prep.analysis.filters.registry import FILTERS, FINEWEB2_FILTERS
+from dask_prep.analysis.filters.seed_v2 import (
     PRONOUN_HINT,
     HangulRatioFilter,
     LengthFilter,

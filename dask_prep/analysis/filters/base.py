@@ -14,7 +14,7 @@ import re
 from typing import ClassVar, TypeVar
 
 from dask_prep.config import Config, Rule
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 # Histogram bin edges of the measured values in the report. A rule's own thresholds are
 # added as edges, so the histogram shows exactly where they cut.

@@ -1,7 +1,7 @@
 """The chain of a config's enabled rules over a partition's documents, and Kiwi's analyser.
 
 Rules that need no morphological analysis run first; the rest share one Kiwi analysis per
-document (`doc.tokens`). With progressive analysis (dask_prep/progressive.py) a rule that
+document (`doc.tokens`). With progressive analysis (dask_prep/analysis/progressive.py) a rule that
 `decides_early` may reject a document on the analysis of a prefix, before the whole
 document is analysed.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from dask_prep.analysis.filters.base import QualityFilter
+from dask_prep.analysis.filters.registry import FILTERS
+from dask_prep.analysis.progressive import MAX_CHUNK, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.config import Config
-from dask_prep.examples import find_example_entities, find_repeated_entities
-from dask_prep.filters.base import QualityFilter
-from dask_prep.filters.registry import FILTERS
-from dask_prep.progressive import MAX_CHUNK, WHOLE, ProgressStats, analyse_progressively
-from dask_prep.reading import Document
+from dask_prep.coref.entities import find_example_entities, find_repeated_entities
+from dask_prep.document import Document
 
 
 def analysis_mode(config: Config) -> str:

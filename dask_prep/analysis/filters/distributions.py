@@ -6,11 +6,11 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
+from dask_prep.analysis.filters.base import rule_edges
+from dask_prep.analysis.filters.registry import FILTERS
+from dask_prep.analysis.progressive import PREFIX
 from dask_prep.config import Config
-from dask_prep.filters.base import rule_edges
-from dask_prep.filters.registry import FILTERS
-from dask_prep.progressive import PREFIX
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 
 def measured_distributions(docs: Iterable[Document], config: Config) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ compares with its threshold. The definitions follow datatrove 0.10
 included, so that the FineWeb-2 thresholds mean what they meant when they were tuned.
 
 Rules that only look at lines or characters run before Kiwi; the word rules read the
-words of the one shared analysis (dask_prep/filters/words.py).
+words of the one shared analysis (dask_prep/analysis/filters/words.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from typing import ClassVar
 
-from dask_prep.filters.base import COUNT_EDGES, QualityFilter
-from dask_prep.filters.words import (
+from dask_prep.analysis.filters.base import COUNT_EDGES, QualityFilter
+from dask_prep.analysis.filters.words import (
     TERMINAL_PUNCTUATION,
     NGramText,
     duplicated_ngram_chars,
@@ -27,7 +27,7 @@ from dask_prep.filters.words import (
     top_ngram_chars,
     word_view,
 )
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 # FineWeb-2's Korean (kor_Hang) stop words, from its configs/kor_Hang.yml.
 FINEWEB2_KO_STOP_WORDS = (

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dask_prep.filters.base import QualityFilter
-from dask_prep.filters.fineweb2 import FINEWEB2_RULES
-from dask_prep.filters.seed_v2 import SEED_V2_RULES
+from dask_prep.analysis.filters.base import QualityFilter
+from dask_prep.analysis.filters.fineweb2 import FINEWEB2_RULES
+from dask_prep.analysis.filters.seed_v2 import SEED_V2_RULES
 
 
 def _by_name(*groups: Iterable[QualityFilter]) -> dict[str, QualityFilter]:

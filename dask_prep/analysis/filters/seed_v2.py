@@ -2,7 +2,7 @@
 analysis the share of proper nouns, pronouns and a repeated entity.
 
 Rules that need no morphological analysis run first; the rest share one Kiwi analysis
-per document (`doc.tokens`). With progressive analysis (dask_prep/progressive.py) the
+per document (`doc.tokens`). With progressive analysis (dask_prep/analysis/progressive.py) the
 `pronoun` rule may reject a document on the analysis of a prefix.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
+from dask_prep.analysis.filters.base import COUNT_EDGES, QualityFilter
 from dask_prep.config import Config, EntityConfig, Rule
-from dask_prep.examples import find_repeated_entities
-from dask_prep.filters.base import COUNT_EDGES, QualityFilter
-from dask_prep.reading import Document
+from dask_prep.coref.entities import find_repeated_entities
+from dask_prep.document import Document
 
 # Runs, not single characters: summing the lengths of a few hundred matches is faster than
 # listing every character (these rules see every document that passes `length`).

@@ -10,7 +10,7 @@ others are shifted as the removal shifts them (`datatrove_words`). Only document
 such a run (8 of 13,561 in the shared corpus) can differ, where Kiwi would segment the
 text around the run differently once the run is gone.
 
-The word rules (dask_prep/filters/fineweb2.py) share one view of the words per document
+The word rules (dask_prep/analysis/filters/fineweb2.py) share one view of the words per document
 (`word_view`), built from the analysis once.
 """
 
@@ -25,7 +25,7 @@ from itertools import accumulate, compress
 from operator import ne
 from typing import Any
 
-from dask_prep.reading import Document
+from dask_prep.document import Document
 
 # ---- datatrove's character classes (datatrove/utils/text.py, Apache-2.0) --------------
 

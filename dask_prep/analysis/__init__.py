@@ -1,0 +1,1 @@
+"""Analysis: one Kiwi per worker, progressive analysis, crash isolation, the quality filters."""

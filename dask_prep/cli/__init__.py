@@ -1,0 +1,1 @@
+"""The command line: `dask-prep run`, `dask-prep presets`."""

@@ -1,0 +1,1 @@
+"""Coreference examples: whole-word entity mentions, candidates, the global cap, tokenization."""

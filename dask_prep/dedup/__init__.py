@@ -1,0 +1,1 @@
+"""Deduplication before Kiwi: exact copies by a hash of the normalised text."""

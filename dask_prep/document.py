@@ -1,0 +1,28 @@
+"""`Document`: one input record as it moves through the stages (read, judged, analysed).
+
+Every stage imports it from here; `dask_prep.io.reading` makes them from the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Document:
+    doc_id: str
+    text: str | None
+    source: str
+    line: int  # 1-based line (JSON Lines) or row (parquet) within `source`
+    rejected_by: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    # Filled by the filters for the entity step, so Kiwi runs once per document.
+    tokens: list | None = None
+    entities: dict | None = None
+    # The entities whose mentions become examples (`entities.mentions`); `entities` above
+    # is what the `no_repeated_entity` rule judged.
+    example_entities: dict | None = None
+    # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
+    # (progressive analysis decided on a prefix); None = never analysed.
+    analysis: str | None = None
+    kiwi_chars: int = 0  # characters of it that Kiwi analysed (chunks and whole)

@@ -1,0 +1,1 @@
+"""The run's report: report.json, the summary table, report.html and its plots."""
