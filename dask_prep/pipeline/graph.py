@@ -48,7 +48,6 @@ from dask_prep.io.reading import (
     resolve_inputs,
     scan_file,
 )
-from dask_prep.io.store_lock import StoreLock
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
@@ -89,7 +88,7 @@ def _analyse(
     config: Config,
     layout: Layout,
     duplicates: dict,
-    reuse: bool,
+    resume: bool,
     progress_topic: str | None = None,
 ) -> list:
     results = []
@@ -106,7 +105,7 @@ def _analyse(
                     layout,
                     duplicates=duplicates,
                     write_decisions=config.output.decisions,
-                    reuse=reuse,
+                    resume=resume,
                     reader=reader,
                     isolate=died_before,
                     on_progress=events,
@@ -124,11 +123,11 @@ def _tokenize(
     layout: Layout,
     thresholds: dict,
     tokenizer: PortableTokenizer,
-    reuse: bool,
+    resume: bool,
 ) -> list:
     results = []
     for spec in specs:
-        stats = tokenize_partition(spec.index, config, layout, thresholds, tokenizer=tokenizer, reuse=reuse)
+        stats = tokenize_partition(spec.index, config, layout, thresholds, tokenizer=tokenizer, resume=resume)
         results.append(dataclasses.replace(stats, worker=None if stats.reused else _worker_address()))
     return results
 
@@ -175,7 +174,7 @@ def _total_threads() -> int:
     return (os.cpu_count() or 1) if client is None else max(1, sum(client.nthreads().values()))
 
 
-class Pipeline(PipelineRun):
+class Pipeline:
     """Korean corpus → entity-coreference dataset, one inspectable stage at a time.
 
     The stages are built here as Dask bags; `check()` and `run()` (a whole run, from
@@ -194,10 +193,9 @@ class Pipeline(PipelineRun):
         self.config = config
         # A store URL stays a URL (never a local directory named "s3:"); file:// becomes a path.
         self.output_dir = storage.normalize(output_dir) if output_dir is not None else None
-        # fsspec defaults here now, on the workers once a computation starts (`_share_storage_options`).
+        # fsspec defaults here now, on the workers once a computation starts (`share_storage_options`).
         self.storage_options = storage.configure(storage_options, self.inputs + [self.output_dir or ""])
         self._storage_shared_with: Any = None
-        self._lock: StoreLock | None = None
         self._files: list[InputFile] | None = None
         self._specs: list[PartitionSpec] | None = None
         self._tokenizer: PortableTokenizer | None = None
@@ -224,7 +222,7 @@ class Pipeline(PipelineRun):
                 raise
         return self._files
 
-    def _share_storage_options(self) -> None:
+    def share_storage_options(self) -> None:
         """Register `--storage-options` with the workers of the current client (once per client)."""
         client = current_client()
         if not self.storage_options or client is None:
@@ -240,7 +238,7 @@ class Pipeline(PipelineRun):
         """
         if self._specs is None:
             files = self.files()
-            self._share_storage_options()
+            self.share_storage_options()
             # Files in groups: a task per file cost more than scanning a small file.
             groups = max(1, min(len(files), PARTITIONS_PER_THREAD * _total_threads()))
             scans = db.from_sequence(files, npartitions=groups).map(scan_file).compute()
@@ -292,7 +290,7 @@ class Pipeline(PipelineRun):
         return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
 
     def analyse(
-        self, duplicates: Any, reuse: bool = False, progress_topic: str | None = None
+        self, duplicates: Any, resume: bool = False, progress_topic: str | None = None
     ) -> tuple[db.Bag, db.Item]:
         """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item.
 
@@ -300,7 +298,7 @@ class Pipeline(PipelineRun):
         events on that topic.
         """
         stats = _partition_bag(self.partitions()).map_partitions(
-            _analyse, self.config, self.layout, duplicates, reuse, progress_topic
+            _analyse, self.config, self.layout, duplicates, resume, progress_topic
         )
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
@@ -309,7 +307,7 @@ class Pipeline(PipelineRun):
         )
         return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
 
-    def _cap_from_stats(self, partitions: int) -> tuple[dict, int]:
+    def cap_from_stats(self, partitions: int) -> tuple[dict, int]:
         """(cap thresholds, distinct targets) again, from the finished partitions' stats files.
 
         After a worker died the reduction computed beside stage 1 may have lost pieces (or
@@ -325,11 +323,19 @@ class Pipeline(PipelineRun):
         )
         return _cap_result(summary.compute(), cap)
 
-    def tokenize(self, thresholds: Any, reuse: bool = False) -> db.Bag:
+    def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
+        """Fail fast, before any cluster work (`runner.PipelineRun.check`)."""
+        PipelineRun(self).check(overwrite=overwrite, resume=resume, tokenizer=tokenizer)
+
+    def run(self, **kwargs: Any) -> dict:
+        """Every stage, the dataset and the report (`runner.PipelineRun.run`); returns the report."""
+        return PipelineRun(self).run(**kwargs)
+
+    def tokenize(self, thresholds: Any, resume: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
         tokenizer = dask.delayed(self.tokenizer(), pure=True)  # sent once to each worker
         return _partition_bag(self.partitions(), reading=False).map_partitions(
-            _tokenize, self.config, self.layout, thresholds, tokenizer, reuse
+            _tokenize, self.config, self.layout, thresholds, tokenizer, resume
         )
 
 

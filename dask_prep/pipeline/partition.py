@@ -87,9 +87,16 @@ Stats = AnalysisStats | TokenizeStats
 _STATS: dict[str, type[Stats]] = {"analyse": AnalysisStats, "tokenize": TokenizeStats}
 
 
-def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> tuple[Stats | None, str | None]:
-    """(stats, None) of a partition an earlier run finished whose parts are what its stats
-    record; else (None, why not) — None when it was simply not finished."""
+def completed_partition(
+    layout: Layout, stage: str, index: int, parts: tuple[str, ...]
+) -> tuple[Stats | None, str | None]:
+    """Is this partition's result from an earlier run reusable? (stats, None) if so; else (None, why not).
+
+    Reusable means finished (its stats file exists) with every part exactly what the stats
+    record (rows and content hash). A part that differs (swapped, truncated, rewritten) is
+    never trusted: the partition is computed again and its new stats say why
+    (`replaced_on_resume`). (None, None): it was simply not finished.
+    """
     stats_path = layout.stats(stage, index)
     if not storage.exists(stats_path):
         return None, None
@@ -111,26 +118,9 @@ def _mismatch(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) ->
             return None, f"{kind} part is unreadable ({type(exc).__name__})"
         if found != records[kind]:
             return None, f"{kind} part differs from its record (rows {found.rows} vs {records[kind].rows})"
+    stats.reused = True
     return stats, None
 
-
-def _reusable(layout: Layout, stage: str, index: int, parts: tuple[str, ...]) -> Stats | None:
-    """The stats of a partition finished by an earlier run, if all its parts match their record.
-
-    A part that differs (swapped, truncated, rewritten) is never trusted: the partition is
-    computed again, and its new stats say why (`replaced_on_resume`).
-    """
-    stats, why = _mismatch(layout, stage, index, parts)
-    if stats is not None:
-        stats.reused = True
-        return stats
-    if why is not None:
-        _REPLACED[(stage, index)] = why
-    return None
-
-
-# Why a partition's earlier result was not reused, until its new stats are written.
-_REPLACED: dict[tuple[str, int], str] = {}
 
 # After the rules' values in DIR/decisions: how the analysis rules saw the document
 # ("whole", "prefix": decided early on a prefix; null: never analysed) and how many of its
@@ -177,7 +167,7 @@ def analyse_partition(
     *,
     duplicates: dict[int, str] | None = None,
     write_decisions: bool = True,
-    reuse: bool = False,
+    resume: bool = False,
     kiwi: Any = None,
     reader: PartitionReader | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -186,14 +176,15 @@ def analyse_partition(
     """Stage 1 for one partition. Returns its stats, with an entity `summary` for the cap.
 
     `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
-    With `reuse`, a partition that an earlier run finished is not computed again.
+    With `resume`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
     `FilterChain.run`). With `isolate` (an earlier attempt's process died on this partition),
     each document is analysed in a child process of its own (`dask_prep.analysis.isolation`).
     """
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
-    if reuse and (done := _reusable(layout, "analyse", spec.index, parts)) is not None:
+    done, replaced = completed_partition(layout, "analyse", spec.index, parts) if resume else (None, None)
+    if done is not None:
         return done
     clock = Stopwatch()
     with clock.stage("read"):
@@ -210,7 +201,7 @@ def analyse_partition(
         stats = _entity_stats(spec, docs, damaged, kept, config, layout, parts, write_decisions)
     stats = dataclasses.replace(
         stats,
-        replaced_on_resume=_REPLACED.pop(("analyse", spec.index), None),
+        replaced_on_resume=replaced,
         seconds=clock.seconds,
         analysed_docs=chain.analysed_docs,
         analysed_chars=chain.analysed_chars,
@@ -284,7 +275,7 @@ def tokenize_partition(
     thresholds: dict[str, int],
     *,
     tokenizer: PortableTokenizer | None = None,
-    reuse: bool = False,
+    resume: bool = False,
 ) -> TokenizeStats:
     """Stage 2 for one partition: cap, tokenize, write the output part.
 
@@ -292,10 +283,10 @@ def tokenize_partition(
     """
     digest = thresholds_digest(thresholds)
     candidates = part_record(layout.part("candidates", index))  # what this partition's examples come from
-    if reuse and (done := _reusable(layout, "tokenize", index, ("examples",))) is not None:
-        # The cap decided the same, from the same stage-1 part: the examples are valid.
-        if done.thresholds == digest and done.candidates == candidates:
-            return done
+    done, replaced = completed_partition(layout, "tokenize", index, ("examples",)) if resume else (None, None)
+    # Reusable only if the cap decided the same, from the same stage-1 part.
+    if done is not None and done.thresholds == digest and done.candidates == candidates:
+        return done
     clock = Stopwatch()
     with clock.stage("tokenize"):
         encoder = ExampleTokenizer(config.tokenize, tokenizer)
@@ -317,7 +308,7 @@ def tokenize_partition(
         thresholds=digest,
         coverage=Coverage(**encoder.coverage()),
         seconds=clock.seconds,
-        replaced_on_resume=_REPLACED.pop(("tokenize", index), None),
+        replaced_on_resume=replaced,
     )
     storage.write_json(stats.to_json(), layout.stats("tokenize", index))
     return stats

@@ -3,8 +3,8 @@
     check ─▶ lock the output dir ─▶ scan (+ manifest) ─▶ dedup ─▶ analyse ─▶ tokenize
           ─▶ dataset (+ card) ─▶ report.json, report.html
 
-`PipelineRun` is mixed into `graph.Pipeline`, which builds the stages' bags; here they are
-computed in order (`compute.compute_stage`), each stage timed into the report's `seconds`.
+`PipelineRun` receives a `graph.Pipeline` (anything with its `Stages`), which builds the
+stages' bags; here they are computed in order (`compute.compute_stage`), each stage timed into the report's `seconds`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import dask
 
 from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
 from dask_prep.coref.tokenization import ExampleTokenizer
-from dask_prep.coref.tokenizer import check_model
+from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
+from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
 from dask_prep.io.store_lock import StoreLock
 from dask_prep.output.card import DESCRIPTION, card_text
@@ -44,10 +45,9 @@ from dask_prep.report.build import build_report, write_report
 from dask_prep.report.html import write_html_report
 
 
-class PipelineRun:
-    """`check()` and `run()` of a `graph.Pipeline`, whose inputs, settings and stages they use."""
+class Stages(Protocol):
+    """What a run needs of the pipeline it runs: `graph.Pipeline` is one."""
 
-    # Set by `graph.Pipeline.__init__`.
     inputs: list[str]
     config: Config
     output_dir: str | None
@@ -55,8 +55,26 @@ class PipelineRun:
     damaged: dict[str, str]
     empty_files: list[str]
     duplicate_ids: dict | None
-    _lock: StoreLock | None
-    layout: Layout
+
+    @property
+    def layout(self) -> Layout: ...
+
+    def files(self) -> list[InputFile]: ...
+    def tokenizer(self) -> PortableTokenizer: ...
+    def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]: ...
+    def share_storage_options(self) -> None: ...
+    def duplicates(self) -> dict: ...
+    def analyse(self, duplicates: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
+    def cap_from_stats(self, partitions: int) -> tuple[dict, int]: ...
+    def tokenize(self, thresholds: Any, resume: bool = False) -> Any: ...
+
+
+class PipelineRun:
+    """One run of a pipeline's stages (`graph.Pipeline`): `check()`, then `run()`."""
+
+    def __init__(self, pipeline: Stages) -> None:
+        self.pipeline = pipeline
+        self._lock: StoreLock | None = None
 
     def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
         """Fail fast, before any cluster work, on inputs, tokenizer, output dir or resume.
@@ -65,19 +83,19 @@ class PipelineRun:
         a hub name neither cached nor reachable, fails in seconds); the caller loads the
         tokenizer later (`tokenizer()`), e.g. while a cluster starts.
         """
-        self.files()
+        self.pipeline.files()
         if tokenizer:
-            self.tokenizer()
+            self.pipeline.tokenizer()
         else:
-            check_model(self.config.tokenize.model)
-        if self.output_dir is None:
+            check_model(self.pipeline.config.tokenize.model)
+        if self.pipeline.output_dir is None:
             return
-        storage.check_backend(self.output_dir)
-        check_not_in_use(self.output_dir)
+        storage.check_backend(self.pipeline.output_dir)
+        check_not_in_use(self.pipeline.output_dir)
         if resume:
-            check_resumable(self.layout, self.files(), self.config)
+            check_resumable(self.pipeline.layout, self.pipeline.files(), self.pipeline.config)
         else:
-            check_output_dir(self.output_dir, overwrite=overwrite)
+            check_output_dir(self.pipeline.output_dir, overwrite=overwrite)
 
     def run(
         self,
@@ -102,8 +120,8 @@ class PipelineRun:
         progress = progress or Progress()
         self.check(overwrite=overwrite, resume=resume)
         # Held until report.json is written: a second run into this directory fails meanwhile.
-        self._share_storage_options()
-        with hold_output_dir(self.layout.root, overwrite=overwrite) as lock:
+        self.pipeline.share_storage_options()
+        with hold_output_dir(self.pipeline.layout.root, overwrite=overwrite) as lock:
             self._lock = lock
             try:
                 return self._run(overwrite, resume, progress, strict, html, startup_seconds)
@@ -119,28 +137,33 @@ class PipelineRun:
         html: bool,
         startup_seconds: float | None,
     ) -> dict:
-        layout = self.layout
+        layout = self.pipeline.layout
         clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
         seconds = clock.seconds
         with clock.stage("scan"):
             if resume:  # the same partitions as the interrupted run, whatever the cluster now
-                specs = self.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
+                specs = self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
             else:
                 prepare_output_dir(layout.root, overwrite=overwrite)
-                specs = self.partitions()
+                specs = self.pipeline.partitions()
                 write_manifest(
-                    layout, self.files(), self.config, partition_size_used=max((s.records for s in specs), default=0)
+                    layout,
+                    self.pipeline.files(),
+                    self.pipeline.config,
+                    partition_size_used=max((s.records for s in specs), default=0),
                 )
         if strict:
-            check_strict(self.damaged, self.empty_files)
+            check_strict(self.pipeline.damaged, self.pipeline.empty_files)
 
         with clock.stage("dedup"):
-            duplicates = self.duplicates()
+            duplicates = self.pipeline.duplicates()
 
         with clock.stage("analyse"):
             clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
             topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
-            stats_bag, cap_item = self.analyse(dask.delayed(duplicates, pure=True), reuse=resume, progress_topic=topic)
+            stats_bag, cap_item = self.pipeline.analyse(
+                dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
+            )
             analysed, (thresholds, distinct_targets) = compute_stage(
                 "analyse",
                 stats_bag,
@@ -148,14 +171,14 @@ class PipelineRun:
                 progress,
                 topic=topic,
                 documents=sum(s.records for s in specs),
-                redo_item=lambda: self._cap_from_stats(len(specs)),
+                redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
             )
             if strict:
                 check_strict({}, [], analysed)
 
         with clock.stage("tokenize"):
             tokenized, _ = compute_stage(
-                "tokenize", self.tokenize(dask.delayed(thresholds), reuse=resume), None, progress
+                "tokenize", self.pipeline.tokenize(dask.delayed(thresholds), resume=resume), None, progress
             )
 
         def report_now() -> dict:
@@ -166,21 +189,23 @@ class PipelineRun:
                 capped_targets=len(thresholds),
                 duplicate_texts=len(duplicates),
                 seconds=seconds,
-                config=self.config.to_dict(),
-                inputs=self.inputs,
+                config=self.pipeline.config.to_dict(),
+                inputs=self.pipeline.inputs,
             )
 
         with clock.stage("dataset"):
             # Without partitions (empty input) the dataset still gets the output's columns.
-            schema = None if specs else ExampleTokenizer(self.config.tokenize, self.tokenizer()).schema
+            schema = (
+                None if specs else ExampleTokenizer(self.pipeline.config.tokenize, self.pipeline.tokenizer()).schema
+            )
             splits: dict[str, dict] = {}
             dataset_path = write_dataset(
                 layout,
                 [s.index for s in specs],
-                self.config.tokenize.seq_len,
+                self.pipeline.config.tokenize.seq_len,
                 lock=self._lock,
                 schema=schema,
-                validation_fraction=self.config.output.validation_fraction,
+                validation_fraction=self.pipeline.config.output.validation_fraction,
                 description=DESCRIPTION,
                 card=functools.partial(self._card, report_now(), splits),
             )
@@ -189,9 +214,9 @@ class PipelineRun:
         report = report_now()
         report["dataset"] = dataset_path
         report["splits"] = splits
-        report["damaged_files"].update(self.damaged)
-        report["empty_files"] = self.empty_files
-        report["duplicate_ids"] = self.duplicate_ids
+        report["damaged_files"].update(self.pipeline.damaged)
+        report["empty_files"] = self.pipeline.empty_files
+        report["duplicate_ids"] = self.pipeline.duplicate_ids
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
@@ -207,17 +232,18 @@ class PipelineRun:
     def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:
         """The dataset's README.md; `splits_out` receives the split sizes for the report."""
         splits_out.update(splits)
-        tokenizer = self.tokenizer()
+        pipeline = self.pipeline
+        tokenizer = pipeline.tokenizer()
+        api_call = f"dask_prep.Pipeline({pipeline.inputs!r}, config, {pipeline.output_dir!r}).run()  # Python API"
         return card_text(
             features=features,
             splits=splits,
-            name=os.path.basename(dataset_dir_name(self.config.tokenize.seq_len)),
-            command=self.command
-            or f"dask_prep.pipeline.graph.Pipeline({self.inputs!r}, config, {self.output_dir!r}).run()  # Python API",
-            config=self.config.to_dict(),
+            name=os.path.basename(dataset_dir_name(pipeline.config.tokenize.seq_len)),
+            command=pipeline.command or api_call,
+            config=pipeline.config.to_dict(),
             counts=report,
             tokenizer={
-                "model": self.config.tokenize.model,
+                "model": pipeline.config.tokenize.model,
                 "class": tokenizer.class_name,
                 "unk_token": tokenizer.unk_token,
             },
