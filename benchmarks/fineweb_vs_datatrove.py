@@ -3,7 +3,7 @@
     python benchmarks/fineweb_vs_datatrove.py --corpus ../shared/data/kowiki-hplt [--workers 2] [--repeats 1]
 
 Both sides judge the same files with the same thresholds: datatrove's filters are built
-from the `fineweb2-ko` config itself (`tests/integration/datatrove_oracle.py`), and only
+from the `fineweb2-ko` config itself (`tests/support/datatrove_oracle.py`), and only
 the quality rules are on (no dedup, no coreference rules, which datatrove does not have).
 
 - datatrove: `LocalPipelineExecutor([JsonlReader, GopherRepetitionFilter,
@@ -70,7 +70,7 @@ def run_datatrove(corpus: str, workers: int, logging_dir: str) -> dict[str, Any]
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.utils import word_tokenizers
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
     from datatrove_oracle import datatrove_filters  # test code: datatrove is a test-only dependency
 
     # The patch: KiwiTokenizer() asks for "sbg", which kiwipiepy >= 0.22 does not ship.

@@ -1,72 +1,111 @@
-"""Shared fixtures of tests/unit/ and tests/integration/: the repo's own sample, the real
-test data in ../shared, a real LocalCluster, real runs.
+"""Fixtures shared by every test folder, and the markers' rules.
 
-Tests that need ../shared skip with a clear reason when it is absent (a user's fresh
-clone has no ../shared). The cluster is one LocalCluster of two worker processes for the
-whole session; every integration test computes on it.
+Fixtures: the repo's own sample, the real test data in ../shared, one real LocalCluster of
+two worker processes for the whole session (per xdist worker process), real runs on it.
+Shared helper code lives in tests/support/ (never imported from here by a test file).
+
+Markers (registered in pyproject.toml) are applied here from the fixtures a test uses, and
+checked while it runs:
+- `needs_shared`: the test reads ../shared; it skips, saying where it looked, when that is absent;
+- `cluster`: the test starts a Dask cluster, `dask scheduler`/`dask worker` processes or a
+  `dask-prep` process; a test without the mark that does so fails (see `_no_cluster_unless_marked`);
+- `slow`: over ~30 s alone on 2 cores (set in the test files).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections import namedtuple
-from dataclasses import dataclass
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
+from support.data import CORPUS, SAMPLE, SHARED_MISSING_REASON, SPEECHES, TOKENIZER, shared_present
+from support.runs import PipelineRun, run_pipeline
 
-if TYPE_CHECKING:
-    from dask_prep.document import Document
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DASK_PREP_SHARED", REPO.parent / "shared"))
-CORPUS = SHARED / "data" / "kowiki-hplt"
-SPEECHES = SHARED / "data" / "nk-speeches.jsonl"
-TOKENIZER = SHARED / "tokenizers" / "koelectra-v1-cased"
-
-needs_shared = pytest.mark.skipif(
-    not CORPUS.is_dir() or not TOKENIZER.is_dir(),
-    reason=f"the shared test data is not at {SHARED} (clone the repo beside shared/, or set DASK_PREP_SHARED)",
-)
+# Fixtures that read ../shared, and fixtures that start (or compute on) a cluster. pytest's
+# `item.fixturenames` is the closure of what a test uses, so a fixture built on these counts too.
+SHARED_FIXTURES = {"shard0", "tokenizer_dir"}
+CLUSTER_FIXTURES = {"client"}
 
 
-# ---- the repo's own sample and made-up tokens (unit tests) ------------------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_shared = pytest.mark.skip(reason=SHARED_MISSING_REASON)
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SHARED_FIXTURES:
+            item.add_marker(pytest.mark.needs_shared)
+        if used & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.cluster)
+        if item.get_closest_marker("needs_shared") and not shared_present():
+            item.add_marker(skip_shared)
 
-SAMPLE = REPO / "sample" / "ko_sample.jsonl"
-SAMPLE_TOKENIZER = REPO / "sample" / "tokenizer"
 
-# The issue's seed-v2 rules, in the issue's order (too_long is an extra guard for Kiwi).
-SEED_V2_RULES = {
-    "length": (800, 2500),
-    "sentence_marks": (3, None),
-    "hangul_ratio": (0.4, None),
-    "symbol_ratio": (None, 0.3),
-    "nnp_ratio": (0.05, 0.20),
-    "pronoun": (None, 0),
-    "no_repeated_entity": (1, None),
-}
+# ---- unit tests start no cluster -----------------------------------------------------------
 
-Tok = namedtuple("Tok", "form tag start len")
+# Words that make a subprocess a cluster: a `dask-prep` run or Dask's own scheduler/worker CLIs.
+_CLUSTER_COMMANDS = ("dask_prep", "dask-prep", "dask")
+
+
+def _starts_cluster(args) -> bool:
+    words = [args] if isinstance(args, str | bytes | Path) else list(args)
+    names = [Path(str(word)).name for word in words[:3]]
+    return any(name in _CLUSTER_COMMANDS for name in names)
+
+
+@contextmanager
+def _no_cluster_unless_marked(item: pytest.Item) -> Iterator[None]:
+    """While a test not marked `cluster` sets up and runs, starting a cluster fails it.
+
+    So `-m "not cluster"` (CI's fast first step) really is the cluster-free selection. It
+    covers what this process starts: a Dask cluster object (LocalCluster is a SpecCluster)
+    and `dask-prep`, `python -m dask_prep` or `dask scheduler/worker` subprocesses; a test
+    that starts the pipeline otherwise (a script that makes its own cluster) is marked by hand.
+    """
+    if item.get_closest_marker("cluster"):
+        yield
+        return
+    from distributed.deploy.spec import SpecCluster
+
+    def refuse(what: str):
+        pytest.fail(f"{item.nodeid} starts {what}: mark it `@pytest.mark.cluster`", pytrace=False)
+
+    popen_init, cluster_init = subprocess.Popen.__init__, SpecCluster.__init__
+
+    def guarded_popen(self, args, *rest, **kwargs):
+        if _starts_cluster(args):
+            refuse(f"the process {args!r:.160}")
+        popen_init(self, args, *rest, **kwargs)
+
+    def guarded_cluster(self, *args, **kwargs):
+        refuse("a Dask cluster")
+
+    subprocess.Popen.__init__, SpecCluster.__init__ = guarded_popen, guarded_cluster
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__, SpecCluster.__init__ = popen_init, cluster_init
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _no_cluster_unless_marked(item):  # the fixtures a test sets up count (module ones too)
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _no_cluster_unless_marked(item):
+        return (yield)
+
+
+# ---- the repo's own sample ---------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def sample_lines() -> list[dict]:
     return [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
-
-
-def _read_all(inputs: list[str], partition_size: int) -> list[Document]:
-    from dask_prep.io.reading import plan_partitions, read_partition, resolve_inputs, scan_file
-
-    files = resolve_inputs(inputs)
-    specs = plan_partitions(files, [scan_file(f).records for f in files], partition_size)
-    docs = []
-    for spec in specs:
-        part, damaged = read_partition(spec, "text", "id")
-        assert damaged == {}
-        docs.extend(part)
-    return docs
 
 
 # ---- the test data in ../shared and the session cluster --------------------------------
@@ -103,120 +142,14 @@ def client():
         yield client
 
 
-def interrupt_after(proc, finished, count: int = 2) -> str:
-    """SIGINT to the `dask-prep run` process `proc` once `finished()` holds `count` partitions.
-
-    Checks the interrupted run's promise: exit 130, a hint to `--resume`, no traceback.
-    Returns its stderr.
-    """
-    import signal
-    import time
-
-    while proc.poll() is None and len(finished()) < count:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
-    return stderr
-
-
-def seed_config_with(tokenizer_dir, **changes):
-    """Preset seed-v2 with the shared tokenizer; changes are section__field=value."""
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(tokenizer_dir)
-    for dotted, value in changes.items():
-        section, name = dotted.split("__")
-        setattr(getattr(config, section), name, value)
-    config.validate()
-    return config
-
-
 @pytest.fixture
 def seed_config(tokenizer_dir):
+    from support.data import seed_config_with
+
     return seed_config_with(tokenizer_dir)
 
 
 # ---- shared pipeline runs (integration and acceptance tests) -------------------------
-
-
-@dataclass
-class PipelineRun:
-    """The outputs of one finished run, read back the way a user would read them."""
-
-    output_dir: Path
-    report: dict
-    seq_len: int
-
-    def dataset(self):
-        import datasets
-
-        return datasets.load_from_disk(str(self.output_dir / f"entity_coref_v2_{self.seq_len}"))
-
-    def rows(self, columns: list[str] | None = None) -> list[dict]:
-        dataset = self.dataset()
-        if columns is not None:
-            dataset = dataset.select_columns(columns)
-        return dataset.to_list()
-
-    def _parts(self, kind: str) -> list[Path]:
-        folder = self.output_dir / kind if kind == "decisions" else self.output_dir / "_work" / kind
-        return sorted(folder.glob("part-*.parquet"))
-
-    def decisions(self) -> dict[str, str | None] | None:
-        """{doc_id: rejected_by (None = kept)} from DIR/decisions, or None if not written."""
-        import pyarrow.parquet as pq
-
-        parts = self._parts("decisions")
-        if not parts:
-            return None
-        out: dict[str, str | None] = {}
-        for part in parts:
-            table = pq.read_table(part, columns=["doc_id", "rejected_by"])
-            for doc_id, reason in zip(table["doc_id"].to_pylist(), table["rejected_by"].to_pylist(), strict=True):
-                assert doc_id not in out, f"document {doc_id} has two decisions"
-                out[doc_id] = reason
-        return out
-
-    def candidate_rows(self) -> list[dict]:
-        """Stage-1 rows: one per kept document, with its text and candidates."""
-        import pyarrow.parquet as pq
-
-        rows = []
-        for part in self._parts("candidates"):
-            for row in pq.read_table(part).to_pylist():
-                rows.append({**row, "part": part.name})
-        return rows
-
-    def kept_ids(self) -> set[str]:
-        decisions = self.decisions()
-        if decisions is not None:
-            return {doc_id for doc_id, reason in decisions.items() if reason is None}
-        return {row["doc_id"] for row in self.candidate_rows()}
-
-    def texts(self) -> dict[str, str]:
-        return {row["doc_id"]: row["text"] for row in self.candidate_rows()}
-
-
-def run_pipeline(
-    client, inputs: list, config, output_dir: Path, *, exact_partition_size: int | None = None
-) -> PipelineRun:
-    """Run the whole pipeline on `client` (the test's cluster), as `Pipeline.run()`.
-
-    `exact_partition_size` plans partitions of exactly that size, without the finer cut
-    that a small corpus otherwise gets to keep every worker busy.
-    """
-    from dask_prep.pipeline.graph import Pipeline
-
-    with client.as_current():
-        pipeline = Pipeline([str(i) for i in inputs], config, str(output_dir))
-        if exact_partition_size is not None:
-            pipeline.partitions(exact_partition_size)
-        report = pipeline.run()
-    return PipelineRun(Path(output_dir), report, config.tokenize.seq_len)
 
 
 @pytest.fixture(scope="session")
@@ -255,7 +188,6 @@ def pipeline_runner(client):
 @pytest.fixture(scope="session")
 def read_run():
     """read(output_dir, seq_len) -> PipelineRun for a run made elsewhere (e.g. by the CLI)."""
-    import json
 
     def read(output_dir: Path, seq_len: int) -> PipelineRun:
         report = json.loads((Path(output_dir) / "report.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ in advance. No cluster, no ../shared.
 from __future__ import annotations
 
 import pytest
-from conftest import SAMPLE, SEED_V2_RULES, Tok, _read_all
+from support.data import SAMPLE, SEED_V2_RULES, Tok, read_all
 
 from dask_prep.analysis.filters import (
     FilterChain,
@@ -217,7 +217,7 @@ SAMPLE_REJECTIONS = {
 
 
 def test_the_sample_through_seed_v2_with_kiwi(kiwi, sample_lines):
-    docs = _read_all([str(SAMPLE)], 1000)
+    docs = read_all([str(SAMPLE)], 1000)
     tail = {line["id"]: line["u"].rsplit("/", 1)[-1] for line in sample_lines}
     # Whole-document analysis, the rules in the config's order (test_progressive_analysis.py
     # runs the sample progressively: the same kept documents, pronoun reported first).

@@ -15,10 +15,10 @@ from importlib.util import find_spec
 from typing import NamedTuple
 
 import cloudpickle
-import datatrove_oracle
 import pytest
-from conftest import CORPUS, needs_shared
-from datatrove_oracle import cong_kiwi_tokenizer, datatrove_verdicts
+from support import datatrove_oracle
+from support.data import CORPUS, needs_shared
+from support.datatrove_oracle import cong_kiwi_tokenizer, datatrove_verdicts
 
 from dask_prep.analysis.filters import FILTERS, FINEWEB2_FILTERS, FilterChain, kiwi_analyser
 from dask_prep.analysis.filters.fineweb2 import FINEWEB2_KO_STOP_WORDS

@@ -3,7 +3,7 @@
 Unit tests run the isolated analyser and the attempt markers in this process. The
 integration tests start real `dask scheduler` / `dask worker` processes (and a LocalCluster
 through the CLI) whose Kiwi aborts on one document and hangs on another, by a worker
-`--preload` in tests/integration/ (kiwi_fault_preload.py) that the package knows nothing about; the
+`--preload` in tests/support/ (kiwi_fault_preload.py) that the package knows nothing about; the
 run must finish with those two documents rejected and the dataset of a run without them.
 """
 
@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_shared, seed_config_with
+from support.data import needs_shared, seed_config_with
+from support.processes import console_script, signal_group, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-PRELOAD = Path(__file__).resolve().parent / "kiwi_fault_preload.py"
+PRELOAD = Path(__file__).resolve().parents[1] / "support" / "kiwi_fault_preload.py"
 SEQ_LEN = 2048
 LINES = 240  # documents of shard 00000 in the corpus (~60 reach Kiwi)
 TIMEOUT = 5  # --analysis-timeout of the runs (seconds)
@@ -243,6 +244,8 @@ def _check_faulty_run(output: Path, proc: subprocess.CompletedProcess, reference
     assert f"analysis_crash: 1 document(s) rejected (docs.jsonl:{crash_line})" in proc.stdout
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("workers, kiwi_threads", [(1, 2), (2, 1)])
 def test_local_cluster_run_survives_a_crashing_and_a_hanging_document(
@@ -258,13 +261,14 @@ def test_local_cluster_run_survives_a_crashing_and_a_hanging_document(
     _check_faulty_run(output, proc, reference_without, markers)
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 @needs_shared
 def test_dask_cli_workers_survive_a_crashing_and_a_hanging_document(
     faulty_corpus, reference_without, tokenizer_dir, tmp_path
 ):
     """`dask scheduler` with no retries allowed, two `dask worker`s with the preload, --kiwi-threads 1."""
     from distributed import Client
-    from test_deployment import _script, _signal_group, _wait_for
 
     corpus, _, markers = faulty_corpus
     # Dask's retry count does not decide: with none allowed, the first death is a KilledWorker.
@@ -272,17 +276,17 @@ def test_dask_cli_workers_survive_a_crashing_and_a_hanging_document(
     started = []
     try:
         scheduler_file = tmp_path / "scheduler.json"
-        scheduler_args = [_script("dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+        scheduler_args = [console_script("dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
         scheduler_args += ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)]
         logs = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115 - closed below
         started.append(
             subprocess.Popen(scheduler_args, stdout=logs, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         )
-        _wait_for(scheduler_file.exists, 90, "the scheduler file", started)
+        wait_for(scheduler_file.exists, 90, "the scheduler file", started)
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         for name in ("w1", "w2"):
-            worker_args = [_script("dask"), "worker", address, "--nworkers", "1", "--nthreads", "1"]
+            worker_args = [console_script("dask"), "worker", address, "--nworkers", "1", "--nthreads", "1"]
             worker_args += ["--host", "127.0.0.1", "--name", name, "--no-dashboard", "--memory-limit", "2GiB"]
             worker_args += ["--local-directory", str(tmp_path / name), "--death-timeout", "60"]
             worker_args += ["--preload", str(PRELOAD)]
@@ -297,11 +301,11 @@ def test_dask_cli_workers_survive_a_crashing_and_a_hanging_document(
         _check_faulty_run(output, proc, reference_without, markers)
     finally:
         for proc in reversed(started):
-            _signal_group(proc, 15)
+            signal_group(proc, 15)
         for proc in reversed(started):
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, 9)
+                signal_group(proc, 9)
                 proc.wait(timeout=10)
         logs.close()

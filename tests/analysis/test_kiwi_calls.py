@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import needs_shared
+from support.data import needs_shared
 
 from dask_prep.analysis.filters import FILTERS
 from dask_prep.analysis.kiwi import get_kiwi

@@ -12,7 +12,7 @@ from collections import Counter, namedtuple
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import needs_shared
+from support.data import needs_shared
 
 from dask_prep.analysis.filters import (
     PRONOUN_HINT,

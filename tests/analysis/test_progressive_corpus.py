@@ -11,7 +11,7 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import CORPUS, needs_shared, seed_config_with
+from support.data import CORPUS, needs_shared, seed_config_with
 
 from dask_prep.pipeline.partition import ANALYSIS_MODE_KEY
 

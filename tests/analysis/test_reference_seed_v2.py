@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from reference_seed_v2 import (
+from support.reference_seed_v2 import (
     LENGTH_MAX,
     LENGTH_MIN,
     STOP_ENTITIES,

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_errors import _closed_port
+from support.processes import closed_port
+
+pytestmark = pytest.mark.cluster  # `dask-prep` processes, as a user runs them
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,7 +121,7 @@ def test_dask_scheduler_address_is_used_without_scheduler(shard0, tokenizer_dir,
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
     assert build_parser().parse_args(base).scheduler is None
 
-    address = f"tcp://127.0.0.1:{_closed_port()}"
+    address = f"tcp://127.0.0.1:{closed_port()}"
     result = _cli(
         "run",
         str(shard0),
@@ -144,7 +146,7 @@ def test_a_hub_name_without_network_fails_in_seconds_with_one_line(shard0, tmp_p
     """No HF_HUB_OFFLINE, the hub unreachable (a closed port on 127.0.0.1), an empty cache."""
     env = {
         **_without_hub_settings(),
-        "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
         "HF_HOME": str(tmp_path / "hf_home"),
     }
     args = [sys.executable, "-m", "dask_prep", "run", str(shard0), "--model", "kakaobank/kf-deberta-base"]
@@ -163,7 +165,7 @@ def test_a_hub_name_without_network_fails_in_seconds_with_one_line(shard0, tmp_p
 
 
 def test_a_mistyped_relative_path_is_a_path_not_a_hub_name(shard0, tmp_path):
-    env = {**_without_hub_settings(), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+    env = {**_without_hub_settings(), "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
     # ./sample exists in the repository, so sample/tokenizr is a path (a typo of sample/tokenizer).
     result = _cli("run", str(shard0), "--model", "sample/tokenizr", "--output-dir", str(tmp_path / "o"), env=env)
     assert result.returncode == 2
@@ -202,7 +204,7 @@ def test_a_cached_model_loads_offline_when_the_hub_is_unreachable(tokenizer_dir,
     env = {
         **_without_hub_settings(),
         "HF_HUB_CACHE": str(tmp_path / "hub"),
-        "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
         "HF_HUB_VERBOSITY": "warning",
         "TRANSFORMERS_VERBOSITY": "error",
     }

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.processes import closed_port
+
+pytestmark = pytest.mark.cluster  # `dask-prep` processes, and runs on the session cluster
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _closed_port() -> int:
-    """A local port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _case_table(tmp: Path, shard0: Path, tokenizer: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -58,7 +53,7 @@ def _case_table(tmp: Path, shard0: Path, tokenizer: Path) -> dict[str, tuple[lis
             [str(shard0), "--model", "kakaobank/kf-deberta-base", *out("tok3")],
             {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf_home")},
         ),
-        "scheduler": ([*good, "--scheduler", f"tcp://127.0.0.1:{_closed_port()}", *out("sched")], {}),
+        "scheduler": ([*good, "--scheduler", f"tcp://127.0.0.1:{closed_port()}", *out("sched")], {}),
         "config_missing": ([*good, "--config", str(tmp / "missing.yaml"), *out("c0")], {}),
         "output_not_empty": ([*good, "--output-dir", str(full)], {}),
         "resume_without_manifest": ([*good, "--output-dir", str(full), "--resume"], {}),
@@ -218,7 +213,7 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once(shard0, tokenizer_di
 
 
 def test_a_run_holds_its_output_directory_until_its_report_is_written(client, shard0, tokenizer_dir, tmp_path):
-    from conftest import seed_config_with
+    from support.data import seed_config_with
 
     from dask_prep.output.layout import OutputDirError, check_not_in_use, hold_output_dir
     from dask_prep.pipeline.graph import Pipeline

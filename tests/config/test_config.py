@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SEED_V2_RULES
+from support.data import SEED_V2_RULES
 
 from dask_prep.config import PRESETS, Config, ConfigError, preset
 

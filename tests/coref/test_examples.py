@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from conftest import Tok
+from support.data import Tok
 
 from dask_prep.config import EntityConfig
 from dask_prep.coref.entities import (

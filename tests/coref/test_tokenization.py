@@ -7,7 +7,7 @@ no ../shared.
 from __future__ import annotations
 
 import pytest
-from conftest import SAMPLE_TOKENIZER
+from support.data import SAMPLE_TOKENIZER
 
 from dask_prep.config import TokenizeConfig
 from dask_prep.coref.entities import Candidate

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import seed_config_with
+from support.data import seed_config_with
 
 from dask_prep.config import Config, ConfigError, EntityConfig, TokenizeConfig, preset
 from dask_prep.coref.entities import (
@@ -471,7 +471,7 @@ def _all_rows(run) -> list[dict]:
 @pytest.fixture(scope="module")
 def split_runs(pipeline_runner, tokenizer_dir, tmp_path_factory):
     """The whole shared corpus, `validation_fraction 0.05`, partitions of 200 and of 2000."""
-    from conftest import CORPUS
+    from support.data import CORPUS
 
     if not CORPUS.is_dir():
         pytest.skip(f"the shared corpus is not at {CORPUS}")

@@ -24,7 +24,7 @@ def shard0_lines(shard0) -> list[bytes]:
     return [line + b"\n" for line in data.split(b"\n")[:-1]]
 
 
-def _read_all(path: Path):
+def read_all(path: Path):
     from dask_prep.io.reading import PartitionReader, plan_partitions, resolve_inputs, scan_file
 
     (file,) = resolve_inputs([str(path)])
@@ -64,9 +64,9 @@ def test_any_line_is_a_document_or_malformed_with_a_reason():
 def test_bom_file_reads_its_first_document(shard0_lines, tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b"".join(shard0_lines[:5]))
-    _, docs, damaged = _read_all(path)
+    _, docs, damaged = read_all(path)
     assert not damaged and [d.rejected_by for d in docs][0] is None
-    assert docs[0].text == _read_all(_write(tmp_path / "plain.jsonl", shard0_lines[:5]))[1][0].text
+    assert docs[0].text == read_all(_write(tmp_path / "plain.jsonl", shard0_lines[:5]))[1][0].text
 
 
 def _write(path: Path, lines: list[bytes]) -> Path:
@@ -96,7 +96,7 @@ def test_gzip_with_junk_appended_reads_every_line(shard0_lines, tmp_path):
     path = tmp_path / "junk.jsonl.gz"
     junk = bytes(random.Random(7).randrange(1, 256) for _ in range(5000))
     path.write_bytes(gzip.compress(b"".join(shard0_lines[:200])) + junk)
-    scan, docs, damaged = _read_all(path)
+    scan, docs, damaged = read_all(path)
     assert scan.records == 200 == len(docs)
     assert [d.line for d in docs] == list(range(1, 201))
     assert _zcat_lines(path) == shard0_lines[:200]
@@ -109,7 +109,7 @@ def test_gzip_cut_at_90_percent_reads_every_complete_line(shard0_lines, tmp_path
     path.write_bytes(whole[: int(len(whole) * 0.9)])
     recoverable = _zcat_lines(path)
     assert 0.8 * len(shard0_lines) < len(recoverable) < len(shard0_lines)
-    scan, docs, damaged = _read_all(path)
+    scan, docs, damaged = read_all(path)
     assert scan.records == len(recoverable) == len(docs)
     assert "cut.jsonl.gz" in damaged
     from dask_prep.io.reading import parse_line
@@ -120,7 +120,7 @@ def test_gzip_cut_at_90_percent_reads_every_complete_line(shard0_lines, tmp_path
 def test_multi_member_gzip_reads_completely(shard0_lines, tmp_path):
     path = tmp_path / "members.jsonl.gz"
     path.write_bytes(gzip.compress(b"".join(shard0_lines[:50])) + gzip.compress(b"".join(shard0_lines[50:120])))
-    scan, docs, damaged = _read_all(path)
+    scan, docs, damaged = read_all(path)
     assert scan.records == 120 == len(docs) and not damaged and scan.damage is None
 
 
@@ -141,7 +141,7 @@ def test_parquet_cut_in_half_is_damaged_not_fatal(shard0_lines, tmp_path):
     _parquet(path, shard0_lines[:300], 100)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    scan, docs, damaged = _read_all(path)
+    scan, docs, damaged = read_all(path)
     assert scan.records == 0 and docs == [] and scan.damage
 
 
@@ -155,7 +155,7 @@ def test_parquet_with_a_corrupt_row_group_reads_the_others(shard0_lines, tmp_pat
     data = bytearray(path.read_bytes())
     data[start + 40 : start + 4000] = bytes(random.Random(3).randrange(256) for _ in range(3960))
     path.write_bytes(bytes(data))
-    scan, docs, damaged = _read_all(path)
+    scan, docs, damaged = read_all(path)
     assert scan.records == 300
     assert "corrupt.parquet" in damaged and "row group 1" in damaged["corrupt.parquet"]
     assert [d.line for d in docs] == list(range(1, 101)) + list(range(201, 301))
@@ -166,7 +166,7 @@ def test_a_run_over_every_kind_of_bad_input_finishes_and_counts_it(
     shard0_lines, tmp_path, pipeline_runner, tokenizer_dir
 ):
     """The whole pipeline on the session cluster: nothing above ends the run, all is reported."""
-    from conftest import seed_config_with
+    from support.data import seed_config_with
 
     folder = tmp_path / "in"
     folder.mkdir()

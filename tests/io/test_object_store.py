@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import interrupt_after, needs_shared, seed_config_with
-from s3_server import environment, s3_server
+from support.data import needs_shared, seed_config_with
+from support.runs import interrupt_after
+from support.s3_server import environment, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ_LEN = 512
@@ -293,7 +294,7 @@ def test_s3_output_without_the_backend_is_one_line_and_writes_nothing(tmp_path, 
 
 
 def test_missing_bucket_and_unreachable_store_are_one_line(s3, shard0, tokenizer_dir, tmp_path):
-    from s3_server import CREDENTIALS
+    from support.s3_server import CREDENTIALS
 
     proc = _cli(_run_args(str(shard0), "s3://no-such-bucket-23/out", tokenizer_dir), s3.env, tmp_path)
     _, stderr = proc.communicate(timeout=300)

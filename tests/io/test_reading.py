@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, _read_all
+from support.data import SAMPLE, read_all
 
 from dask_prep.io.reading import (
     InputError,
@@ -253,19 +253,19 @@ def test_ids_come_from_the_id_field_or_from_file_and_line(tmp_path, monkeypatch)
         "".join("{not json\n" if r is None else json.dumps(r, ensure_ascii=False) + "\n" for r in lines),
         encoding="utf-8",
     )
-    docs = _read_all([str(path)], 2)
+    docs = read_all([str(path)], 2)
     assert [d.doc_id for d in docs] == ["part.jsonl:1", "doc-7", "12", "part.jsonl:4", "part.jsonl:5", "part.jsonl:6"]
     assert [d.line for d in docs] == [1, 2, 3, 4, 5, 6]
     assert [d.rejected_by for d in docs] == [None, None, None, None, "not_json", None]
     # The same ids for another partitioning, another working directory, a directory input.
     monkeypatch.chdir(tmp_path)
-    for again in (_read_all(["data/part.jsonl"], 1), _read_all([str(path)], 100)):
+    for again in (read_all(["data/part.jsonl"], 1), read_all([str(path)], 100)):
         assert [(d.doc_id, d.text) for d in again] == [(d.doc_id, d.text) for d in docs]
-    assert [d.doc_id for d in _read_all(["data"], 3)][0] == "part.jsonl:1"
+    assert [d.doc_id for d in read_all(["data"], 3)][0] == "part.jsonl:1"
 
 
 def test_the_sample_reads_cleanly(sample_lines):
-    docs = _read_all([str(SAMPLE)], 7)
+    docs = read_all([str(SAMPLE)], 7)
     assert [d.doc_id for d in docs] == [line["id"] for line in sample_lines]
     assert [d.text for d in docs] == [line["text"] for line in sample_lines]
     assert all(d.rejected_by is None for d in docs)

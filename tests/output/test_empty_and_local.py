@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_shared
+from support.data import needs_shared
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_empty_input_file_gives_a_loadable_empty_dataset(tokenizer_dir, tmp_path
 @needs_shared
 def test_all_rejected_corpus_gives_a_loadable_empty_dataset(shard0, tokenizer_dir, tmp_path, pipeline_runner):
     import datasets
-    from conftest import seed_config_with
+    from support.data import seed_config_with
 
     reference = datasets.load_from_disk  # the columns of a dataset with examples, for comparison
     config = seed_config_with(tokenizer_dir, input__max_samples=60)

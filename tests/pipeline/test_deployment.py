@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_shared
+from support.data import needs_shared
+from support.processes import console_script, signal_group, wait_for
 
 PLUGIN_NAME = "dask-prep-kiwi"
 # 60 partitions over two shards: the run must outlast a late worker's start (~2 s) and Kiwi
@@ -28,28 +26,6 @@ PLUGIN_NAME = "dask-prep-kiwi"
 # analysis it ends sooner still, so these runs analyse every candidate whole (--full-analysis).
 MAX_SAMPLES = 3000
 PARTITION_SIZE = 50
-
-
-def _script(name: str) -> str:
-    """A console script of this interpreter's environment (not some other one on PATH)."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"the `{name}` command is not installed")
-    return found
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, procs: list | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for proc in procs or []:
-            if proc.poll() is not None:
-                raise AssertionError(f"{what}: {proc.args[:2]} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -69,22 +45,15 @@ def spawn(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     # Workers first, then the scheduler; a nanny's group holds its worker process too.
     for proc, _ in reversed(started):
-        _signal_group(proc, signal.SIGTERM)
+        signal_group(proc, signal.SIGTERM)
     for proc, log in reversed(started):
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=10)
-        _signal_group(proc, signal.SIGKILL)  # any child left behind in the group
+        signal_group(proc, signal.SIGKILL)  # any child left behind in the group
         log.close()
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the group id is the pid (start_new_session)
-    except ProcessLookupError:
-        pass
 
 
 def _worker(address: str, name: str, tmp_path: Path) -> tuple[list[str], str, Path]:
@@ -92,7 +61,7 @@ def _worker(address: str, name: str, tmp_path: Path) -> tuple[list[str], str, Pa
     home = tmp_path / "workers" / name
     home.mkdir(parents=True)
     args = [
-        _script("dask"),
+        console_script("dask"),
         "worker",
         address,
         "--nworkers",
@@ -140,7 +109,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = spawn(
         [
-            _script("dask"),
+            console_script("dask"),
             "scheduler",
             "--host",
             "127.0.0.1",
@@ -153,7 +122,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
         ],
         "scheduler.log",
     )
-    _wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
+    wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
     address = json.loads(scheduler_file.read_text())["address"]
     assert address.startswith("tcp://127.0.0.1:")
     # Each worker runs in a directory of its own, as on another host: paths must be absolute.
@@ -164,7 +133,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
         output = tmp_path / "distributed"
         run = spawn(
             [
-                _script("dask-prep"),
+                console_script("dask-prep"),
                 "run",
                 *inputs,
                 "--model",
@@ -183,7 +152,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
             "dask-prep.log",
         )
         # Mid-run: the run has registered the plugin and started writing its output.
-        _wait_for(
+        wait_for(
             lambda: (
                 (output / "manifest.json").exists()
                 and PLUGIN_NAME in monitor.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
@@ -277,7 +246,7 @@ def test_single_threaded_kiwi_workers_fork_from_one_warm_kiwi(client, shard0, to
     """`--n-workers N` with 1-thread Kiwis: the workers inherit one Kiwi built before they
     were forked (none builds its own), a second cluster in the same process starts without
     building again, and the dataset equals that of workers that built their own (`client`)."""
-    from conftest import seed_config_with
+    from support.data import seed_config_with
 
     from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
     from dask_prep.pipeline.graph import Pipeline

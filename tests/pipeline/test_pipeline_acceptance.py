@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import seed_config_with
+from support.data import seed_config_with
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECHES = REPO.parent / "shared" / "data" / "nk-speeches.jsonl"

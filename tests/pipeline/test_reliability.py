@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import interrupt_after, seed_config_with
+from support.data import seed_config_with
+from support.runs import interrupt_after
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ_LEN = 2048
@@ -121,7 +122,7 @@ def _scan(path: Path):
     return file, scan_file(file)
 
 
-def _read_all(path: Path):
+def read_all(path: Path):
     from dask_prep.io.reading import PartitionReader, plan_partitions, read_partition
 
     file, scan = _scan(path)
@@ -149,7 +150,7 @@ def test_truncated_zstd_is_reported_as_damaged(shard0, tmp_path):
     expected = _lines(_decompress(cut.read_bytes()))
     assert 0 < len(expected) < 2000
 
-    scan, docs, damaged = _read_all(cut)
+    scan, docs, damaged = read_all(cut)
     assert scan.damage and "truncated" in scan.damage
     assert scan.records == len(expected)  # every line before the cut, none after
     assert [d.line for d in docs] == list(range(1, len(expected) + 1))
@@ -171,7 +172,7 @@ def test_corrupt_zstd_and_truncated_gzip_keep_the_lines_before_the_damage(shard0
     cut_gz.write_bytes(packed[: len(packed) // 2])
 
     for path in (corrupt, cut_gz):
-        scan, docs, damaged = _read_all(path)
+        scan, docs, damaged = read_all(path)
         assert scan.damage, path.name
         assert 500 < scan.records < 2000, (path.name, scan.records)  # the first half was read
         assert len(docs) == scan.records and damaged == {path.name: scan.damage}
@@ -187,7 +188,7 @@ def test_whole_multi_frame_zstd_and_zstd_suffix_read_completely(shard0_lines, tm
     for name in ("frames.jsonl.zst", "frames.jsonl.zstd"):
         path = tmp_path / name
         path.write_bytes(compressor.compress(half) + compressor.compress(raw[len(half) :]))
-        scan, docs, damaged = _read_all(path)
+        scan, docs, damaged = read_all(path)
         assert scan.damage is None and damaged == {}
         assert scan.records == 300 and all(d.rejected_by is None for d in docs)
 
@@ -197,7 +198,7 @@ def test_last_line_without_newline_and_empty_files(shard0_lines, tmp_path):
 
     last = tmp_path / "no_newline.jsonl"
     last.write_bytes(b"".join(shard0_lines[:3]).rstrip(b"\n"))
-    scan, docs, _ = _read_all(last)
+    scan, docs, _ = read_all(last)
     assert scan.records == 3 and all(d.rejected_by is None for d in docs)
     for name, content in (("empty.jsonl", b""), ("empty.jsonl.zst", zstandard.ZstdCompressor().compress(b""))):
         (tmp_path / name).write_bytes(content)
@@ -383,7 +384,7 @@ def _mix(good: list[bytes], bad: list[tuple[bytes, str]], every: int) -> tuple[b
 def bad_input_runs(client, pipeline_runner, tokenizer_dir, shard0, shard0_lines, tmp_path_factory):
     """The same good documents run once mixed with every bad kind, and once alone."""
     import zstandard
-    from conftest import PipelineRun
+    from support.runs import PipelineRun
 
     from dask_prep.pipeline.graph import Pipeline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import needs_shared, seed_config_with
+from support.data import needs_shared, seed_config_with
 
 
 def _rows(run_dir: Path) -> list[tuple]:

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, needs_shared, seed_config_with
-from s3_server import environment, s3_server
+from support.data import SHARED, needs_shared, seed_config_with
+from support.s3_server import environment, s3_server
 
 SEQ_LEN = 512
 MAX_SAMPLES = 400  # one shard's first records: a small run, the point is where it runs

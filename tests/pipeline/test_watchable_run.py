@@ -3,7 +3,7 @@
 that is not a terminal gets no bar lines.
 
 The CLI runs as a real subprocess against the session cluster (`--scheduler`), on a real
-pseudo-terminal, as in tests/integration/test_progress.py.
+pseudo-terminal, as in tests/pipeline/test_progress.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 
-from test_progress import BAR_REDRAW, TIMEOUT, _command, _env, _run_in_pty
+from support.terminal import BAR_REDRAW, CLI_TIMEOUT, cli_command, run_in_pty, terminal_env
 
 # e.g. "analyse:  12%|█▏        | 180/1500 [00:05<00:40, 33.2doc/s, kept=12]"
 ANALYSE_BAR = re.compile(r"analyse:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+) \[[^<\]]+<[^,\]]+, *[\d.?]+doc/s, kept=(\d+)\]")
@@ -34,8 +34,8 @@ LONG_RUN = (
 
 
 def _long_command(shard, tokenizer, scheduler, output, *extra):
-    command = _command(shard, tokenizer, scheduler, output, *extra)
-    # _command's own --max-samples/--partition-size make a short run; these come later and win.
+    command = cli_command(shard, tokenizer, scheduler, output, *extra)
+    # cli_command's own --max-samples/--partition-size make a short run; these come later and win.
     return [*command, *LONG_RUN]
 
 
@@ -52,7 +52,7 @@ def _bar_states(output: str, pattern: re.Pattern) -> list[tuple[int, ...]]:
 def test_the_analyse_bar_moves_inside_partitions_with_a_total(client, shard0, tokenizer_dir, tmp_path):
     out = tmp_path / "tty"
     corpus = shard0.parent  # its first LONG_SAMPLES documents
-    code, output = _run_in_pty(_long_command(corpus, tokenizer_dir, client.scheduler.address, out))
+    code, output = run_in_pty(_long_command(corpus, tokenizer_dir, client.scheduler.address, out))
     assert code == 0, output[-3000:]
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     partitions = report["partitions"]["total"]
@@ -85,8 +85,8 @@ def test_the_analyse_bar_moves_inside_partitions_with_a_total(client, shard0, to
 
 def test_no_bar_lines_in_a_non_terminal_log(client, shard0, tokenizer_dir, tmp_path):
     """With stderr a pipe (a CI log, `> log 2>&1`), nothing of the bars, though events still flow."""
-    command = _command(shard0, tokenizer_dir, client.scheduler.address, tmp_path / "pipes")
-    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=TIMEOUT)
+    command = cli_command(shard0, tokenizer_dir, client.scheduler.address, tmp_path / "pipes")
+    result = subprocess.run(command, capture_output=True, text=True, env=terminal_env(), timeout=CLI_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     combined = result.stdout + result.stderr
     for mark in ("analyse:", "tokenize:", "doc/s", "part/s", "kept=", "examples=", "it/s", "%|"):

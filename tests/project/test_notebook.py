@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED
+from support.data import REPO, SHARED
 
 NOTEBOOK = REPO / "notebooks" / "interactive_run.ipynb"
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def _example() -> str:
     return scripts[0]
 
 
+@pytest.mark.cluster
 def test_the_readme_example_runs_as_a_script(tmp_path):
     script = tmp_path / "readme_example.py"
     script.write_text(_example(), encoding="utf-8")

@@ -1,6 +1,6 @@
 """The datatrove oracle: datatrove's FineWeb-2 filters built from a dask_prep config.
 
-Test code (datatrove is a test-only dependency): `tests/integration/test_fineweb2.py` checks dask_prep's
+Test code (datatrove is a test-only dependency): `tests/analysis/test_fineweb2.py` checks dask_prep's
 `fineweb2-ko` rules against it, and `benchmarks/fineweb_vs_datatrove.py` times both.
 """
 

@@ -1,6 +1,6 @@
 """A real S3 server for tests: moto's ThreadedMotoServer on an address the test chooses.
 
-Used by tests/integration/test_object_store.py and test_shared_nothing.py. Skips (with the
+Used by tests/io/test_object_store.py and tests/pipeline/test_shared_nothing.py. Skips (with the
 reason) when moto or s3fs is not installed.
 """
 
