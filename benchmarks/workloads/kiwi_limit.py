@@ -1,7 +1,7 @@
 """The Kiwi limit: Kiwi alone, analysing a list of texts in batch on all cores.
 
-    python benchmarks/kiwi_limit.py TEXTS.pkl --mode threads --n 2 --out result.json
-    python benchmarks/kiwi_limit.py TEXTS.pkl --mode processes --n 2 --out result.json
+    python benchmarks/workloads/kiwi_limit.py TEXTS.pkl --mode threads --n 2 --out result.json
+    python benchmarks/workloads/kiwi_limit.py TEXTS.pkl --mode processes --n 2 --out result.json
 
 `threads`: one process, `Kiwi(num_workers=n).tokenize(texts)`.
 `processes`: n processes, each `Kiwi(num_workers=1).tokenize(its share)` (as one Dask
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common
 
 from common import split_balanced  # noqa: E402
 

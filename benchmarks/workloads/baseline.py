@@ -16,7 +16,7 @@ The per-document rules, entity finding, candidate building and the masking/windo
 one example are dask_prep's plain functions, so both designs produce the same examples
 and differ only in how the work is organised.
 
-    python benchmarks/baseline.py CORPUS --model TOKENIZER --output-dir DIR --result RESULT.json
+    python benchmarks/workloads/baseline.py CORPUS --model TOKENIZER --output-dir DIR --result RESULT.json
 """
 
 from __future__ import annotations
