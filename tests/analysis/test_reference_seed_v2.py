@@ -185,6 +185,7 @@ def test_same_examples_in_the_dataset(reference, seed_shard0_run, hf_tokenizer):
     print(f"\nshard 00000: {len(reference.examples)} examples, {len(expected)} fit {seq_len} tokens")
 
 
+@pytest.mark.slow  # the reference judges shard 00000 with its own Kiwi (~1 min)
 def test_entity_forms_and_surface_text(reference):
     """Kiwi's form names an entity; where it differs from the text, it is only by spaces.
 

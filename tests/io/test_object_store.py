@@ -171,6 +171,7 @@ def test_s3_run_equals_local_run_and_publishes_everything_on_the_store(
     assert {p: fs.info(p)["ETag"] for p in fs.find(f"{bucket}/runs/full")} == before
 
 
+@pytest.mark.cluster
 @needs_shared
 def test_storage_options_reach_the_client_and_every_worker(s3, corpus_url, tokenizer_dir, tmp_path):
     """No AWS_* variable anywhere: endpoint and credentials only in --storage-options."""
@@ -227,6 +228,7 @@ def test_interrupted_s3_run_resumes_to_the_same_dataset(s3, corpus_url, local_ru
     assert rows.equals(local_run[1])
 
 
+@pytest.mark.cluster
 @needs_shared
 def test_second_run_into_a_held_prefix_exits_2_and_deletes_nothing(s3, corpus_url, tokenizer_dir, tmp_path):
     from dask_prep.io.store_lock import StoreLock
@@ -268,6 +270,7 @@ sys.meta_path.insert(0, _NoS3fs())
 """
 
 
+@pytest.mark.cluster
 def test_s3_output_without_the_backend_is_one_line_and_writes_nothing(tmp_path, shard0, tokenizer_dir):
     shim = tmp_path / "shim"
     shim.mkdir()
@@ -293,6 +296,7 @@ def test_s3_output_without_the_backend_is_one_line_and_writes_nothing(tmp_path, 
         assert not (tmp_path / "local_out").exists()
 
 
+@pytest.mark.cluster
 def test_missing_bucket_and_unreachable_store_are_one_line(s3, shard0, tokenizer_dir, tmp_path):
     from support.s3_server import CREDENTIALS
 

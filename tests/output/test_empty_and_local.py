@@ -54,6 +54,7 @@ def test_all_rejected_corpus_gives_a_loadable_empty_dataset(shard0, tokenizer_di
     assert full.dataset().features == dataset.features
 
 
+@pytest.mark.cluster
 def test_local_cluster_dashboard_listens_on_loopback_only():
     import psutil
 

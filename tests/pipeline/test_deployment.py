@@ -204,6 +204,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     assert distributed_rows.equals(local_rows)
 
 
+@pytest.mark.cluster
 def test_local_cluster_from_start_client_settings_reach_the_workers(monkeypatch):
     """The LocalCluster dask-prep starts: event loops tick every 500 ms (not 20), no profiler,
     the tokenizer's thread pool sized to the worker's cores (its Kiwi's 2 threads), and

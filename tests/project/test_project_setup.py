@@ -132,6 +132,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=OFFLINE, timeout=300)
 
 
+@pytest.mark.cluster
 def test_python_m_dask_prep_help():
     result = _run([sys.executable, "-m", "dask_prep", "--help"])
     assert result.returncode == 0, result.stderr
@@ -143,6 +144,7 @@ def test_python_m_dask_prep_help():
         assert option in run_help.stdout
 
 
+@pytest.mark.cluster
 def test_presets_show_output_is_a_valid_config(tmp_path):
     script = _console_script()
     listed = _run([script, "presets", "list"])
@@ -157,6 +159,7 @@ def test_presets_show_output_is_a_valid_config(tmp_path):
         assert Config.from_yaml(path) == preset(name)
 
 
+@pytest.mark.cluster
 def test_an_unknown_preset_is_a_one_line_error():
     result = _run([_console_script(), "presets", "show", "seed-v9"])
     assert result.returncode == 2
