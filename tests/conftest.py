@@ -28,6 +28,9 @@ from support.runs import PipelineRun, run_pipeline
 # `item.fixturenames` is the closure of what a test uses, so a fixture built on these counts too.
 SHARED_FIXTURES = {"shard0", "tokenizer_dir"}
 CLUSTER_FIXTURES = {"client"}
+# pytest-timeout: the default (pyproject) fits a unit test; a cluster test (worker start-up, whole
+# runs, its own subprocess timeouts of up to 900 s) gets this unless it sets its own.
+CLUSTER_TIMEOUT = 1800
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,6 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.needs_shared)
         if used & CLUSTER_FIXTURES:
             item.add_marker(pytest.mark.cluster)
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(CLUSTER_TIMEOUT))
         if item.get_closest_marker("needs_shared") and not shared_present():
             item.add_marker(skip_shared)
 
