@@ -26,6 +26,7 @@ def both_modes(pipeline_runner, tokenizer_dir, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # the whole shared corpus
 @needs_shared
 def test_same_dataset_and_kept_documents_on_the_whole_corpus(both_modes):
     progressive, full = both_modes["progressive"], both_modes["full"]
@@ -40,6 +41,7 @@ def test_same_dataset_and_kept_documents_on_the_whole_corpus(both_modes):
         assert progressive.report[key] == full.report[key], key
 
 
+@pytest.mark.slow  # the whole shared corpus
 @needs_shared
 def test_decisions_differ_only_in_which_rule_a_pronoun_document_is_counted_under(both_modes):
     progressive, full = both_modes["progressive"], both_modes["full"]
@@ -52,6 +54,7 @@ def test_decisions_differ_only_in_which_rule_a_pronoun_document_is_counted_under
         assert table.schema.metadata[ANALYSIS_MODE_KEY] == mode
 
 
+@pytest.mark.slow  # the whole shared corpus
 @needs_shared
 def test_progressive_analyses_less_and_says_what_it_did_not_measure(both_modes):
     p, f = both_modes["progressive"].report, both_modes["full"].report
@@ -69,6 +72,7 @@ def test_progressive_analyses_less_and_says_what_it_did_not_measure(both_modes):
     assert sum(r["kiwi_chars"] or 0 for r in decisions) == pa["kiwi_chars"]
 
 
+@pytest.mark.slow  # the whole shared corpus
 @needs_shared
 def test_report_html_says_which_mode_ran(both_modes):
     progressive = (both_modes["progressive"].output_dir / "report.html").read_text(encoding="utf-8")

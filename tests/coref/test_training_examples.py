@@ -487,6 +487,7 @@ def split_runs(pipeline_runner, tokenizer_dir, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # the whole shared corpus
 def test_split_is_by_document_and_the_same_for_any_partitioning(split_runs):
     import datasets
 
@@ -513,6 +514,7 @@ def test_split_is_by_document_and_the_same_for_any_partitioning(split_runs):
     assert ids[200] == ids[2000]
 
 
+@pytest.mark.slow  # the whole shared corpus
 def test_every_row_of_the_shared_corpus(split_runs, hf_tokenizer):
     run = split_runs[200]
     rows = _all_rows(run)
@@ -528,6 +530,7 @@ def test_every_row_of_the_shared_corpus(split_runs, hf_tokenizer):
     )
 
 
+@pytest.mark.slow  # the whole shared corpus
 def test_unknown_share_in_the_report_is_the_examples(split_runs, hf_tokenizer):
     run = split_runs[200]
     special = set(hf_tokenizer.all_special_ids) - {hf_tokenizer.unk_token_id}  # [CLS], [SEP], masks, pads
@@ -546,6 +549,7 @@ def test_unknown_share_in_the_report_is_the_examples(split_runs, hf_tokenizer):
     assert "Tokenizer coverage" in html
 
 
+@pytest.mark.slow  # the whole shared corpus
 def test_the_card_is_there_and_datasets_reads_the_dataset(split_runs, seed_shard0_run):
     import datasets
     from huggingface_hub import DatasetCard

@@ -113,6 +113,7 @@ def local_run(client, shard0, tokenizer_dir, tmp_path_factory):
     return report, datasets.load_from_disk(report["dataset"]).with_format("arrow")[:]
 
 
+@pytest.mark.slow  # a local run and dask-prep runs on S3
 @needs_shared
 def test_s3_run_equals_local_run_and_publishes_everything_on_the_store(
     s3, corpus_url, local_run, tokenizer_dir, tmp_path
@@ -201,6 +202,7 @@ def _finished(fs, stats_prefix: str) -> set[int]:
     return {int(p.rsplit("-", 1)[1].split(".")[0]) for p in fs.glob(f"{stats_prefix}/analyse-*.json")}
 
 
+@pytest.mark.slow  # a local run and dask-prep runs on S3
 @needs_shared
 def test_interrupted_s3_run_resumes_to_the_same_dataset(s3, corpus_url, local_run, tokenizer_dir, tmp_path):
     bucket = s3.bucket("resume")

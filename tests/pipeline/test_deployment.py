@@ -90,6 +90,7 @@ def _rows(path: str):
     return dataset.with_format("arrow")[:]  # in the dataset's (sorted) order
 
 
+@pytest.mark.slow  # Dask's CLIs and 3,000 documents, then a LocalCluster run of them
 @needs_shared
 def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, seed_config, tmp_path, spawn):
     from distributed import Client

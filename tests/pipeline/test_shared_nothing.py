@@ -122,6 +122,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # a cluster in network namespaces, a LocalCluster run beside it
 @needs_shared
 def test_scheduler_and_workers_in_their_own_namespaces_share_only_s3(network, client, shard0, tokenizer_dir, tmp_path):
     import datasets

@@ -65,6 +65,7 @@ def _execute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler: str) ->
     return notebook, output_dir
 
 
+@pytest.mark.slow  # the whole notebook, about a minute on two cores
 @pytest.mark.skipif(not _has_sample(), reason=f"neither the shared corpus at {SHARED} nor sample/ is there")
 def test_notebook_runs_top_to_bottom(client, tmp_path, monkeypatch):
     import datasets
