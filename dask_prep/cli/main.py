@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from dask_prep.cli.args import build_parser, config_from_args
-from dask_prep.config import PRESETS, ConfigError, preset
+from dask_prep.config import PRESET_DESCRIPTIONS, PRESETS, ConfigError, preset
 
 USER_ERROR_EXIT = 2
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "presets":
             if args.presets_command == "list":
-                print("\n".join(sorted(PRESETS)))
+                print("\n".join(f"{name:<12} {PRESET_DESCRIPTIONS[name]}" for name in sorted(PRESETS)))
             else:
                 print(preset(args.name).to_yaml(), end="")
             return 0
