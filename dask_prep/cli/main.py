@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # huggingface_hub's retry warnings: the one error line says it all
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:
+        signal.signal(signal.SIGINT, _interrupted_quietly)
     from dask_prep.coref.tokenizer import TokenizerError
     from dask_prep.io.reading import InputError
     from dask_prep.output.layout import OutputDirError
@@ -132,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before or while starting the cluster: nothing was computed yet
         print("dask-prep: interrupted", file=sys.stderr)
         return 130
+
+
+def _interrupted_quietly(signum: int, frame: Any) -> None:
+    """Ctrl-C: the one line the caller prints says it all (`--verbose` keeps the logs).
+
+    The cluster is then closed with tasks still running, and distributed logs what that
+    cuts off (cancelled tasks, a worker killed after its grace period) as warnings and errors.
+    """
+    logging.disable(logging.ERROR)
+    raise KeyboardInterrupt
 
 
 def _store_error_message(exc: BaseException) -> str | None:
