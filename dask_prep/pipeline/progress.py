@@ -28,6 +28,12 @@ class Progress:
     are (the workers then send progress events); one that does not costs the workers nothing.
     """
 
+    def begin(self, step: str) -> None:
+        """A step of the run begins, in words ("scanning 7 files"): the CLI prints it as a line."""
+
+    def tasks(self, stage: str, done: int, total: int) -> None:
+        """`done` of the `total` tasks of a stage without stats of its own (scan, dedup) are finished."""
+
     def start(self, stage: str, partitions: int) -> None: ...
 
     def set_total(self, stage: str, documents: int) -> None:

@@ -137,3 +137,35 @@ def test_ctrl_c_prints_one_line_and_exits_130(terminal, shard0, tokenizer_dir, t
     lines = [line for line in re.split(r"\r\n|\n|\r", after) if line.strip()]
     assert code == 130, after
     assert len(lines) == 1 and INTERRUPTED.fullmatch(lines[0].strip()), after
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+FIRST_LINE_SECONDS = 2.0  # the acceptance line: something is printed within 2 s of the start
+STEPS = [  # each step's line, in order, as it begins
+    "dask-prep: checking the input, the model and the output directory",
+    "dask-prep: starting a local Dask cluster",
+    "dask-prep: scanning 1 file",
+    "dask-prep: finding exact duplicates among 40 documents",
+    "dask-prep: analysing 40 documents in",
+    "dask-prep: tokenizing the examples of",
+    "dask-prep: writing the dataset",
+]
+
+
+def test_a_run_names_each_step_at_once_and_the_scan_and_dedup_have_bars(terminal, tmp_path):
+    """The repository's own sample, so that this runs in a fresh clone too."""
+    term = terminal(_run_command(REPO / "sample" / "ko_sample.jsonl", REPO / "sample" / "tokenizer", tmp_path / "out"))
+    assert term.read_until(lambda out: b"\n" in out, timeout=60), term.output
+    first_line = term.output.decode("utf-8", errors="replace").splitlines()[0]
+    code = term.finish()
+    output = term.output.decode("utf-8", errors="replace")
+    assert code == 0, output[-3000:]
+    print(f"first line after {term.first_output:.2f} s: {first_line!r}")
+    assert term.first_output < FIRST_LINE_SECONDS, (term.first_output, first_line)
+    assert first_line.startswith(STEPS[0]), first_line
+    positions = [output.find(step) for step in STEPS]
+    assert -1 not in positions and positions == sorted(positions), list(zip(STEPS, positions, strict=True))
+    frames = re.split(r"[\r\n]", output)
+    for stage, unit in (("scan", "task"), ("dedup", "task")):
+        bars = [f for f in frames if re.match(rf"\s*{stage}: +\d+%\|", f)]
+        assert bars and f"{unit}/s" in bars[-1] and bars[-1].lstrip().startswith(f"{stage}: 100%"), (stage, bars)
