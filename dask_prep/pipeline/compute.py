@@ -9,7 +9,7 @@ from typing import Any
 import dask
 import dask.bag as db
 
-from dask_prep.pipeline.progress import Progress
+from dask_prep.pipeline.progress import Progress, follows_tasks
 from dask_prep.workers import current_client
 
 # Times the client itself runs again a partition whose worker died (`KilledWorker`, once
@@ -130,7 +130,7 @@ def compute_with_progress(stage: str, progress: Progress | None, *collections: A
     """`dask.compute(*collections)`; on a distributed client, `progress.tasks` hears how many
     of their tasks are done (distributed's own progress feed from the scheduler)."""
     client = current_client()
-    if client is None or progress is None:
+    if client is None or not follows_tasks(progress):  # nobody to tell: no feed to pay for
         return dask.compute(*collections)
     from distributed.diagnostics.progressbar import ProgressBar
 

@@ -50,6 +50,11 @@ class Progress:
     def finish(self, stage: str) -> None: ...
 
 
+def follows_tasks(progress: Progress | None) -> bool:
+    """Whether `progress` wants the task counts of the scan and the dedup (it overrides `tasks`)."""
+    return progress is not None and type(progress).tasks is not Progress.tasks
+
+
 def follows_partitions(progress: Progress) -> bool:
     """Whether `progress` wants the events inside partitions (it overrides `advance`)."""
     return type(progress).advance is not Progress.advance

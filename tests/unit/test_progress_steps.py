@@ -32,3 +32,10 @@ def test_the_base_progress_ignores_steps_and_tasks():
     progress.begin("scanning 1 file")
     progress.tasks("scan", 1, 1)
     progress.finish("scan")
+
+
+def test_only_a_progress_that_shows_tasks_has_them_counted():
+    from dask_prep.pipeline.progress import follows_tasks
+
+    assert follows_tasks(TqdmProgress(disable=True))
+    assert not follows_tasks(Progress()) and not follows_tasks(None)  # no progress feed for nobody
