@@ -10,25 +10,59 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
 from typing import Any
 
 from dask_prep.cli.args import build_parser, config_from_args
-from dask_prep.config import PRESETS, ConfigError, preset
+from dask_prep.config import PRESET_DESCRIPTIONS, PRESETS, ConfigError, preset
 
 USER_ERROR_EXIT = 2
 
 
+def _say(args: argparse.Namespace, step: str) -> None:
+    """A line naming the step that begins, where the bars are shown (a terminal, without --quiet)."""
+    if not args.quiet and sys.stderr.isatty():
+        print(f"dask-prep: {step}", file=sys.stderr, flush=True)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Our loggers to stderr; distributed's keep their own handler and levels.
+
+    distributed gives its loggers a handler of their own (which a LocalCluster keeps at
+    WARNING) unless the root logger has one already: then its INFO lines, such as a closing
+    scheduler's, would reach the root's handler. So its set-up comes first (when imported;
+    once only).
+    """
+    import dask
+    from distributed.config import initialize_logging
+
+    initialize_logging(dask.config.config)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+
+
+def _cluster_step(options: Any) -> str:
+    if options.scheduler:
+        return f"connecting to the Dask scheduler at {options.scheduler}"
+    workers, kiwi_threads = options.layout()
+    return (
+        f"starting a local Dask cluster: {workers} worker process{'es' if workers > 1 else ''}, "
+        f"Kiwi on {kiwi_threads} thread{'s' if kiwi_threads > 1 else ''} in each"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    _say(args, f"checking the input{'s' if len(args.inputs) > 1 else ''}, the model and the output directory")
+    _configure_logging(args.verbose)
     from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
     from dask_prep.pipeline.graph import Pipeline
     from dask_prep.report.build import TqdmProgress, summary_lines
     from dask_prep.report.html import write_html_report
     from dask_prep.report.plots import warm_up_plotting
 
-    config = config_from_args(args)
     options = ClusterOptions(
         scheduler=args.scheduler,
         n_workers=args.n_workers,
@@ -52,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         datasets.disable_progress_bars()
         warm_up_plotting()
 
+    _say(args, _cluster_step(options))
     starting = time.perf_counter()
     client = start_client(options, meanwhile=client_start_up)
     startup_seconds = time.perf_counter() - starting
@@ -102,29 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if not args.verbose:  # huggingface_hub's retry warnings: the one error line says it all
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    from dask_prep.coref.tokenizer import TokenizerError
-    from dask_prep.io.reading import InputError
-    from dask_prep.output.layout import OutputDirError
-    from dask_prep.pipeline.cluster import ClusterError
-
+    if not args.verbose:
+        signal.signal(signal.SIGINT, _interrupted_quietly)
     try:
         if args.command == "presets":
             if args.presets_command == "list":
-                print("\n".join(sorted(PRESETS)))
+                print("\n".join(f"{name:<12} {PRESET_DESCRIPTIONS[name]}" for name in sorted(PRESETS)))
             else:
                 print(preset(args.name).to_yaml(), end="")
             return 0
         return _run(args)
-    except (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, OSError) as exc:
-        if args.verbose:
-            raise
-        print(f"dask-prep: error: {exc}", file=sys.stderr)
-        return USER_ERROR_EXIT
     except Exception as exc:
-        # A store's client library (botocore, aiohttp, ...) refused or could not connect, or a
-        # worker lacks the backend of a URL: one line, like any error a user can act on.
-        message = _store_error_message(exc)
+        message = _user_error_message(exc)
         if message is None or args.verbose:
             raise
         print(f"dask-prep: error: {message}", file=sys.stderr)
@@ -132,6 +156,34 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before or while starting the cluster: nothing was computed yet
         print("dask-prep: interrupted", file=sys.stderr)
         return 130
+
+
+def _interrupted_quietly(signum: int, frame: Any) -> None:
+    """Ctrl-C: the one line the caller prints says it all (`--verbose` keeps the logs).
+
+    The cluster is then closed with tasks still running, and distributed logs what that
+    cuts off (cancelled tasks, a worker killed after its grace period) as warnings and errors.
+    """
+    logging.disable(logging.ERROR)
+    raise KeyboardInterrupt
+
+
+def _user_error_message(exc: Exception) -> str | None:
+    """The one line for an error a user can act on; None for a bug.
+
+    The error classes are imported here, once one is raised: `dask-prep` prints its first
+    line before importing Dask and distributed (which their modules do).
+    """
+    from dask_prep.coref.tokenizer import TokenizerError
+    from dask_prep.io.reading import InputError
+    from dask_prep.output.layout import OutputDirError
+    from dask_prep.pipeline.cluster import ClusterError
+
+    if isinstance(exc, (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, OSError)):
+        return str(exc)
+    # A store's client library (botocore, aiohttp, ...) refused or could not connect, or a
+    # worker lacks the backend of a URL: one line, like any error a user can act on.
+    return _store_error_message(exc)
 
 
 def _store_error_message(exc: BaseException) -> str | None:

@@ -271,6 +271,13 @@ def _fineweb2_ko() -> Config:
 
 
 PRESETS = {"seed-v2": _seed_v2, "fineweb2-ko": _fineweb2_ko}
+# One line each, for `dask-prep presets list`.
+PRESET_DESCRIPTIONS = {
+    "seed-v2": "the earlier script's rules: 800-2,500 characters, sentence marks, Hangul and symbol "
+    "ratios, NNP ratio, no pronoun, a repeated entity (the default)",
+    "fineweb2-ko": "FineWeb-2's Korean quality filters (Gopher repetition and quality, FineWeb quality), "
+    "then seed-v2's NNP-ratio, pronoun and repeated-entity rules; much slower",
+}
 
 
 def preset(name: str) -> Config:

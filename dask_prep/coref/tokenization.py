@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -53,6 +54,17 @@ def output_schema(with_token_type_ids: bool) -> pa.Schema:
         pa.field("antecedent_end", pa.int32()),
     ]
     return pa.schema(fields)
+
+
+# One row of the output schema (`output_schema`): column name -> value.
+Example = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Why a candidate gives no example: a reason counted in the report's `examples.dropped`."""
+
+    reason: str
 
 
 class ExampleTokenizer:
@@ -113,8 +125,8 @@ class ExampleTokenizer:
         rows = []
         for (_, c), (text, k), enc in zip(batch, masked, encodings, strict=True):
             row = self._example(c, k, enc.ids, enc.offsets, enc.type_ids if self.with_token_type_ids else None, text)
-            if isinstance(row, str):
-                dropped[row] = dropped.get(row, 0) + 1
+            if isinstance(row, Dropped):
+                dropped[row.reason] = dropped.get(row.reason, 0) + 1
             else:
                 rows.append(row)
         # Column by column: faster than `from_pylist` over one dict per row.
@@ -137,36 +149,19 @@ class ExampleTokenizer:
         offsets: list[tuple[int, int]],
         type_ids: list[int] | None,
         text: str | None = None,
-    ) -> dict | str:
-        """One row, or the reason it is dropped. `text`: the masked text that was encoded."""
+    ) -> Example | Dropped:
+        """One row, or why there is none. `text`: the masked text that was encoded."""
         pre, suf = self.n_prefix, len(ids) - self.n_suffix
         content, content_offsets = ids[pre:suf], offsets[pre:suf]
-        starts = [s for s, _ in content_offsets]
-        ends = [e for _, e in content_offsets]
-        # The first mask token: offsets are in text order; a mask token that takes the space
-        # before it (lstrip, as RoBERTa's <mask>) starts before the mention, so look by end.
-        mask_lo = bisect.bisect_right(ends, c.start)
-        mask_hi = mask_lo + k
-        if mask_hi > len(content) or any(t != self.mask_id for t in content[mask_lo:mask_hi]):
-            return "mask_alignment"
-        span = antecedent_span(text, content_offsets, starts, ends, c.antecedent_start, c.antecedent_end)
-        if span is None:
-            return "antecedent_alignment"
-        ante_lo, ante_hi, exact = span
-        # A word the vocabulary cannot spell becomes one unknown token: an antecedent or a
-        # target that the model cannot see teaches nothing, so it is dropped and counted.
-        if self.unk_id is not None:
-            if self.unk_id in content[ante_lo:ante_hi]:
-                return "unknown_antecedent"
-            if self.unk_id in self.target_ids(c.target):
-                return "unknown_target"
-        if not exact:
-            return "boundary"
+        spans = self._spans(c, k, content, content_offsets, text)
+        if isinstance(spans, Dropped):
+            return spans
+        mask_lo, mask_hi, ante_lo, ante_hi = spans
         lo = 0
         if len(content) > self.content_len:
             span = mask_hi - ante_lo
             if span > self.content_len:
-                return "window"
+                return Dropped("window")
             # Centre the antecedent..mask span in the window for the most context.
             lo = ante_lo - (self.content_len - span) // 2
             lo = max(0, min(lo, len(content) - self.content_len))
@@ -197,13 +192,44 @@ class ExampleTokenizer:
         if type_ids is not None:
             row["token_type_ids"] = type_ids[:pre] + type_ids[pre:suf][lo:hi] + type_ids[suf:]
         if self.config.pad_to_max_length:
-            pad = self.config.seq_len - len(input_ids)
-            row["input_ids"] = input_ids + [self.pad_id] * pad
-            row["attention_mask"] = attention + [0] * pad
-            row["labels"] = labels + [IGNORE_INDEX] * pad
-            if type_ids is not None:
-                row["token_type_ids"] = row["token_type_ids"] + [0] * pad
+            self._pad(row, type_ids is not None)
         return row
+
+    def _spans(
+        self, c: Candidate, k: int, content: list[int], offsets: list[tuple[int, int]], text: str | None
+    ) -> tuple[int, int, int, int] | Dropped:
+        """(mask start, mask end, antecedent start, antecedent end) in the content tokens, or why not."""
+        starts = [s for s, _ in offsets]
+        ends = [e for _, e in offsets]
+        # The first mask token: offsets are in text order; a mask token that takes the space
+        # before it (lstrip, as RoBERTa's <mask>) starts before the mention, so look by end.
+        mask_lo = bisect.bisect_right(ends, c.start)
+        mask_hi = mask_lo + k
+        if mask_hi > len(content) or any(t != self.mask_id for t in content[mask_lo:mask_hi]):
+            return Dropped("mask_alignment")
+        span = antecedent_span(text, offsets, starts, ends, c.antecedent_start, c.antecedent_end)
+        if span is None:
+            return Dropped("antecedent_alignment")
+        ante_lo, ante_hi, exact = span
+        # A word the vocabulary cannot spell becomes one unknown token: an antecedent or a
+        # target that the model cannot see teaches nothing, so it is dropped and counted.
+        if self.unk_id is not None:
+            if self.unk_id in content[ante_lo:ante_hi]:
+                return Dropped("unknown_antecedent")
+            if self.unk_id in self.target_ids(c.target):
+                return Dropped("unknown_target")
+        if not exact:
+            return Dropped("boundary")
+        return mask_lo, mask_hi, ante_lo, ante_hi
+
+    def _pad(self, row: Example, with_token_type_ids: bool) -> None:
+        """Pad a row to `seq_len` (the old layout)."""
+        pad = self.config.seq_len - len(row["input_ids"])
+        row["input_ids"] = row["input_ids"] + [self.pad_id] * pad
+        row["attention_mask"] = row["attention_mask"] + [0] * pad
+        row["labels"] = row["labels"] + [IGNORE_INDEX] * pad
+        if with_token_type_ids:
+            row["token_type_ids"] = row["token_type_ids"] + [0] * pad
 
     def _count_coverage(
         self, content: list[int], offsets: list[tuple[int, int]], lo: int, hi: int, k: int, text: str | None

@@ -103,20 +103,9 @@ def card_text(
     versions: dict[str, str | None],
 ) -> str:
     """The README.md of the dataset directory, in the Hugging Face card format."""
-    import datasets
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCard
 
-    info = datasets.DatasetInfo(
-        description=DESCRIPTION,
-        features=features,
-        splits=datasets.SplitDict(
-            {s: datasets.SplitInfo(name=s, num_bytes=v["bytes"], num_examples=v["examples"]) for s, v in splits.items()}
-        ),
-        dataset_size=sum(v["bytes"] for v in splits.values()),
-    )
-    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name)
-    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    docs, examples = counts["documents"], counts["examples"]
+    data = _card_data(features, splits, name)
     split_rows = "\n".join(
         f"| {s} | {v['documents']:,} | {v['examples']:,} | {v['bytes']:,} |" for s, v in splits.items()
     )
@@ -127,21 +116,7 @@ def card_text(
         if fraction
         else "One split: the whole dataset (run without `--validation-fraction`)."
     )
-    dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(examples["dropped"].items())) or "none"
-    share = counts.get("tokenizer_coverage", {}).get("unknown_share")
-    made = [
-        f"- input documents: {docs['read']:,} read, {docs['malformed']:,} malformed, "
-        f"{docs['rejected']:,} rejected, {docs['kept']:,} kept "
-        f"({docs.get('kept_without_examples', 0):,} of them without an example)",
-        f"- examples: {examples['before_cap']:,} before the cap, {examples['after_cap']:,} after, "
-        f"dropped: {dropped}; {examples['written']:,} written",
-        f"- tokenizer: `{tokenizer.get('model')}` ({tokenizer.get('class') or 'tokenizers backend'}), "
-        f"unknown token `{tokenizer.get('unk_token')}`",
-        "- tokenizer coverage: "
-        + ("n/a" if share is None else f"{share:.2%} of the examples' tokens are the unknown token"),
-        f"- preset `{config.get('preset')}`; full config:",
-    ]
-    made_lines = "\n".join(made)
+    made_lines = _how_it_was_made(counts, tokenizer, config)
     version_rows = "\n".join(f"| {k} | {v or 'not installed'} |" for k, v in versions.items())
     config_yaml = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
     body = f"""# {name}
@@ -188,3 +163,41 @@ def card_text(
 {version_rows}
 """
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+def _card_data(features: Any, splits: dict[str, dict[str, int]], name: str) -> Any:
+    """The card's YAML header: language, task, features and split sizes (`datasets`' own)."""
+    import datasets
+    from huggingface_hub import DatasetCardData
+
+    info = datasets.DatasetInfo(
+        description=DESCRIPTION,
+        features=features,
+        splits=datasets.SplitDict(
+            {s: datasets.SplitInfo(name=s, num_bytes=v["bytes"], num_examples=v["examples"]) for s, v in splits.items()}
+        ),
+        dataset_size=sum(v["bytes"] for v in splits.values()),
+    )
+    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name)
+    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
+
+
+def _how_it_was_made(counts: dict[str, Any], tokenizer: dict[str, Any], config: dict[str, Any]) -> str:
+    """The card's counts, tokenizer and preset lines."""
+    docs, examples = counts["documents"], counts["examples"]
+    dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(examples["dropped"].items())) or "none"
+    share = counts.get("tokenizer_coverage", {}).get("unknown_share")
+    made = [
+        f"- input documents: {docs['read']:,} read, {docs['malformed']:,} malformed, "
+        f"{docs['rejected']:,} rejected, {docs['kept']:,} kept "
+        f"({docs.get('kept_without_examples', 0):,} of them without an example)",
+        f"- examples: {examples['before_cap']:,} before the cap, {examples['after_cap']:,} after, "
+        f"dropped: {dropped}; {examples['written']:,} written",
+        f"- tokenizer: `{tokenizer.get('model')}` ({tokenizer.get('class') or 'tokenizers backend'}), "
+        f"unknown token `{tokenizer.get('unk_token')}`",
+        "- tokenizer coverage: "
+        + ("n/a" if share is None else f"{share:.2%} of the examples' tokens are the unknown token"),
+        f"- preset `{config.get('preset')}`; full config:",
+    ]
+    return "\n".join(made)

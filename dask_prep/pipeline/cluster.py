@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,17 +72,31 @@ def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = 
     start-up (loading the tokenizer, imports) fits there. If it raises, the client and its
     cluster are closed before the error goes on.
     """
-    if meanwhile is None:
-        return _start_client(options)
     with ThreadPoolExecutor(1, thread_name_prefix="dask-prep-start") as pool:
-        starting = pool.submit(_start_client, options)
+        starting = pool.submit(_start_client_deaf_to_ctrl_c, options)
         try:
-            meanwhile()
+            if meanwhile is not None:
+                meanwhile()
             return starting.result()
         except BaseException:
             if starting.exception() is None:  # waits for the start; Ctrl-C again abandons it
                 stop_client(starting.result())
             raise
+
+
+def _start_client_deaf_to_ctrl_c(options: ClusterOptions) -> Any:
+    """`_start_client` in a thread (never the main one) that blocks SIGINT.
+
+    Ctrl-C at a terminal sends SIGINT to its whole foreground process group, which holds a
+    LocalCluster's worker processes too: each would end with a `KeyboardInterrupt`
+    traceback while this process was still closing them in order. A blocked signal stays
+    blocked in the threads this one starts (the cluster's event loop, which spawns the
+    workers, also when a nanny restarts one) and in the processes they start, through
+    `exec` too; so only this process hears Ctrl-C (in its main thread), and it closes the cluster.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return _start_client(options)
 
 
 def stop_client(client: Any) -> None:
@@ -167,13 +182,26 @@ class _HeartbeatCutByClose(logging.Filter):
         return not (closing and record.getMessage().startswith("Failed to communicate with scheduler during heartbeat"))
 
 
+class _WarningsWhileClosing(_HeartbeatCutByClose):
+    """Drops what a closing worker logs below ERROR: the tasks it cancels on its way out
+    ("Async instruction ... ended with CancelledError"), e.g. after Ctrl-C."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from distributed.core import Status
+
+        worker = self._worker()
+        closing = worker is None or worker.status in (Status.closing, Status.closed, Status.failed)
+        return record.levelno >= logging.ERROR or not closing
+
+
 class QuietWorkerShutdown(WorkerPlugin):
     """No heartbeat tracebacks from the workers of a LocalCluster while it closes.
 
     A worker's close tears down its connections while a heartbeat may be in flight, and
     distributed logs that at ERROR with a traceback (dask/distributed#7891): after a clean
     finish or Ctrl-C, a user would see errors that are not errors. Only that message, and
-    only once the worker is closing, is dropped; every other log line is left alone.
+    only once the worker is closing, is dropped, with the warnings of a closing worker about
+    the tasks it cancels; every other log line is left alone.
     """
 
     name = "dask-prep-quiet-shutdown"
@@ -181,6 +209,10 @@ class QuietWorkerShutdown(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         # Not removed in teardown(): the worker's plugins are torn down before its connections close.
         logging.getLogger("distributed.worker").addFilter(_HeartbeatCutByClose(worker))
+        # On the handlers: they see the records of every distributed logger (a logger's own
+        # filter sees only the records logged on it).
+        for handler in logging.getLogger("distributed").handlers:
+            handler.addFilter(_WarningsWhileClosing(worker))
 
 
 class StorageOptionsPlugin(WorkerPlugin):

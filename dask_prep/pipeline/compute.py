@@ -9,7 +9,7 @@ from typing import Any
 import dask
 import dask.bag as db
 
-from dask_prep.pipeline.progress import Progress
+from dask_prep.pipeline.progress import Progress, follows_tasks
 from dask_prep.workers import current_client
 
 # Times the client itself runs again a partition whose worker died (`KilledWorker`, once
@@ -124,3 +124,25 @@ def _retry(client: Any, future: Any) -> None:
         state = client.futures.get(key)
         if state is not None:
             state.retry()
+
+
+def compute_with_progress(stage: str, progress: Progress | None, *collections: Any) -> tuple:
+    """`dask.compute(*collections)`; on a distributed client, `progress.tasks` hears how many
+    of their tasks are done (distributed's own progress feed from the scheduler)."""
+    client = current_client()
+    if client is None or not follows_tasks(progress):  # nobody to tell: no feed to pay for
+        return dask.compute(*collections)
+    from distributed.diagnostics.progressbar import ProgressBar
+
+    class TaskCount(ProgressBar):
+        def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:  # noqa: A002 (distributed's name)
+            progress.tasks(stage, all - remaining, all)
+
+    futures = client.compute(list(collections))
+    try:
+        client.sync(TaskCount(futures, scheduler=client.scheduler.address).listen)
+    except Exception as exc:  # no bar (e.g. a scheduler that refuses the feed); the results still come
+        logging.getLogger(__name__).debug("no progress for %s: %r", stage, exc)
+    finally:
+        progress.finish(stage)
+    return tuple(client.gather(futures))

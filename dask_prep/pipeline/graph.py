@@ -50,8 +50,9 @@ from dask_prep.io.reading import (
 )
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
+from dask_prep.pipeline.compute import compute_with_progress
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
-from dask_prep.pipeline.progress import progress_events
+from dask_prep.pipeline.progress import Progress, progress_events
 from dask_prep.pipeline.runner import PipelineRun
 from dask_prep.stats import AnalysisStats
 from dask_prep.workers import current_client, current_worker
@@ -231,7 +232,7 @@ class Pipeline:
             client.register_plugin(StorageOptionsPlugin(self.storage_options))
             self._storage_shared_with = client
 
-    def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]:
+    def partitions(self, partition_size: int | None = None, progress: Progress | None = None) -> list[PartitionSpec]:
         """Partition specs of equal size, at most `partition_size` records (files scanned on the cluster).
 
         A small corpus is cut finer so that every worker thread gets several partitions.
@@ -241,7 +242,8 @@ class Pipeline:
             self.share_storage_options()
             # Files in groups: a task per file cost more than scanning a small file.
             groups = max(1, min(len(files), PARTITIONS_PER_THREAD * _total_threads()))
-            scans = db.from_sequence(files, npartitions=groups).map(scan_file).compute()
+            scanning = db.from_sequence(files, npartitions=groups).map(scan_file)
+            (scans,) = compute_with_progress("scan", progress, scanning)
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
             self.empty_files = [f.key for f, s in zip(files, scans, strict=True) if s.records == 0]
             self._specs = plan_partitions(
@@ -263,7 +265,7 @@ class Pipeline:
         """Every input record as a `Document` (malformed ones carry their reason)."""
         return _partition_bag(self.partitions()).map_partitions(_read, self.config)
 
-    def duplicates(self) -> dict[int, tuple]:
+    def duplicates(self, progress: Progress | None = None) -> dict[int, tuple]:
         """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
 
         A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
@@ -278,10 +280,9 @@ class Pipeline:
         shuffled = max(1, len(specs) // 16)
         by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
         by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
-        keep, self.duplicate_ids = dask.compute(
-            by_text.map(first_of_repeated).filter(None),
-            by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids),
-        )
+        kept_copies = by_text.map(first_of_repeated).filter(None)
+        repeated_ids = by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids)
+        keep, self.duplicate_ids = compute_with_progress("dedup", progress, kept_copies, repeated_ids)
         return dict(keep)
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:

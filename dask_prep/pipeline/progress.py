@@ -28,6 +28,12 @@ class Progress:
     are (the workers then send progress events); one that does not costs the workers nothing.
     """
 
+    def begin(self, step: str) -> None:
+        """A step of the run begins, in words ("scanning 7 files"): the CLI prints it as a line."""
+
+    def tasks(self, stage: str, done: int, total: int) -> None:
+        """`done` of the `total` tasks of a stage without stats of its own (scan, dedup) are finished."""
+
     def start(self, stage: str, partitions: int) -> None: ...
 
     def set_total(self, stage: str, documents: int) -> None:
@@ -42,6 +48,11 @@ class Progress:
     def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None: ...
 
     def finish(self, stage: str) -> None: ...
+
+
+def follows_tasks(progress: Progress | None) -> bool:
+    """Whether `progress` wants the task counts of the scan and the dedup (it overrides `tasks`)."""
+    return progress is not None and type(progress).tasks is not Progress.tasks
 
 
 def follows_partitions(progress: Progress) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import dask
@@ -61,9 +62,11 @@ class Stages(Protocol):
 
     def files(self) -> list[InputFile]: ...
     def tokenizer(self) -> PortableTokenizer: ...
-    def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]: ...
+    def partitions(
+        self, partition_size: int | None = None, progress: Progress | None = None
+    ) -> list[PartitionSpec]: ...
     def share_storage_options(self) -> None: ...
-    def duplicates(self) -> dict: ...
+    def duplicates(self, progress: Progress | None = None) -> dict: ...
     def analyse(self, duplicates: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
     def cap_from_stats(self, partitions: int) -> tuple[dict, int]: ...
     def tokenize(self, thresholds: Any, resume: bool = False) -> Any: ...
@@ -141,42 +144,23 @@ class PipelineRun:
         clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
         seconds = clock.seconds
         with clock.stage("scan"):
-            if resume:  # the same partitions as the interrupted run, whatever the cluster now
-                specs = self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
-            else:
-                prepare_output_dir(layout.root, overwrite=overwrite)
-                specs = self.pipeline.partitions()
-                write_manifest(
-                    layout,
-                    self.pipeline.files(),
-                    self.pipeline.config,
-                    partition_size_used=max((s.records for s in specs), default=0),
-                )
+            specs = self._scan(overwrite, resume, progress)
         if strict:
             check_strict(self.pipeline.damaged, self.pipeline.empty_files)
 
         with clock.stage("dedup"):
-            duplicates = self.pipeline.duplicates()
+            documents = sum(s.records for s in specs)
+            if self.pipeline.config.input.dedup:
+                progress.begin(f"finding exact duplicates among {documents:,} documents")
+            duplicates = self.pipeline.duplicates(progress)
 
         with clock.stage("analyse"):
-            clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
-            topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
-            stats_bag, cap_item = self.pipeline.analyse(
-                dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
-            )
-            analysed, (thresholds, distinct_targets) = compute_stage(
-                "analyse",
-                stats_bag,
-                cap_item,
-                progress,
-                topic=topic,
-                documents=sum(s.records for s in specs),
-                redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
-            )
+            analysed, (thresholds, distinct_targets) = self._analyse(specs, duplicates, resume, progress)
             if strict:
                 check_strict({}, [], analysed)
 
         with clock.stage("tokenize"):
+            progress.begin(f"tokenizing the examples of {len(specs):,} partitions")
             tokenized, _ = compute_stage(
                 "tokenize", self.pipeline.tokenize(dask.delayed(thresholds), resume=resume), None, progress
             )
@@ -193,25 +177,75 @@ class PipelineRun:
                 inputs=self.pipeline.inputs,
             )
 
+        splits: dict[str, dict] = {}
         with clock.stage("dataset"):
-            # Without partitions (empty input) the dataset still gets the output's columns.
-            schema = (
-                None if specs else ExampleTokenizer(self.pipeline.config.tokenize, self.pipeline.tokenizer()).schema
-            )
-            splits: dict[str, dict] = {}
-            dataset_path = write_dataset(
-                layout,
-                [s.index for s in specs],
-                self.pipeline.config.tokenize.seq_len,
-                lock=self._lock,
-                schema=schema,
-                validation_fraction=self.pipeline.config.output.validation_fraction,
-                description=DESCRIPTION,
-                card=functools.partial(self._card, report_now(), splits),
-            )
+            progress.begin("writing the dataset")
+            dataset_path = self._write_dataset(specs, report_now, splits)
         seconds["total"] = clock.elapsed()
 
-        report = report_now()
+        report = self._final_report(report_now(), dataset_path, splits, analysed, tokenized)
+        write_report(report, layout.root)
+        if html:
+            write_html_report(report, layout.root)
+        return report
+
+    def _scan(self, overwrite: bool, resume: bool, progress: Progress) -> list[PartitionSpec]:
+        """The partitions (files scanned on the cluster) and, in a new run, the manifest."""
+        layout = self.pipeline.layout
+        files = self.pipeline.files()
+        progress.begin(f"scanning {len(files):,} file{'s' if len(files) != 1 else ''}")
+        if resume:  # the same partitions as the interrupted run, whatever the cluster now
+            size = read_json(layout.manifest)["partition_size_used"]
+            return self.pipeline.partitions(partition_size=size, progress=progress)
+        prepare_output_dir(layout.root, overwrite=overwrite)
+        specs = self.pipeline.partitions(progress=progress)
+        write_manifest(
+            layout,
+            files,
+            self.pipeline.config,
+            partition_size_used=max((s.records for s in specs), default=0),
+        )
+        return specs
+
+    def _analyse(
+        self, specs: list[PartitionSpec], duplicates: dict, resume: bool, progress: Progress
+    ) -> tuple[list, Any]:
+        """Stage 1: (each partition's stats, (cap thresholds, distinct targets))."""
+        clear_attempts(self.pipeline.layout.work)  # markers of an interrupted run's partitions are not crashes
+        documents = sum(s.records for s in specs)
+        progress.begin(f"analysing {documents:,} documents in {len(specs):,} partitions")
+        topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
+        stats_bag, cap_item = self.pipeline.analyse(
+            dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
+        )
+        return compute_stage(
+            "analyse",
+            stats_bag,
+            cap_item,
+            progress,
+            topic=topic,
+            documents=documents,
+            redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
+        )
+
+    def _write_dataset(self, specs: list[PartitionSpec], report_now: Callable[[], dict], splits: dict) -> str:
+        """The published dataset and its card; `splits` receives the split sizes."""
+        config = self.pipeline.config
+        # Without partitions (empty input) the dataset still gets the output's columns.
+        schema = None if specs else ExampleTokenizer(config.tokenize, self.pipeline.tokenizer()).schema
+        return write_dataset(
+            self.pipeline.layout,
+            [s.index for s in specs],
+            config.tokenize.seq_len,
+            lock=self._lock,
+            schema=schema,
+            validation_fraction=config.output.validation_fraction,
+            description=DESCRIPTION,
+            card=functools.partial(self._card, report_now(), splits),
+        )
+
+    def _final_report(self, report: dict, dataset_path: str, splits: dict, analysed: list, tokenized: list) -> dict:
+        """The report with what only the run knows: the dataset, its splits, the scan's findings."""
         report["dataset"] = dataset_path
         report["splits"] = splits
         report["damaged_files"].update(self.pipeline.damaged)
@@ -224,9 +258,6 @@ class PipelineRun:
             for s in stats
             if s.replaced_on_resume
         ]
-        write_report(report, layout.root)
-        if html:
-            write_html_report(report, layout.root)
         return report
 
     def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:

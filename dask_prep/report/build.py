@@ -7,6 +7,7 @@ total (each partition already checked its own), and a violation is an error.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -236,20 +237,44 @@ class TqdmProgress:
         # advance() comes from the client's event loop thread, update() from the caller's.
         self.lock = threading.Lock()
 
-    def start(self, stage: str, partitions: int) -> None:
+    def begin(self, step: str) -> None:
+        """A line naming the step, where the bars are shown (a terminal, unless disabled)."""
         from tqdm.auto import tqdm
 
+        shown = not self.disable if self.disable is not None else sys.stderr.isatty()
+        if shown:
+            with self.lock:
+                tqdm.write(f"dask-prep: {step}", file=sys.stderr)
+
+    def tasks(self, stage: str, done: int, total: int) -> None:
+        with self.lock:
+            if stage not in self.bars:
+                self.bars[stage] = self._bar(stage, total, "task")
+            bar = self.bars[stage]
+            bar.total = total
+            bar.update(done - bar.n)
+
+    def start(self, stage: str, partitions: int) -> None:
         unit = "doc" if stage == "analyse" else "part"
         with self.lock:
-            self.bars[stage] = tqdm(
-                total=None if stage == "analyse" else partitions,
-                desc=f"{stage:>8}",
-                unit=unit,
-                disable=self.disable,
-                dynamic_ncols=True,
-                miniters=1,  # every event may redraw (at most every mininterval)
-                mininterval=0.5,
-            )
+            self.bars[stage] = self._bar(stage, None if stage == "analyse" else partitions, unit)
+
+    def _bar(self, stage: str, total: int | None, unit: str) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total,
+            desc=f"{stage:>8}",
+            unit=unit,
+            disable=self.disable,
+            dynamic_ncols=True,
+            miniters=1,  # every event may redraw (at most every mininterval)
+            mininterval=0.5,
+            # The rate and time left over the whole stage, in documents: progress arrives in
+            # steps of uneven size (bursts of cheap rejections, partitions ending), which a
+            # moving average of the latest steps turns into a time left that jumps.
+            smoothing=0,
+        )
 
     def set_total(self, stage: str, documents: int) -> None:
         with self.lock:
@@ -288,4 +313,6 @@ class TqdmProgress:
 
     def finish(self, stage: str) -> None:
         with self.lock:
-            self.bars.pop(stage).close()
+            bar = self.bars.pop(stage, None)
+            if bar is not None:  # a stage of tasks may end before its first count
+                bar.close()

@@ -124,3 +124,44 @@ def test_every_file_in_the_package_is_python():
         if p.is_file() and p.suffix not in {".py", ".typed"} and "__pycache__" not in p.parts
     ]
     assert not stray, stray
+
+
+MAX_FUNCTION_LINES = 80  # "~80": a longer function is doing more than one job
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """{qualified name: lines from its `def` to its last line} of every function and method in `source`."""
+    lengths: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = f"{prefix}{child.name}"
+                lengths[name] = child.end_lineno - child.lineno + 1
+                visit(child, f"{name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return lengths
+
+
+def test_the_measure_sees_methods_and_nested_functions():
+    body = "\n".join(f"    x{i} = {i}" for i in range(90))
+    source = (
+        f"class A:\n    def long(self):\n        def inner():\n            pass\n{body.replace('    ', '        ')}\n"
+    )
+    lengths = function_lengths(source)
+    assert lengths["A.long"] == 93 and lengths["A.long.inner"] == 2
+
+
+def test_no_function_is_over_about_80_lines():
+    offenders = {
+        f"{path.relative_to(PACKAGE.parent)}:{name}": lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name, lines in function_lengths(path.read_text(encoding="utf-8")).items()
+        if lines > MAX_FUNCTION_LINES
+    }
+    assert offenders == {}, offenders

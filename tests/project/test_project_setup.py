@@ -149,7 +149,7 @@ def test_presets_show_output_is_a_valid_config(tmp_path):
     script = _console_script()
     listed = _run([script, "presets", "list"])
     assert listed.returncode == 0, listed.stderr
-    names = listed.stdout.split()
+    names = [line.split()[0] for line in listed.stdout.splitlines()]  # each: name, one-line description
     assert "seed-v2" in names
     for name in names:
         shown = _run([script, "presets", "show", name])
