@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import operator
 import os
 from typing import Any
 
@@ -29,15 +28,8 @@ from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
 from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
 from dask_prep.coref.tokenizer import PortableTokenizer
-from dask_prep.dedup.exact import (
-    doc_id_of,
-    fingerprints,
-    first_of_repeated,
-    mark_duplicates,
-    merge_repeated_ids,
-    repeated_id,
-    summarize_repeated_ids,
-)
+from dask_prep.dedup.exact import mark_duplicates
+from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import (
@@ -50,6 +42,7 @@ from dask_prep.io.reading import (
 )
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
+from dask_prep.pipeline.dedup_graph import Dedup, find_duplicates, rejects_of
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import progress_events
 from dask_prep.pipeline.runner import PipelineRun
@@ -57,7 +50,7 @@ from dask_prep.stats import AnalysisStats
 from dask_prep.workers import current_client, current_worker
 
 
-def _partition_bag(specs: list[PartitionSpec], *, reading: bool = True) -> db.Bag:
+def _partition_bag(specs: list[PartitionSpec], *, reading: bool = True, group_size: int | None = None) -> db.Bag:
     """The partition specs as a bag: one per bag partition, or consecutive ones grouped.
 
     A task that reads input reads its specs in order with one `PartitionReader`, so
@@ -66,12 +59,18 @@ def _partition_bag(specs: list[PartitionSpec], *, reading: bool = True) -> db.Ba
     than files and than `PARTITIONS_PER_THREAD` per worker thread (which keeps every
     thread busy to the end), and hold at most `MAX_SPECS_PER_TASK` (for progress and
     retries). Stages that do not read the input (`reading=False`) keep one spec per task.
+    `group_size` fixes the grouping (`_group_size`; partition k is `specs[k * size : (k + 1) * size]`).
     """
-    if not reading:
-        return db.from_sequence(specs, npartitions=max(len(specs), 1))
+    return db.from_sequence(specs, partition_size=group_size or _group_size(specs, reading))
+
+
+def _group_size(specs: list[PartitionSpec], reading: bool) -> int:
+    if not reading or not specs:
+        return 1
     files = len({piece.file.path for spec in specs for piece in spec.slices})
     tasks = max(PARTITIONS_PER_THREAD * _total_threads(), files, -(-len(specs) // MAX_SPECS_PER_TASK))
-    return db.from_sequence(specs, npartitions=max(1, min(len(specs), tasks)))
+    tasks = max(1, min(len(specs), tasks))  # cut as `db.from_sequence(specs, npartitions=tasks)` cuts
+    return -(-len(specs) // tasks) if len(specs) <= 100 else max(1, len(specs) // tasks)
 
 
 def _worker_address() -> str | None:
@@ -85,12 +84,14 @@ def _reader(config: Config) -> PartitionReader:
 
 def _analyse(
     specs: list[PartitionSpec],
+    rejects: list | None,
     config: Config,
     layout: Layout,
-    duplicates: dict,
     resume: bool,
     progress_topic: str | None = None,
 ) -> list:
+    """Stage 1 of a group of partitions; `rejects`: dedup's rejects of these partitions only."""
+    rejected = rejects_of(rejects)
     results = []
     events = progress_events(progress_topic)
     with _reader(config) as reader:
@@ -103,7 +104,7 @@ def _analyse(
                     spec,
                     config,
                     layout,
-                    duplicates=duplicates,
+                    rejects=rejected.get(spec.index),
                     write_decisions=config.output.decisions,
                     resume=resume,
                     reader=reader,
@@ -132,22 +133,21 @@ def _tokenize(
     return results
 
 
-def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
+def _read(specs: list[PartitionSpec], config: Config, rejects: list | None = None) -> list[Document]:
+    """The documents of these partitions, dedup's `rejects` of them marked."""
+    rejected = rejects_of(rejects)
     with _reader(config) as reader:
-        return [doc for spec in specs for doc in reader.read(spec)[0]]
+        parts = [(reader.read(spec)[0], rejected.get(spec.index, {})) for spec in specs]
+    return [doc for docs, found in parts for doc in apply_rejects(docs, found)]
 
 
-def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list[Document]:
+def _judge(specs: list[PartitionSpec], rejects: list | None, config: Config, duplicates: dict | None) -> list[Document]:
     chain = FilterChain(config)
-    docs = _read(specs, config)
-    mark_duplicates(docs, duplicates)
+    docs = _read(specs, config, rejects)
+    mark_duplicates(docs, duplicates or {})
     for _ in chain.run(docs, kiwi_analyser(get_kiwi())):
         pass
     return docs
-
-
-def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, tuple]]:
-    return fingerprints(_read(specs, config))
 
 
 def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
@@ -202,7 +202,8 @@ class Pipeline:
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
         self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
-        self.duplicate_ids: dict | None = None  # set by `duplicates()`
+        self.duplicate_ids: dict | None = None  # set by `dedup()`
+        self._group_size: int | None = None
 
     @property
     def layout(self) -> Layout:
@@ -261,45 +262,46 @@ class Pipeline:
 
     def documents(self) -> db.Bag:
         """Every input record as a `Document` (malformed ones carry their reason)."""
-        return _partition_bag(self.partitions()).map_partitions(_read, self.config)
+        return self._reading_bag().map_partitions(_read, self.config)
 
-    def duplicates(self) -> dict[int, tuple]:
-        """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
+    def _reading_group_size(self) -> int:
+        """Specs per reading task, fixed once: dedup's rejects are aligned with these groups."""
+        if self._group_size is None:
+            self._group_size = _group_size(self.partitions(), reading=True)
+        return self._group_size
 
-        A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
-        no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client. The same pass groups by document id for `duplicate_ids` (ids
-        found on several documents, e.g. one file twice, or ids reused with other texts).
+    def _reading_bag(self) -> db.Bag:
+        return _partition_bag(self.partitions(), group_size=self._reading_group_size())
+
+    def dedup(self) -> Dedup:
+        """Exact dedup on the cluster (`dedup_graph.find_duplicates`): per-partition rejects.
+
+        The rejects stay on the workers, aligned with the analyse tasks: each task receives
+        only its own partitions' rejects. Sets `duplicate_ids` (ids found on several
+        documents, e.g. one file twice, or ids reused with other texts), a bounded summary.
         """
         if not self.config.input.dedup:
-            return {}
-        specs = self.partitions()
-        pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
-        shuffled = max(1, len(specs) // 16)
-        by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
-        by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
-        keep, self.duplicate_ids = dask.compute(
-            by_text.map(first_of_repeated).filter(None),
-            by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids),
-        )
-        return dict(keep)
+            return Dedup(None, 0, None)
+        specs, size = self.partitions(), self._reading_group_size()
+        found = find_duplicates([specs[i : i + size] for i in range(0, len(specs), size)], self.config)
+        self.duplicate_ids = found.duplicate_ids
+        return found
 
-    def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
-        """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
-        dups = self.duplicates() if duplicates is None else duplicates
-        return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
+    def judged(self, duplicates: dict[int, Any] | None = None) -> db.Bag:
+        """Every document after dedup (or `duplicates`: {fingerprint: copy kept}) and the filters."""
+        rejects = self.dedup().rejects if duplicates is None else None
+        return self._reading_bag().map_partitions(_judge, rejects, self.config, duplicates)
 
     def analyse(
-        self, duplicates: Any, resume: bool = False, progress_topic: str | None = None
+        self, dedup: Dedup | None = None, resume: bool = False, progress_topic: str | None = None
     ) -> tuple[db.Bag, db.Item]:
         """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item.
 
-        With `progress_topic`, the tasks send their progress inside partitions as distributed
-        events on that topic.
+        `dedup` (from `dedup()`) brings each task its partitions' rejects. With `progress_topic`,
+        the tasks send their progress inside partitions as distributed events on that topic.
         """
-        stats = _partition_bag(self.partitions()).map_partitions(
-            _analyse, self.config, self.layout, duplicates, resume, progress_topic
-        )
+        rejects = dedup.rejects if dedup is not None else None
+        stats = self._reading_bag().map_partitions(_analyse, rejects, self.config, self.layout, resume, progress_topic)
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
             functools.partial(_summaries, cap=cap),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +31,8 @@ from dask_prep.coref.entities import (
 )
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
-from dask_prep.dedup.exact import mark_duplicates
+from dask_prep.dedup.exact import CopyKey
+from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
@@ -165,7 +166,7 @@ def analyse_partition(
     config: Config,
     layout: Layout,
     *,
-    duplicates: dict[int, str] | None = None,
+    rejects: Mapping[CopyKey, tuple[str, str]] | None = None,
     write_decisions: bool = True,
     resume: bool = False,
     kiwi: Any = None,
@@ -175,7 +176,8 @@ def analyse_partition(
 ) -> AnalysisStats:
     """Stage 1 for one partition. Returns its stats, with an entity `summary` for the cap.
 
-    `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
+    `rejects` maps the copy key of each document dedup rejected in this partition to
+    (reason, doc id of the kept copy).
     With `resume`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
@@ -192,7 +194,7 @@ def analyse_partition(
             docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
         else:
             docs, damaged = reader.read(spec)
-        mark_duplicates(docs, duplicates or {})
+        apply_rejects(docs, rejects or {})
     with clock.stage("filter"):
         chain = FilterChain(config)
         analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)

@@ -63,8 +63,8 @@ class Stages(Protocol):
     def tokenizer(self) -> PortableTokenizer: ...
     def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]: ...
     def share_storage_options(self) -> None: ...
-    def duplicates(self) -> dict: ...
-    def analyse(self, duplicates: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
+    def dedup(self) -> Any: ...
+    def analyse(self, dedup: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
     def cap_from_stats(self, partitions: int) -> tuple[dict, int]: ...
     def tokenize(self, thresholds: Any, resume: bool = False) -> Any: ...
 
@@ -156,14 +156,12 @@ class PipelineRun:
             check_strict(self.pipeline.damaged, self.pipeline.empty_files)
 
         with clock.stage("dedup"):
-            duplicates = self.pipeline.duplicates()
+            dedup = self.pipeline.dedup()  # its rejects stay on the cluster
 
         with clock.stage("analyse"):
             clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
             topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
-            stats_bag, cap_item = self.pipeline.analyse(
-                dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
-            )
+            stats_bag, cap_item = self.pipeline.analyse(dedup, resume=resume, progress_topic=topic)
             analysed, (thresholds, distinct_targets) = compute_stage(
                 "analyse",
                 stats_bag,
@@ -187,7 +185,7 @@ class PipelineRun:
                 tokenized,
                 distinct_targets=distinct_targets,
                 capped_targets=len(thresholds),
-                duplicate_texts=len(duplicates),
+                duplicate_texts=dedup.duplicate_texts,
                 seconds=seconds,
                 config=self.pipeline.config.to_dict(),
                 inputs=self.pipeline.inputs,
