@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep exact duplicates (default: dedup is on)",
     )
     run.add_argument(
+        "--no-near-dedup",
+        dest="near_dedup",
+        action="store_false",
+        default=None,
+        help="keep near-duplicates (MinHash LSH, config dedup.near; default: on; --no-dedup turns both off)",
+    )
+    run.add_argument(
         "--no-decisions",
         dest="decisions",
         action="store_false",
@@ -259,6 +266,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for (section, name), value in flags.items():
         if value is not None:
             setattr(getattr(config, section), name, value)
+    if args.near_dedup is False or args.dedup is False:
+        config.dedup.near.enabled = False
     model_dir = os.path.expanduser(config.tokenize.model)
     if os.path.isdir(model_dir):  # a local tokenizer must resolve on every worker
         config.tokenize.model = os.path.abspath(model_dir)

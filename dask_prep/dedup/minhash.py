@@ -12,8 +12,10 @@ a fixed seed, so a signature is a pure function of the text and the parameters.
 from __future__ import annotations
 
 import unicodedata
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from dask_prep.dedup.exact import collapse_whitespace
 
@@ -86,6 +88,33 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
             acc = (acc ^ values[:, j]) * np.uint64(0x100000001B3)
             acc ^= acc >> np.uint64(29)
     return acc.view(np.int64)
+
+
+class NearParams(NamedTuple):
+    ngram: int
+    bands: int
+    rows: int
+
+
+def node_id(partition: int, position: int) -> int:
+    """A document's node for near-dedup: its partition index and position there, in one int64."""
+    return (partition << 32) | position
+
+
+def near_frame(texts: list[str], near: NearParams) -> pd.DataFrame:
+    """Per text: `band_0`... (LSH band keys, int64) and `sig_0`... (signature's low 16 bits)."""
+    count = near.bands * near.rows
+    coefficients = permutations(count)
+    sigs = np.empty((len(texts), count), dtype=np.uint32)
+    for i, text in enumerate(texts):
+        sigs[i] = signature(text, near.ngram, count, coefficients)
+    keys = np.empty((len(texts), near.bands), dtype=np.int64)
+    for i in range(len(texts)):
+        keys[i] = band_keys(sigs[i], near.bands, near.rows)
+    columns = {f"band_{b}": keys[:, b] for b in range(near.bands)}
+    low = sigs.astype(np.uint16)
+    columns.update({f"sig_{j}": low[:, j] for j in range(count)})
+    return pd.DataFrame(columns)
 
 
 def estimated_jaccard(first: np.ndarray, second: np.ndarray) -> float:

@@ -20,9 +20,44 @@ from dask_prep.dedup.rejects import KEY_COLUMNS, REJECT_COLUMNS
 NEAR = "near_duplicate"
 
 
-def node_id(partition: int, position: int) -> int:
-    """A document's node: its partition index and position there, in one int64."""
-    return (partition << 32) | position
+def exact_survivors(records: pd.DataFrame) -> pd.DataFrame:
+    """The copy kept of each fingerprint (as `rejects.exact_rejects` keeps it): near-dedup's documents."""
+    ordered = records.sort_values(["fingerprint", *KEY_COLUMNS], kind="stable")
+    return ordered[~ordered["fingerprint"].duplicated()]
+
+
+def survivor_band_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """`band_rows` of the exact survivors among records holding every copy of their fingerprints."""
+    survivors = exact_survivors(records)
+    bands = [name for name in records.columns if name.startswith("band_")]
+    return band_rows(survivors["node"].to_numpy(), survivors[bands].to_numpy())
+
+
+def edge_nodes(edges: pd.DataFrame) -> pd.DataFrame:
+    """The distinct nodes of some edges, as a one-column frame (`node`)."""
+    return pd.DataFrame({"node": np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))})
+
+
+def cluster_rejects(edges: pd.DataFrame, nodes: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """`near_rejects` of the edges whose nodes' signatures (`sig_*` columns) agree on `threshold`."""
+    sigs = [name for name in nodes.columns if name.startswith("sig_")]
+    if threshold > 0 and not edges.empty:
+        position = pd.Series(np.arange(len(nodes)), index=nodes["node"].to_numpy())
+        matrix = nodes[sigs].to_numpy()
+        first, second = matrix[position[edges["a"]].to_numpy()], matrix[position[edges["b"]].to_numpy()]
+        edges = edges[(first == second).mean(axis=1) >= threshold]
+    return near_rejects(edges, nodes)
+
+
+def cluster_summary(rejects: pd.DataFrame) -> dict:
+    """Clusters, documents removed and the clusters' sizes (histogram) of `near_rejects` rows."""
+    sizes = rejects["duplicate_of"].value_counts() + 1 if len(rejects) else pd.Series([], dtype="int64")
+    bins = {"2": (2, 2), "3": (3, 3), "4-7": (4, 7), "8-15": (8, 15), "16+": (16, None)}
+    histogram = {
+        label: int(((sizes >= low) & (True if high is None else sizes <= high)).sum())
+        for label, (low, high) in bins.items()
+    }
+    return {"clusters": int(len(sizes)), "documents_removed": int(len(rejects)), "cluster_sizes": histogram}
 
 
 def band_rows(nodes: np.ndarray, keys: np.ndarray) -> pd.DataFrame:

@@ -15,26 +15,34 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from dask_prep.dedup.exact import CopyKey, copy_key, fingerprint, repeated_id, summarize_repeated_ids
+from dask_prep.dedup.minhash import NearParams, near_frame, node_id
 from dask_prep.document import Document
 
 KEY_COLUMNS = ["key_id", "key_source", "key_line"]  # the copy key, in its order
 REJECT_COLUMNS = ["partition", *KEY_COLUMNS, "rejected_by", "duplicate_of"]
 
 
-def records_frame(partitions: Iterable[tuple[int, list[Document]]]) -> pd.DataFrame:
-    """(partition, copy key, fingerprint) of every well-formed document of these partitions."""
-    rows = [
-        (index, *copy_key(doc), fingerprint(doc.text))
-        for index, docs in partitions
-        for doc in docs
-        if doc.rejected_by is None
-    ]
-    return _frame(rows, ["partition", *KEY_COLUMNS, "fingerprint"])
+def records_frame(partitions: Iterable[tuple[int, list[Document]]], near: NearParams | None = None) -> pd.DataFrame:
+    """(partition, copy key, fingerprint) of every well-formed document of these partitions.
+
+    With `near` (ngram, bands, rows) also its node (`near.node_id`), LSH band keys
+    (`band_0`...) and MinHash signature cut to 16 bits a value (`sig_0`..., for verification).
+    """
+    rows, texts = [], []
+    for index, docs in partitions:
+        for position, doc in enumerate(docs):
+            if doc.rejected_by is None:
+                rows.append((index, *copy_key(doc), fingerprint(doc.text), node_id(index, position)))
+                texts.append(doc.text)
+    frame = _frame(rows, ["partition", *KEY_COLUMNS, "fingerprint", "node"])
+    if near is None:
+        return frame.drop(columns="node")
+    return pd.concat([frame, near_frame(texts, near)], axis=1)
 
 
 def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=columns)
-    types = {"partition": "int64", "key_line": "int64", "fingerprint": "int64"}
+    types = {"partition": "int64", "key_line": "int64", "fingerprint": "int64", "node": "int64"}
     types.update({name: "string" for name in ("key_id", "key_source", "rejected_by", "duplicate_of")})
     return frame.astype({name: kind for name, kind in types.items() if name in columns})
 

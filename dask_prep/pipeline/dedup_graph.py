@@ -17,11 +17,23 @@ from typing import Any
 import dask
 import dask.bag as db
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 
 from dask_prep.config import Config
 from dask_prep.dedup.exact import merge_repeated_ids
+from dask_prep.dedup.minhash import NearParams
+from dask_prep.dedup.near import (
+    band_rows,
+    bucket_edges,
+    cluster_rejects,
+    cluster_summary,
+    edge_nodes,
+    exact_survivors,
+    survivor_band_rows,
+)
 from dask_prep.dedup.rejects import (
+    KEY_COLUMNS,
     empty_rejects,
     exact_rejects,
     records_frame,
@@ -45,11 +57,31 @@ class Dedup:
     rejects: db.Bag | None  # partition k: REJECT_COLUMNS rows of the k-th group's partitions
     duplicate_texts: int
     duplicate_ids: dict | None
+    near: dict | None = None  # near-duplicate clusters (`near.cluster_summary`), None when off
 
 
-def _records(specs: list[PartitionSpec], text_field: str, id_field: str) -> pd.DataFrame:
+def _records(specs: list[PartitionSpec], text_field: str, id_field: str, near: NearParams | None) -> pd.DataFrame:
     with PartitionReader(text_field, id_field) as reader:
-        return records_frame((spec.index, reader.read(spec)[0]) for spec in specs)
+        return records_frame(((spec.index, reader.read(spec)[0]) for spec in specs), near)
+
+
+def _near_rejects(by_text: dd.DataFrame, pieces: int, threshold: float) -> dd.DataFrame:
+    """Near-duplicates among the exact survivors: band rows shuffled by band key, adjacent
+    pairs of each bucket, then one task (on a worker) clusters the candidate edges, verified
+    on the signatures of their nodes only."""
+    survivors = by_text.map_partitions(exact_survivors)
+    rows = survivors.map_partitions(survivor_band_rows, meta=band_rows(np.zeros(0), np.zeros((0, 1))))
+    buckets = rows.shuffle(on="band_key", npartitions=pieces, shuffle_method=SHUFFLE)
+    edges = buckets.map_partitions(bucket_edges, meta=pd.DataFrame({"a": [], "b": []}, dtype="int64"))
+    edges = edges.repartition(npartitions=1)
+    needed = edges.map_partitions(edge_nodes, meta=pd.DataFrame({"node": []}, dtype="int64"))
+    columns = ["node", "partition", *KEY_COLUMNS] + [c for c in survivors.columns if c.startswith("sig_")]
+    nodes = survivors[columns].merge(needed, on="node", how="inner").repartition(npartitions=1)
+    return dd.map_partitions(cluster_rejects, edges, nodes, threshold, meta=empty_rejects(), align_dataframes=False)
+
+
+def _near_summary(rejects: pd.DataFrame) -> pd.Series:
+    return pd.Series([cluster_summary(rejects)], dtype=object)
 
 
 def _texts_count(records: pd.DataFrame) -> pd.Series:
@@ -65,13 +97,18 @@ def find_duplicates(groups: list[list[PartitionSpec]], config: Config) -> Dedup:
     specs = [spec for group in groups for spec in group]
     if not specs:
         return Dedup(None, 0, merge_repeated_ids([]))
-    meta = records_frame([])
-    records = dd.from_map(
-        _records, groups, text_field=config.input.text_field, id_field=config.input.id_field, meta=meta
-    )
+    settings = config.dedup.near
+    near = NearParams(settings.ngram, settings.bands, settings.rows) if settings.enabled else None
+    fields = {"text_field": config.input.text_field, "id_field": config.input.id_field, "near": near}
+    records = dd.from_map(_records, groups, **fields, meta=records_frame([], near))
     pieces = max(1, len(specs) // PARTITIONS_PER_PIECE)
     by_text = records.shuffle(on="fingerprint", npartitions=pieces, shuffle_method=SHUFFLE)
     rejects = by_text.map_partitions(exact_rejects, meta=empty_rejects())
+    clusters = None
+    if near is not None:
+        near_found = _near_rejects(by_text, pieces, settings.threshold)
+        clusters = near_found.map_partitions(_near_summary, meta=pd.Series([], dtype=object))
+        rejects = dd.concat([rejects, near_found])
     texts = by_text.map_partitions(_texts_count, meta=pd.Series([], dtype="int64")).sum()
     by_id = records.shuffle(on="key_id", npartitions=pieces, shuffle_method=SHUFFLE)
     ids = by_id.map_partitions(_ids_summary, meta=pd.Series([], dtype=object))
@@ -79,10 +116,12 @@ def find_duplicates(groups: list[list[PartitionSpec]], config: Config) -> Dedup:
     bounds = [group[0].index for group in groups] + [groups[-1][-1].index]
     aligned = rejects.set_index("partition", divisions=bounds, shuffle_method=SHUFFLE)
     # One computation (the records are read once); the rejects stay on the workers.
-    aligned, texts, ids = dask.persist(aligned, texts, ids)
-    texts, ids = dask.compute(texts, ids)
+    small = [texts, ids] + ([clusters] if clusters is not None else [])
+    aligned, *small = dask.persist(aligned, *small)
+    texts, ids, *near_summary = dask.compute(*small)
     # A summary per shuffled piece, each at most `SAMPLE_IDS` examples: bounded, merged here.
-    return Dedup(aligned.to_bag(index=True), int(texts), merge_repeated_ids(list(ids)))
+    summary = near_summary[0].iloc[0] if near_summary else None
+    return Dedup(aligned.to_bag(index=True), int(texts), merge_repeated_ids(list(ids)), summary)
 
 
 def rejects_of(rows: Any) -> dict:

@@ -128,6 +128,8 @@ def completed_partition(
 # characters Kiwi analysed. The run's mode is in the schema metadata.
 ANALYSIS_COLUMNS = (pa.field("analysis", pa.string()), pa.field("kiwi_chars", pa.int64()))
 ANALYSIS_MODE_KEY = b"dask_prep.analysis_mode"
+# Last: for dedup's rejections, the doc id of the copy kept (`duplicate`, `near_duplicate`).
+DEDUP_COLUMNS = (pa.field("duplicate_of", pa.string()),)
 
 
 def decisions_schema(config: Config) -> pa.Schema:
@@ -141,12 +143,12 @@ def decisions_schema(config: Config) -> pa.Schema:
         pa.field("chars", pa.int64()),
     ]
     fields += [pa.field(name, pa.float64()) for name, rule in config.rules.items() if rule.enabled]
-    fields += ANALYSIS_COLUMNS
+    fields += ANALYSIS_COLUMNS + DEDUP_COLUMNS
     return pa.schema(fields, metadata={ANALYSIS_MODE_KEY: analysis_mode(config).encode()})
 
 
 def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
-    metric_names = schema.names[5 : len(schema.names) - len(ANALYSIS_COLUMNS)]
+    metric_names = schema.names[5 : len(schema.names) - len(ANALYSIS_COLUMNS) - len(DEDUP_COLUMNS)]
     columns = {
         "doc_id": [d.doc_id for d in docs],
         "source": [d.source for d in docs],
@@ -158,6 +160,7 @@ def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
         columns[name] = [d.metrics.get(name) for d in docs]
     columns["analysis"] = [d.analysis for d in docs]
     columns["kiwi_chars"] = [d.kiwi_chars if d.analysis is not None else None for d in docs]
+    columns["duplicate_of"] = [d.duplicate_of for d in docs]
     return pa.Table.from_pydict(columns, schema=schema)
 
 

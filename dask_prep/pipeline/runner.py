@@ -215,6 +215,7 @@ class PipelineRun:
         report["damaged_files"].update(self.pipeline.damaged)
         report["empty_files"] = self.pipeline.empty_files
         report["duplicate_ids"] = self.pipeline.duplicate_ids
+        report["near_duplicates"] = dedup.near  # clusters, their sizes, documents removed (None: off)
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}

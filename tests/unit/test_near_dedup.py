@@ -14,8 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dask_prep.dedup.minhash import band_keys, estimated_jaccard, jaccard, permutations, shingle_hashes, signature
-from dask_prep.dedup.near import band_rows, bucket_edges, component_labels, near_rejects, node_id, verified_edges
+from dask_prep.dedup.minhash import (
+    band_keys,
+    estimated_jaccard,
+    jaccard,
+    node_id,
+    permutations,
+    shingle_hashes,
+    signature,
+)
+from dask_prep.dedup.near import band_rows, bucket_edges, component_labels, near_rejects, verified_edges
 from dask_prep.dedup.rejects import KEY_COLUMNS
 
 NGRAM, BANDS, ROWS, THRESHOLD = 5, 20, 5, 0.7
