@@ -44,34 +44,35 @@ def write_corpus(dest: Path, documents: int, copy_share: float = COPY_SHARE, see
     if done.exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     originals = documents - int(documents * copy_share)
-    # 60-200 syllables from the Hangul block, with spaces: far below the length rule's 800.
-    lengths = rng.integers(60, 200, size=originals)
-    codes = rng.integers(0xAC00, 0xD7A4, size=int(lengths.sum()))
-    spaces = rng.random(size=codes.size) < 0.2
-    codes[spaces] = 0x20
-    flat = "".join(map(chr, codes))
-    ends = np.cumsum(lengths)
-    texts = [flat[end - n : end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
-    copies = rng.integers(0, originals, size=documents - originals)
-    order = rng.permutation(documents)  # copies spread among the originals and the files
+    copies = np.random.default_rng(seed).integers(0, originals, size=documents - originals)
+    order = np.random.default_rng(seed + 1).permutation(documents)  # copies spread among files
     per_file = -(-documents // FILES)
     for k in range(FILES):
         with open(dest / f"{k:05d}.jsonl.zst", "wb") as raw:
             writer = zstandard.ZstdCompressor(level=3).stream_writer(raw)
             for position in order[k * per_file : (k + 1) * per_file].tolist():
-                text = texts[position] if position < originals else texts[copies[position - originals]]
-                writer.write((json.dumps({"id": f"d{position:08d}", "text": text}, ensure_ascii=False) + "\n").encode())
+                source = position if position < originals else int(copies[position - originals])
+                line = {"id": f"d{position:08d}", "text": _text(seed, source)}
+                writer.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
             writer.flush(zstandard.FLUSH_FRAME)
     done.write_text(str(documents))
     return dest
 
 
-def measure(corpus: Path, out_dir: Path, model: str, repo: Path, workers: int) -> dict:
+def _text(seed: int, index: int) -> str:
+    """Document `index`'s text, made from its own seed (no corpus-sized array in memory):
+    60-200 syllables of the Hangul block with spaces, far below the length rule's 800."""
+    rng = np.random.default_rng([seed, index])
+    codes = rng.integers(0xAC00, 0xD7A4, size=int(rng.integers(60, 200)), dtype=np.uint32)
+    codes[rng.random(codes.size) < 0.2] = 0x20
+    return codes.astype("<u4").tobytes().decode("utf-32-le")
+
+
+def measure(corpus: Path, out_dir: Path, model: str, repo: Path, workers: int, extra: list[str]) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [python(), "-m", "dask_prep", "run", str(corpus), "--output-dir", str(out_dir), "--model", model]
-    cmd += ["--quiet", "--n-workers", str(workers), "--threads-per-worker", "1"]
+    cmd += ["--quiet", "--n-workers", str(workers), "--threads-per-worker", "1", *extra]
     env = dict(os.environ, PYTHONPATH=str(repo))
     load = load_average()
     sample = run_measured(cmd, log_path=str(out_dir) + ".log", env=env)
@@ -99,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repo", default=str(BENCH_DIR.parent), help="checkout whose dask_prep runs")
     parser.add_argument("--work-dir", default="/tmp/dask-prep-dedup-scale")
+    parser.add_argument("--extra", default="", help="more options for every run, e.g. '--no-near-dedup'")
     args = parser.parse_args(argv)
     work = Path(args.work_dir)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         corpus = write_corpus(work / f"corpus-{size}", size)
-        row = {"size": size, **measure(corpus, work / f"out-{size}", args.model, Path(args.repo), args.workers)}
+        found = measure(corpus, work / f"out-{size}", args.model, Path(args.repo), args.workers, args.extra.split())
+        row = {"size": size, **found}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    result = {"repo": args.repo, "rows": rows}
+    result = {"repo": args.repo, "extra": args.extra, "rows": rows}
     if len(rows) >= 2:
         small, large = rows[0], rows[-1]
         result["client_growth"] = round(large["client_peak_mib"] / small["client_peak_mib"], 3)

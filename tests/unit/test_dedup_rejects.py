@@ -69,3 +69,29 @@ def test_repeated_ids_summary_matches_the_per_id_functions() -> None:
     assert example["id"] == "c" and example["first_locations"] == ["a.jsonl:2", "b.jsonl:3"]
     assert repeated_ids_summary(records_frame([]))["ids"] == 0
     assert isinstance(records_frame([]), pd.DataFrame)
+
+
+def test_the_report_plots_near_duplicate_clusters(tmp_path) -> None:
+    import io
+
+    from PIL import Image
+
+    from dask_prep.config import preset
+    from dask_prep.dedup.near import cluster_summary
+    from dask_prep.report.plots import figure_png, report_figures
+
+    rejects = pd.DataFrame({"duplicate_of": ["a", "a", "b", "c", "c", "c", "c"]})
+    near = cluster_summary(rejects)
+    assert near == {
+        "clusters": 3,
+        "documents_removed": 7,
+        "cluster_sizes": {"2": 1, "3": 1, "4-7": 1, "8-15": 0, "16+": 0},
+    }
+    report = {
+        "documents": {"read": 0, "malformed": 0, "rejected": 0, "kept": 0},
+        "examples": {"before_cap": 0, "after_cap": 0, "dropped": {}, "written": 0},
+        "config": preset("seed-v2").to_dict(),
+        "near_duplicates": near,
+    }
+    figures = report_figures(report, str(tmp_path))
+    Image.open(io.BytesIO(figure_png(figures["Near-duplicate clusters"]))).verify()
