@@ -110,6 +110,7 @@ def _stat(step: dict, key: str) -> int:
 def run_dask_prep(corpus: str) -> dict[str, Any]:
     """fineweb2-ko quality rules over every file of `corpus` on a new LocalCluster."""
     from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.dedup_graph import NO_DEDUP
     from dask_prep.pipeline.graph import Pipeline
 
     files = corpus_files(corpus)
@@ -118,7 +119,7 @@ def run_dask_prep(corpus: str) -> dict[str, Any]:
     client = start_client(options)
     try:
         ready = time.perf_counter()
-        reasons = dict(Pipeline(files, quality_config()).judged(duplicates={}).map(_reason).frequencies().compute())
+        reasons = dict(Pipeline(files, quality_config()).judged(NO_DEDUP).map(_reason).frequencies().compute())
         end = time.perf_counter()
     finally:
         stop_client(client)

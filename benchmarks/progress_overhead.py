@@ -25,8 +25,6 @@ import time
 import uuid
 from typing import Any
 
-import dask
-
 from dask_prep.config import preset
 from dask_prep.io.reading import resolve_inputs
 from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 specs = pipeline.partitions()
                 progress = CountingProgress() if name == "on" else Progress()
                 topic = f"bench-progress-{uuid.uuid4().hex}" if name == "on" else None
-                bag, item = pipeline.analyse(dask.delayed({}, pure=True), progress_topic=topic)
+                bag, item = pipeline.analyse(None, progress_topic=topic)
                 cpu_before = client.run(time.process_time)
                 started = time.perf_counter()
                 stats, _ = compute_stage(

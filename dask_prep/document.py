@@ -15,6 +15,7 @@ class Document:
     source: str
     line: int  # 1-based line (JSON Lines) or row (parquet) within `source`
     rejected_by: str | None = None
+    duplicate_of: str | None = None  # the kept copy's doc id, for dedup's rejections
     metrics: dict[str, float] = field(default_factory=dict)
     # Filled by the filters for the entity step, so Kiwi runs once per document.
     tokens: list | None = None

@@ -105,6 +105,13 @@ def _rules_options(group: Any) -> None:
         help="keep exact duplicates (default: dedup is on)",
     )
     group.add_argument(
+        "--no-near-dedup",
+        dest="near_dedup",
+        action="store_false",
+        default=None,
+        help="keep near-duplicates (MinHash LSH, config dedup.near; default: on; --no-dedup turns both off)",
+    )
+    group.add_argument(
         "--full-analysis",
         dest="progressive",
         action="store_false",
@@ -315,6 +322,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for (section, name), value in flags.items():
         if value is not None:
             setattr(getattr(config, section), name, value)
+    if args.near_dedup is False or args.dedup is False:
+        config.dedup.near.enabled = False
     model_dir = os.path.expanduser(config.tokenize.model)
     if os.path.isdir(model_dir):  # a local tokenizer must resolve on every worker
         config.tokenize.model = os.path.abspath(model_dir)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import operator
 import os
 from typing import Any
 
@@ -29,15 +28,7 @@ from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
 from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
 from dask_prep.coref.tokenizer import PortableTokenizer
-from dask_prep.dedup.exact import (
-    doc_id_of,
-    fingerprints,
-    first_of_repeated,
-    mark_duplicates,
-    merge_repeated_ids,
-    repeated_id,
-    summarize_repeated_ids,
-)
+from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import (
@@ -49,30 +40,15 @@ from dask_prep.io.reading import (
     scan_file,
 )
 from dask_prep.output.layout import Layout, read_json
+from dask_prep.pipeline.bags import PARTITIONS_PER_THREAD, group_size, partition_bag, total_threads
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.compute import compute_with_progress
+from dask_prep.pipeline.dedup_graph import NO_DEDUP, Dedup, find_duplicates, rejects_of
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import Progress, progress_events
 from dask_prep.pipeline.runner import PipelineRun
 from dask_prep.stats import AnalysisStats
 from dask_prep.workers import current_client, current_worker
-
-
-def _partition_bag(specs: list[PartitionSpec], *, reading: bool = True) -> db.Bag:
-    """The partition specs as a bag: one per bag partition, or consecutive ones grouped.
-
-    A task that reads input reads its specs in order with one `PartitionReader`, so
-    grouping a compressed file's consecutive partitions decompresses that file once per
-    group instead of once per partition. Groups are made only when there are more specs
-    than files and than `PARTITIONS_PER_THREAD` per worker thread (which keeps every
-    thread busy to the end), and hold at most `MAX_SPECS_PER_TASK` (for progress and
-    retries). Stages that do not read the input (`reading=False`) keep one spec per task.
-    """
-    if not reading:
-        return db.from_sequence(specs, npartitions=max(len(specs), 1))
-    files = len({piece.file.path for spec in specs for piece in spec.slices})
-    tasks = max(PARTITIONS_PER_THREAD * _total_threads(), files, -(-len(specs) // MAX_SPECS_PER_TASK))
-    return db.from_sequence(specs, npartitions=max(1, min(len(specs), tasks)))
 
 
 def _worker_address() -> str | None:
@@ -86,12 +62,14 @@ def _reader(config: Config) -> PartitionReader:
 
 def _analyse(
     specs: list[PartitionSpec],
+    rejects: list | None,
     config: Config,
     layout: Layout,
-    duplicates: dict,
     resume: bool,
     progress_topic: str | None = None,
 ) -> list:
+    """Stage 1 of a group of partitions; `rejects`: dedup's rejects of these partitions only."""
+    rejected = rejects_of(rejects)
     results = []
     events = progress_events(progress_topic)
     with _reader(config) as reader:
@@ -104,7 +82,7 @@ def _analyse(
                     spec,
                     config,
                     layout,
-                    duplicates=duplicates,
+                    rejects=rejected.get(spec.index),
                     write_decisions=config.output.decisions,
                     resume=resume,
                     reader=reader,
@@ -133,22 +111,20 @@ def _tokenize(
     return results
 
 
-def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
+def _read(specs: list[PartitionSpec], config: Config, rejects: list | None = None) -> list[Document]:
+    """The documents of these partitions, dedup's `rejects` of them marked."""
+    rejected = rejects_of(rejects)
     with _reader(config) as reader:
-        return [doc for spec in specs for doc in reader.read(spec)[0]]
+        parts = [(reader.read(spec)[0], rejected.get(spec.index, {})) for spec in specs]
+    return [doc for docs, found in parts for doc in apply_rejects(docs, found)]
 
 
-def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list[Document]:
+def _judge(specs: list[PartitionSpec], rejects: list | None, config: Config) -> list[Document]:
     chain = FilterChain(config)
-    docs = _read(specs, config)
-    mark_duplicates(docs, duplicates)
+    docs = _read(specs, config, rejects)
     for _ in chain.run(docs, kiwi_analyser(get_kiwi())):
         pass
     return docs
-
-
-def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, tuple]]:
-    return fingerprints(_read(specs, config))
 
 
 def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
@@ -161,18 +137,6 @@ def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
 
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:
     return dataclasses.replace(stats, summary=None)
-
-
-# Enough partitions per worker thread that the last ones finish close together. (8 per
-# thread was measured too: no better on the benchmark's 2-worker runs; benchmarks/HISTORY.md.)
-PARTITIONS_PER_THREAD = 4
-# At most this many partitions per reading task (see `_partition_bag`).
-MAX_SPECS_PER_TASK = 16
-
-
-def _total_threads() -> int:
-    client = current_client()
-    return (os.cpu_count() or 1) if client is None else max(1, sum(client.nthreads().values()))
 
 
 class Pipeline:
@@ -203,7 +167,9 @@ class Pipeline:
         self.damaged: dict[str, str] = {}
         self.empty_files: list[str] = []
         self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
-        self.duplicate_ids: dict | None = None  # set by `duplicates()`
+        self.duplicate_ids: dict | None = None  # set by `dedup()`
+        self.near_duplicates: dict | None = None  # set by `dedup()`: near-duplicate clusters (None: off)
+        self._group_size: int | None = None
 
     @property
     def layout(self) -> Layout:
@@ -241,7 +207,7 @@ class Pipeline:
             files = self.files()
             self.share_storage_options()
             # Files in groups: a task per file cost more than scanning a small file.
-            groups = max(1, min(len(files), PARTITIONS_PER_THREAD * _total_threads()))
+            groups = max(1, min(len(files), PARTITIONS_PER_THREAD * total_threads()))
             scanning = db.from_sequence(files, npartitions=groups).map(scan_file)
             (scans,) = compute_with_progress("scan", progress, scanning)
             self.damaged = {f.key: s.damage for f, s in zip(files, scans, strict=True) if s.damage}
@@ -251,7 +217,7 @@ class Pipeline:
                 [s.records for s in scans],
                 partition_size or self.config.input.partition_size,
                 self.config.input.max_samples,
-                min_partitions=1 if partition_size else PARTITIONS_PER_THREAD * _total_threads(),
+                min_partitions=1 if partition_size else PARTITIONS_PER_THREAD * total_threads(),
             )
         return self._specs
 
@@ -263,44 +229,46 @@ class Pipeline:
 
     def documents(self) -> db.Bag:
         """Every input record as a `Document` (malformed ones carry their reason)."""
-        return _partition_bag(self.partitions()).map_partitions(_read, self.config)
+        return self._reading_bag().map_partitions(_read, self.config)
 
-    def duplicates(self, progress: Progress | None = None) -> dict[int, tuple]:
-        """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
+    def _reading_group_size(self) -> int:
+        """Specs per reading task, fixed once: dedup's rejects are aligned with these groups."""
+        if self._group_size is None:
+            self._group_size = group_size(self.partitions(), reading=True)
+        return self._group_size
 
-        A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
-        no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client. The same pass groups by document id for `duplicate_ids` (ids
-        found on several documents, e.g. one file twice, or ids reused with other texts).
+    def _reading_bag(self) -> db.Bag:
+        return partition_bag(self.partitions(), size=self._reading_group_size())
+
+    def dedup(self, progress: Progress | None = None) -> Dedup:
+        """Exact dedup on the cluster (`dedup_graph.find_duplicates`): per-partition rejects.
+
+        The rejects stay on the workers, aligned with the analyse tasks: each task receives
+        only its own partitions' rejects. Sets `duplicate_ids` (ids found on several
+        documents, e.g. one file twice, or ids reused with other texts), a bounded summary.
         """
         if not self.config.input.dedup:
-            return {}
-        specs = self.partitions()
-        pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
-        shuffled = max(1, len(specs) // 16)
-        by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
-        by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
-        kept_copies = by_text.map(first_of_repeated).filter(None)
-        repeated_ids = by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids)
-        keep, self.duplicate_ids = compute_with_progress("dedup", progress, kept_copies, repeated_ids)
-        return dict(keep)
+            return NO_DEDUP
+        specs, size = self.partitions(), self._reading_group_size()
+        found = find_duplicates([specs[i : i + size] for i in range(0, len(specs), size)], self.config, progress)
+        self.duplicate_ids, self.near_duplicates = found.duplicate_ids, found.near
+        return found
 
-    def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
-        """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
-        dups = self.duplicates() if duplicates is None else duplicates
-        return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
+    def judged(self, dedup: Dedup | None = None) -> db.Bag:
+        """Every document after dedup (`dedup()`'s result, found here if not given) and the filters."""
+        rejects = (dedup or self.dedup()).rejects
+        return self._reading_bag().map_partitions(_judge, rejects, self.config)
 
     def analyse(
-        self, duplicates: Any, resume: bool = False, progress_topic: str | None = None
+        self, dedup: Dedup | None = None, resume: bool = False, progress_topic: str | None = None
     ) -> tuple[db.Bag, db.Item]:
         """Stage 1: per-partition stats, and (cap thresholds, distinct targets) as an Item.
 
-        With `progress_topic`, the tasks send their progress inside partitions as distributed
-        events on that topic.
+        `dedup` (from `dedup()`) brings each task its partitions' rejects. With `progress_topic`,
+        the tasks send their progress inside partitions as distributed events on that topic.
         """
-        stats = _partition_bag(self.partitions()).map_partitions(
-            _analyse, self.config, self.layout, duplicates, resume, progress_topic
-        )
+        rejects = dedup.rejects if dedup is not None else None
+        stats = self._reading_bag().map_partitions(_analyse, rejects, self.config, self.layout, resume, progress_topic)
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
             functools.partial(_summaries, cap=cap),
@@ -317,7 +285,7 @@ class Pipeline:
         cap = self.config.entities.max_entity_freq
         paths = [self.layout.stats("analyse", i) for i in range(partitions)]
         summary = (
-            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
+            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * total_threads())))
             .map(read_json)
             .map(AnalysisStats.from_json)
             .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
@@ -335,7 +303,7 @@ class Pipeline:
     def tokenize(self, thresholds: Any, resume: bool = False) -> db.Bag:
         """Stage 2: per-partition stats of the capped, tokenized output parts."""
         tokenizer = dask.delayed(self.tokenizer(), pure=True)  # sent once to each worker
-        return _partition_bag(self.partitions(), reading=False).map_partitions(
+        return partition_bag(self.partitions(), reading=False).map_partitions(
             _tokenize, self.config, self.layout, thresholds, tokenizer, resume
         )
 

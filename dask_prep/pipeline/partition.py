@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +31,8 @@ from dask_prep.coref.entities import (
 )
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
-from dask_prep.dedup.exact import mark_duplicates
+from dask_prep.dedup.exact import CopyKey
+from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
@@ -127,6 +128,8 @@ def completed_partition(
 # characters Kiwi analysed. The run's mode is in the schema metadata.
 ANALYSIS_COLUMNS = (pa.field("analysis", pa.string()), pa.field("kiwi_chars", pa.int64()))
 ANALYSIS_MODE_KEY = b"dask_prep.analysis_mode"
+# Last: for dedup's rejections, the doc id of the copy kept (`duplicate`, `near_duplicate`).
+DEDUP_COLUMNS = (pa.field("duplicate_of", pa.string()),)
 
 
 def decisions_schema(config: Config) -> pa.Schema:
@@ -140,12 +143,12 @@ def decisions_schema(config: Config) -> pa.Schema:
         pa.field("chars", pa.int64()),
     ]
     fields += [pa.field(name, pa.float64()) for name, rule in config.rules.items() if rule.enabled]
-    fields += ANALYSIS_COLUMNS
+    fields += ANALYSIS_COLUMNS + DEDUP_COLUMNS
     return pa.schema(fields, metadata={ANALYSIS_MODE_KEY: analysis_mode(config).encode()})
 
 
 def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
-    metric_names = schema.names[5 : len(schema.names) - len(ANALYSIS_COLUMNS)]
+    metric_names = schema.names[5 : len(schema.names) - len(ANALYSIS_COLUMNS) - len(DEDUP_COLUMNS)]
     columns = {
         "doc_id": [d.doc_id for d in docs],
         "source": [d.source for d in docs],
@@ -157,6 +160,7 @@ def _decisions_table(docs: list[Document], schema: pa.Schema) -> pa.Table:
         columns[name] = [d.metrics.get(name) for d in docs]
     columns["analysis"] = [d.analysis for d in docs]
     columns["kiwi_chars"] = [d.kiwi_chars if d.analysis is not None else None for d in docs]
+    columns["duplicate_of"] = [d.duplicate_of for d in docs]
     return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -165,7 +169,7 @@ def analyse_partition(
     config: Config,
     layout: Layout,
     *,
-    duplicates: dict[int, str] | None = None,
+    rejects: Mapping[CopyKey, tuple[str, str]] | None = None,
     write_decisions: bool = True,
     resume: bool = False,
     kiwi: Any = None,
@@ -175,7 +179,8 @@ def analyse_partition(
 ) -> AnalysisStats:
     """Stage 1 for one partition. Returns its stats, with an entity `summary` for the cap.
 
-    `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
+    `rejects` maps the copy key of each document dedup rejected in this partition to
+    (reason, doc id of the kept copy).
     With `resume`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
@@ -192,7 +197,7 @@ def analyse_partition(
             docs, damaged = read_partition(spec, config.input.text_field, config.input.id_field)
         else:
             docs, damaged = reader.read(spec)
-        mark_duplicates(docs, duplicates or {})
+        apply_rejects(docs, rejects or {})
     with clock.stage("filter"):
         chain = FilterChain(config)
         analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)

@@ -56,6 +56,7 @@ class Stages(Protocol):
     damaged: dict[str, str]
     empty_files: list[str]
     duplicate_ids: dict | None
+    near_duplicates: dict | None
 
     @property
     def layout(self) -> Layout: ...
@@ -66,8 +67,8 @@ class Stages(Protocol):
         self, partition_size: int | None = None, progress: Progress | None = None
     ) -> list[PartitionSpec]: ...
     def share_storage_options(self) -> None: ...
-    def duplicates(self, progress: Progress | None = None) -> dict: ...
-    def analyse(self, duplicates: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
+    def dedup(self, progress: Progress | None = None) -> Any: ...
+    def analyse(self, dedup: Any, resume: bool = False, progress_topic: str | None = None) -> tuple: ...
     def cap_from_stats(self, partitions: int) -> tuple[dict, int]: ...
     def tokenize(self, thresholds: Any, resume: bool = False) -> Any: ...
 
@@ -150,12 +151,14 @@ class PipelineRun:
 
         with clock.stage("dedup"):
             documents = sum(s.records for s in specs)
-            if self.pipeline.config.input.dedup:
-                progress.begin(f"finding exact duplicates among {documents:,} documents")
-            duplicates = self.pipeline.duplicates(progress)
+            config = self.pipeline.config
+            if config.input.dedup:
+                kinds = "exact and near" if config.dedup.near.enabled else "exact"
+                progress.begin(f"finding duplicates ({kinds}) among {documents:,} documents")
+            dedup = self.pipeline.dedup(progress)  # its rejects stay on the cluster
 
         with clock.stage("analyse"):
-            analysed, (thresholds, distinct_targets) = self._analyse(specs, duplicates, resume, progress)
+            analysed, (thresholds, distinct_targets) = self._analyse(specs, dedup, resume, progress)
             if strict:
                 check_strict({}, [], analysed)
 
@@ -171,7 +174,7 @@ class PipelineRun:
                 tokenized,
                 distinct_targets=distinct_targets,
                 capped_targets=len(thresholds),
-                duplicate_texts=len(duplicates),
+                duplicate_texts=dedup.duplicate_texts,
                 seconds=seconds,
                 config=self.pipeline.config.to_dict(),
                 inputs=self.pipeline.inputs,
@@ -207,17 +210,13 @@ class PipelineRun:
         )
         return specs
 
-    def _analyse(
-        self, specs: list[PartitionSpec], duplicates: dict, resume: bool, progress: Progress
-    ) -> tuple[list, Any]:
+    def _analyse(self, specs: list[PartitionSpec], dedup: Any, resume: bool, progress: Progress) -> tuple[list, Any]:
         """Stage 1: (each partition's stats, (cap thresholds, distinct targets))."""
         clear_attempts(self.pipeline.layout.work)  # markers of an interrupted run's partitions are not crashes
         documents = sum(s.records for s in specs)
         progress.begin(f"analysing {documents:,} documents in {len(specs):,} partitions")
         topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
-        stats_bag, cap_item = self.pipeline.analyse(
-            dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
-        )
+        stats_bag, cap_item = self.pipeline.analyse(dedup, resume=resume, progress_topic=topic)
         return compute_stage(
             "analyse",
             stats_bag,
@@ -251,6 +250,7 @@ class PipelineRun:
         report["damaged_files"].update(self.pipeline.damaged)
         report["empty_files"] = self.pipeline.empty_files
         report["duplicate_ids"] = self.pipeline.duplicate_ids
+        report["near_duplicates"] = self.pipeline.near_duplicates  # clusters, sizes, documents removed (None: off)
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}

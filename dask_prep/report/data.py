@@ -84,6 +84,7 @@ class PlotData:
     after_cap: np.ndarray  # examples per distinct entity, as written
     cap: int | None
     distances: DistanceHistogram
+    near: dict | None = None  # near-duplicate clusters (report's `near_duplicates`), None when off
 
 
 def _parts(folder: str) -> list[str]:
@@ -199,4 +200,5 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
         after_cap=after.counts(),
         cap=entities.get("max_entity_freq"),
         distances=distances,
+        near=report.get("near_duplicates"),
     )

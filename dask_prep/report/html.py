@@ -149,6 +149,8 @@ def _count_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
         rows.append(("kept, without an example", d["kept_without_examples"], 2))
     if "duplicate_texts" in report:
         rows.append(("texts with duplicates", report["duplicate_texts"], 0))
+    if report.get("near_duplicates"):
+        rows.append(("near-duplicate clusters", report["near_duplicates"]["clusters"], 0))
     rows += [(f"entities: {name.replace('_', ' ')}", n, 0) for name, n in ent.items()]
     rows += [("examples before the cap", e["before_cap"], 0), ("examples after the cap", e["after_cap"], 0)]
     rows += [(f"dropped: {reason}", n, 1) for reason, n in e.get("dropped", {}).items()]

@@ -171,14 +171,32 @@ def plot_distances(distances: DistanceHistogram) -> Figure:
     return fig
 
 
+def plot_near_clusters(near: dict | None) -> Figure:
+    """Near-duplicate clusters by size (documents per cluster, the kept copy included)."""
+    fig = _figure(7, 3.2, AXES_MARGINS)
+    ax = fig.add_subplot()
+    if not near or not near.get("clusters"):
+        _empty(ax, "near-dedup off" if near is None else "no near-duplicate clusters")
+        return fig
+    sizes = near["cluster_sizes"]
+    ax.bar(list(sizes), list(sizes.values()), color=AFTER_COLOR, alpha=0.7)
+    ax.set_xlabel("documents in the cluster")
+    ax.set_ylabel("clusters")
+    ax.set_title(f"Near-duplicate clusters ({near['clusters']:,}; {near['documents_removed']:,} documents removed)")
+    return fig
+
+
 def figures(data: PlotData) -> dict[str, Figure]:
-    """The four figures of the report, by title."""
-    return {
+    """The report's figures, by title (near-duplicate clusters when near-dedup ran)."""
+    found = {
         "Rejections per reason": plot_rejections(data.rejected, data.malformed, data.kept),
         LENGTH_TITLE: plot_lengths(data.lengths, data.length_rule),
         "Examples per entity, before and after the cap": plot_entity_counts(data.before_cap, data.after_cap, data.cap),
         "Antecedent–mention distance": plot_distances(data.distances),
     }
+    if data.near is not None:
+        found["Near-duplicate clusters"] = plot_near_clusters(data.near)
+    return found
 
 
 def report_figures(report: dict[str, Any], output_dir: str) -> dict[str, Figure]:

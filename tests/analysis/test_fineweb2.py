@@ -311,6 +311,7 @@ def test_quality_decisions_agree_with_datatrove_on_shard0(shard0, client):
     its own filters and its own Kiwi in the same workers. Running both at once keeps the
     two Kiwi passes within the test-suite budget on two cores.
     """
+    from dask_prep.pipeline.dedup_graph import NO_DEDUP
     from dask_prep.pipeline.graph import Pipeline
 
     config = quality_only(preset("fineweb2-ko"))
@@ -318,7 +319,7 @@ def test_quality_decisions_agree_with_datatrove_on_shard0(shard0, client):
     docs = _read([str(shard0)])
     with client.as_current():
         ours_future = client.compute(
-            Pipeline([str(shard0)], config).judged(duplicates={}).map(lambda d: (d.doc_id, d.rejected_by))
+            Pipeline([str(shard0)], config).judged(NO_DEDUP).map(lambda d: (d.doc_id, d.rejected_by))
         )
         chunks = _chunks(docs, 250)
         # The workers cannot import tests/: the oracle travels by value.

@@ -147,7 +147,7 @@ STEPS = [  # each step's line, in order, as it begins
     "dask-prep: checking the input, the model and the output directory",
     "dask-prep: starting a local Dask cluster",
     "dask-prep: scanning 1 file",
-    "dask-prep: finding exact duplicates among 40 documents",
+    "dask-prep: finding duplicates (exact and near) among 40 documents",
     "dask-prep: analysing 40 documents in",
     "dask-prep: tokenizing the examples of",
     "dask-prep: writing the dataset",

@@ -170,9 +170,9 @@ def test_a_parquet_partition_reads_the_row_groups_that_hold_it(tmp_path, monkeyp
 
 def test_reading_tasks_group_consecutive_partitions_only_when_there_are_many(monkeypatch):
     from dask_prep.io.reading import FileSlice, InputFile, PartitionSpec
-    from dask_prep.pipeline import graph
+    from dask_prep.pipeline import bags
 
-    monkeypatch.setattr(graph, "_total_threads", lambda: 1)
+    monkeypatch.setattr(bags, "total_threads", lambda: 1)
 
     def specs(files: int, per_file: int) -> list[PartitionSpec]:
         out = []
@@ -187,12 +187,12 @@ def test_reading_tasks_group_consecutive_partitions_only_when_there_are_many(mon
         return [[spec.index for spec in part] for part in dask.compute(*bag.to_delayed(), scheduler="sync")]
 
     few = specs(7, 1)  # one partition per file: one per task, as before
-    assert tasks(graph._partition_bag(few)) == [[i] for i in range(7)]
+    assert tasks(bags.partition_bag(few)) == [[i] for i in range(7)]
     many = specs(1, 100)  # one file in 100 partitions: consecutive ones share a task
-    grouped = tasks(graph._partition_bag(many))
+    grouped = tasks(bags.partition_bag(many))
     assert [i for part in grouped for i in part] == list(range(100))
-    assert len(grouped) >= graph.PARTITIONS_PER_THREAD and max(map(len, grouped)) <= graph.MAX_SPECS_PER_TASK
-    assert tasks(graph._partition_bag(many, reading=False)) == [[i] for i in range(100)]
+    assert len(grouped) >= bags.PARTITIONS_PER_THREAD and max(map(len, grouped)) <= bags.MAX_SPECS_PER_TASK
+    assert tasks(bags.partition_bag(many, reading=False)) == [[i] for i in range(100)]
 
 
 @pytest.fixture
