@@ -24,7 +24,8 @@ import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any
 
 import fsspec
@@ -246,52 +247,59 @@ def naming_the_file(path: str) -> Iterator[None]:
         raise
 
 
+# Entered around the moment a file is published (the rename, or the request on a store):
+# a run's fence (output/fencing.py) refuses there a commit of a task whose run is over.
+CommitGuard = Callable[[], AbstractContextManager[Any]]
+
+
 @contextlib.contextmanager
-def writing(path: str, *, text: bool = False) -> Iterator[IO[Any]]:
+def writing(path: str, *, text: bool = False, guard: CommitGuard | None = None) -> Iterator[IO[Any]]:
     """A file to write `path` through, published whole only if the block ends without error.
 
     Locally: a temporary name unique to this writer (writers of one path never share it),
     renamed over `path`. On a store: the content gathered in memory, then one request
-    under the final name (`write_bytes`).
+    under the final name (`write_bytes`). The publication happens inside `guard()`, if given.
     """
     if is_remote(path):
         buffer: IO[Any] = io.StringIO() if text else io.BytesIO()
         with naming_the_file(path):
             yield buffer
         data = buffer.getvalue()
-        write_bytes(path, data.encode("utf-8") if text else data)
+        write_bytes(path, data.encode("utf-8") if text else data, guard=guard)
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
         with naming_the_file(path), open(tmp, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
             yield handle
-        os.replace(tmp, path)
+        with guard() if guard is not None else contextlib.nullcontext():
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_bytes(path: str, data: bytes) -> None:
+def write_bytes(path: str, data: bytes, *, guard: CommitGuard | None = None) -> None:
     """Write a whole file under its final name, all or nothing (see `writing`).
 
     On a store one request (a multipart upload for a large object, invisible until it
     completes), never a buffered writer.
     """
     if not is_remote(path):
-        with writing(path) as handle:
+        with writing(path, guard=guard) as handle:
             handle.write(data)
         return
     fs, inner = filesystem(path)
-    fs.pipe_file(inner, bytes(data))
+    with guard() if guard is not None else contextlib.nullcontext():
+        fs.pipe_file(inner, bytes(data))
 
 
-def write_text(path: str, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: str, text: str, *, guard: CommitGuard | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), guard=guard)
 
 
-def write_json(data: Any, path: str, *, indent: int = 1) -> None:
-    with writing(path, text=True) as handle:
+def write_json(data: Any, path: str, *, indent: int = 1, guard: CommitGuard | None = None) -> None:
+    with writing(path, text=True, guard=guard) as handle:
         json.dump(data, handle, ensure_ascii=False, indent=indent)
 
 

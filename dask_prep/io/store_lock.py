@@ -63,11 +63,11 @@ class StoreLock:
     to well within the lease.
     """
 
-    def __init__(self, url: str, *, lease: float = LOCK_LEASE_SECONDS) -> None:
+    def __init__(self, url: str, *, lease: float = LOCK_LEASE_SECONDS, token: str | None = None) -> None:
         self.url = url
         self.lease = lease
         self.fs, self.inner = storage.filesystem(url)
-        self.token = uuid.uuid4().hex
+        self.token = token or uuid.uuid4().hex  # the run's identity, if it has one (output/fencing.py)
         self.started = _now().isoformat(timespec="seconds")
         self.etag: str | None = None
         self.lost: str | None = None  # why the lock is no longer ours, if it is not
@@ -216,8 +216,10 @@ class StoreLock:
 
 
 @contextlib.contextmanager
-def hold_store_prefix(url: str, lock_name: str, *, lease: float = LOCK_LEASE_SECONDS) -> Iterator[StoreLock]:
-    lock = StoreLock(posixpath.join(url, lock_name), lease=lease)
+def hold_store_prefix(
+    url: str, lock_name: str, *, lease: float = LOCK_LEASE_SECONDS, token: str | None = None
+) -> Iterator[StoreLock]:
+    lock = StoreLock(posixpath.join(url, lock_name), lease=lease, token=token)
     lock.acquire()
     try:
         yield lock

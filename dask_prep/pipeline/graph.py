@@ -48,7 +48,8 @@ from dask_prep.io.reading import (
     resolve_inputs,
     scan_file,
 )
-from dask_prep.output.layout import Layout, read_json
+from dask_prep.output.fencing import RunIdentity, committing, read_stats
+from dask_prep.output.layout import Layout
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import progress_events
@@ -98,7 +99,8 @@ def _analyse(
             if events is not None:
                 events.partition = spec.index
             # A marker left by an attempt whose process died: this attempt isolates Kiwi.
-            with attempt(layout.work, "analyse", spec.index) as died_before:
+            fence = functools.partial(committing, layout)
+            with attempt(layout.work, "analyse", spec.index, layout.token, fence) as died_before:
                 stats = analyse_partition(
                     spec,
                     config,
@@ -203,12 +205,15 @@ class Pipeline:
         self.empty_files: list[str] = []
         self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
         self.duplicate_ids: dict | None = None  # set by `duplicates()`
+        self.identity: RunIdentity | None = None  # the running run's tokens (set by `runner.PipelineRun`)
 
     @property
     def layout(self) -> Layout:
         if self.output_dir is None:
             raise ValueError("this step writes files: give the Pipeline an output_dir")
-        return Layout(self.output_dir)
+        if self.identity is None:
+            return Layout(self.output_dir)
+        return Layout(self.output_dir, self.identity.token, self.identity.earlier)
 
     def files(self) -> list[InputFile]:
         if self._files is None:
@@ -314,10 +319,10 @@ class Pipeline:
         had them failed by Dask); the stats files of every partition are all on disk then.
         """
         cap = self.config.entities.max_entity_freq
-        paths = [self.layout.stats("analyse", i) for i in range(partitions)]
+        indices = list(range(partitions))
         summary = (
-            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
-            .map(read_json)
+            db.from_sequence(indices, npartitions=max(1, min(partitions, PARTITIONS_PER_THREAD * _total_threads())))
+            .map(functools.partial(read_stats, self.layout, "analyse"))
             .map(AnalysisStats.from_json)
             .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
         )

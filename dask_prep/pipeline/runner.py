@@ -15,6 +15,7 @@ import uuid
 from typing import Any, Protocol
 
 import dask
+import dask.bag as db
 
 from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
@@ -24,6 +25,7 @@ from dask_prep.io import storage
 from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
 from dask_prep.io.store_lock import StoreLock
+from dask_prep.output import fencing
 from dask_prep.output.card import DESCRIPTION, card_text
 from dask_prep.output.layout import (
     Layout,
@@ -45,6 +47,13 @@ from dask_prep.report.build import build_report, write_report
 from dask_prep.report.html import write_html_report
 
 
+def verify_decisions(layout: Layout, analysed: list) -> None:
+    """Every decisions part is what this run recorded for it (checked on the workers; fencing.py)."""
+    checks = [(layout.part("decisions", s.partition), s.parts["decisions"]) for s in analysed if "decisions" in s.parts]
+    if checks:
+        db.from_sequence(checks, npartitions=min(len(checks), 64)).starmap(fencing.check_part).compute()
+
+
 class Stages(Protocol):
     """What a run needs of the pipeline it runs: `graph.Pipeline` is one."""
 
@@ -55,6 +64,7 @@ class Stages(Protocol):
     damaged: dict[str, str]
     empty_files: list[str]
     duplicate_ids: dict | None
+    identity: fencing.RunIdentity | None
 
     @property
     def layout(self) -> Layout: ...
@@ -121,12 +131,20 @@ class PipelineRun:
         self.check(overwrite=overwrite, resume=resume)
         # Held until report.json is written: a second run into this directory fails meanwhile.
         self.pipeline.share_storage_options()
-        with hold_output_dir(self.pipeline.layout.root, overwrite=overwrite) as lock:
+        root = self.pipeline.layout.root
+        token = fencing.new_token()  # this run's identity, in the lock and the manifest (fencing.py)
+        with hold_output_dir(root, overwrite=overwrite, token=token) as lock:
+            fencing.close_the_fence(root)
             self._lock = lock
+            identity = fencing.RunIdentity(token)
+            if resume:  # it may reuse the partitions of the run it resumes (and of those that one resumed)
+                identity = fencing.resuming(token, read_json(self.pipeline.layout.manifest))
+            self.pipeline.identity = identity
             try:
                 return self._run(overwrite, resume, progress, strict, html, startup_seconds)
             finally:
                 self._lock = None
+                self.pipeline.identity = None
 
     def _run(
         self,
@@ -143,6 +161,7 @@ class PipelineRun:
         with clock.stage("scan"):
             if resume:  # the same partitions as the interrupted run, whatever the cluster now
                 specs = self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
+                fencing.record_identity(layout, self.pipeline.identity)
             else:
                 prepare_output_dir(layout.root, overwrite=overwrite)
                 specs = self.pipeline.partitions()
@@ -152,6 +171,7 @@ class PipelineRun:
                     self.pipeline.config,
                     partition_size_used=max((s.records for s in specs), default=0),
                 )
+                fencing.record_identity(layout, self.pipeline.identity)
         if strict:
             check_strict(self.pipeline.damaged, self.pipeline.empty_files)
 
@@ -194,6 +214,7 @@ class PipelineRun:
             )
 
         with clock.stage("dataset"):
+            verify_decisions(layout, analysed)
             # Without partitions (empty input) the dataset still gets the output's columns.
             schema = (
                 None if specs else ExampleTokenizer(self.pipeline.config.tokenize, self.pipeline.tokenizer()).schema
@@ -208,6 +229,7 @@ class PipelineRun:
                 validation_fraction=self.pipeline.config.output.validation_fraction,
                 description=DESCRIPTION,
                 card=functools.partial(self._card, report_now(), splits),
+                records={s.partition: s.parts["examples"] for s in tokenized},
             )
         seconds["total"] = clock.elapsed()
 
