@@ -22,7 +22,13 @@ USER_ERROR_EXIT = 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.cluster import (
+        ClusterOptions,
+        lost_scheduler_error,
+        scheduler_lost,
+        start_client,
+        stop_client,
+    )
     from dask_prep.pipeline.graph import Pipeline
     from dask_prep.report.build import TqdmProgress, summary_lines
     from dask_prep.report.html import write_html_report
@@ -78,6 +84,10 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if not scheduler_lost(client, exc):
+            raise
+        raise lost_scheduler_error(args.scheduler, pipeline.output_dir, verbose=args.verbose) from exc
     finally:
         if closing is None:
             stop_client(client)

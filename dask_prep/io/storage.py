@@ -8,8 +8,8 @@ even when the block raised.
 
 Credentials and endpoints come from the backend's own configuration (for S3 the `AWS_*`
 variables, `AWS_ENDPOINT_URL` included) and from `--storage-options`, which `configure()`
-installs as fsspec's per-protocol defaults, in this process and (through a worker plugin,
-cluster.py) on every worker.
+installs, over bounded timeouts and retries (`STORE_DEFAULTS`), as fsspec's per-protocol
+defaults, in this process and (through a worker plugin, cluster.py) on every worker.
 
 One run per output prefix: on a local directory a `flock` (output.py); on an object store
 a lock object created only if absent (store_lock.py).
@@ -125,14 +125,38 @@ def describe(exc: BaseException) -> str:
 # ---- configuration ----------------------------------------------------------------------
 
 
+# Every request to a store is bounded, so that a store that stops answering fails the run
+# (exit 2, one line) instead of hanging it. For S3 (s3fs on botocore): a connection gives up
+# after `connect_timeout` s, a silent socket after `read_timeout` s, and botocore tries each
+# request `max_attempts` times; s3fs tries each call 5 times over that (its `retries`, with
+# backoff), so a call to a stopped store fails within 5 × 2 × 4 s. Given `--storage-options`
+# override them key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
+STORE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "s3": {
+        "config_kwargs": {"connect_timeout": 4, "read_timeout": 4, "retries": {"max_attempts": 2, "mode": "standard"}}
+    },
+}
+
+
+def _with_defaults(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
+    options = {**STORE_DEFAULTS.get(protocol, {}), **given}
+    if "config_kwargs" in STORE_DEFAULTS.get(protocol, {}):
+        options["config_kwargs"] = {**STORE_DEFAULTS[protocol]["config_kwargs"], **given.get("config_kwargs", {})}
+    return options
+
+
 def configure(storage_options: dict[str, Any] | None, urls: list[str]) -> dict[str, dict[str, Any]]:
-    """Install `storage_options` as fsspec's defaults for the protocols of `urls`.
+    """Install `storage_options`, over the bounded timeouts and retries of `STORE_DEFAULTS`,
+    as fsspec's defaults for the protocols of `urls`: the one place where stores are configured.
 
     Returns {protocol: options}, for `apply()` on the workers.
     """
-    if not storage_options:
-        return {}
-    by_protocol = {protocol_of(u): dict(storage_options) for u in urls if is_remote(u)}
+    protocols = {protocol_of(u) for u in urls if is_remote(u)}
+    by_protocol = {
+        protocol: _with_defaults(protocol, dict(storage_options or {}))
+        for protocol in sorted(protocols)
+        if storage_options or protocol in STORE_DEFAULTS
+    }
     apply(by_protocol)
     return by_protocol
 

@@ -7,6 +7,7 @@ directory the lock is a `flock` instead (output.py).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import datetime
 import json
@@ -15,6 +16,7 @@ import os
 import posixpath
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +27,17 @@ log = logging.getLogger(__name__)
 
 # A lock object not renewed for this long is stale: its run is taken to be gone.
 LOCK_LEASE_SECONDS = 120.0
+# At most this long, on release, to delete the lock object: a store that does not answer
+# must not keep an ending run (or a Ctrl-C) waiting; the lock then goes stale by itself.
+RELEASE_SECONDS = 5.0
 
 
 class LockHeldError(storage.StorageError):
     """Another live run holds the output prefix."""
+
+
+class LockLostError(storage.StorageError):
+    """This run's lock could not be renewed for a whole lease: the run must stop."""
 
 
 def _now() -> datetime.datetime:
@@ -74,6 +83,8 @@ class StoreLock:
         self.conditional = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewed = time.monotonic()  # the last write of the lock object that succeeded
+        self._interrupt_main = False  # whether a lost lock interrupts the main thread (the run is there)
 
     def _content(self) -> bytes:
         return json.dumps(
@@ -172,6 +183,8 @@ class StoreLock:
         self._start_renewing()
 
     def _start_renewing(self) -> None:
+        self._renewed = time.monotonic()
+        self._interrupt_main = threading.current_thread() is threading.main_thread()
         self._thread = threading.Thread(target=self._renew_loop, name="dask-prep-lock", daemon=True)
         self._thread.start()
 
@@ -183,7 +196,27 @@ class StoreLock:
                 log.error("%s", self.lost)
                 return
             except Exception as exc:  # a passing store error: the lease allows a few misses
-                log.warning("the lock %s could not be renewed now: %s", self.url, storage.describe(exc))
+                log.info("the lock %s could not be renewed now: %s", self.url, storage.describe(exc))
+                if time.monotonic() - self._renewed > self.lease:
+                    self._give_up(exc)
+                    return
+
+    def _give_up(self, exc: BaseException) -> None:
+        """Not renewed for a whole lease: another run may take the prefix now, so this one stops.
+
+        The run learns of it through `lost` (checked by `confirm` before anything is
+        published); a run in the main thread is interrupted at once (`PipelineRun` turns that
+        interrupt into this one-line error).
+        """
+        if self._stop.is_set():
+            return
+        self.lost = (
+            f"the lock {self.url} could not be renewed for {self.lease:.0f} s ({storage.describe(exc)}), so "
+            "another run may take the prefix over: this run stops; when the store answers again, run the same "
+            "command with --resume"
+        )
+        if self._interrupt_main:
+            _thread.interrupt_main()
 
     def renew(self) -> None:
         match = {"IfMatch": self.etag} if self.conditional and self.etag else {}
@@ -195,6 +228,7 @@ class StoreLock:
                 raise LockHeldError(self.lost) from exc
             raise
         self.etag = _etag(response, self.fs, self.inner)
+        self._renewed = time.monotonic()
 
     def confirm(self) -> None:
         """LockHeldError if the lock is no longer this run's (before publishing)."""
@@ -206,9 +240,17 @@ class StoreLock:
             raise LockHeldError(self.lost)
 
     def release(self) -> None:
+        """Stop renewing and delete the lock object if it is still ours, within `RELEASE_SECONDS`."""
         self._stop.set()
+        deleting = threading.Thread(target=self._delete_if_ours, name="dask-prep-lock-release", daemon=True)
+        deleting.start()
+        deleting.join(timeout=RELEASE_SECONDS)
+        if deleting.is_alive():
+            log.info("the lock %s was not deleted (the store did not answer); it goes stale by itself", self.url)
+
+    def _delete_if_ours(self) -> None:
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join()  # a renewal in flight lands before the lock is deleted
         with contextlib.suppress(Exception):
             held = self.holder()
             if held is not None and held[0].get("token") == self.token:

@@ -84,6 +84,36 @@ def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = 
             raise
 
 
+def scheduler_lost(client: Any, exc: BaseException) -> bool:
+    """Whether `exc` (raised while computing on `client`) means that the scheduler is gone.
+
+    distributed cancels every future of a client whose scheduler connection closed
+    (`FutureCancelledError`, reason "scheduler-connection-lost"); a call made meanwhile fails
+    with a closed comm or a timeout, while the client is reconnecting or has given up.
+    """
+    from distributed.client import FutureCancelledError
+
+    if isinstance(exc, FutureCancelledError) and exc.reason == "scheduler-connection-lost":
+        return True
+    return isinstance(exc, (OSError, TimeoutError)) and getattr(client, "status", "running") != "running"
+
+
+def lost_scheduler_error(address: str | None, output_dir: str | None, *, verbose: bool = False) -> ClusterError:
+    """The one line for a run whose scheduler went away (`scheduler_lost`).
+
+    The client's own reconnection, cancelled when it is closed next, would log its
+    traceback at ERROR: without `verbose` the client's logger is quiet from here on.
+    """
+    if not verbose:
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+    scheduler = f"the Dask scheduler at {address}" if address else "the local Dask scheduler"
+    kept = f"finished partitions are kept in {output_dir}; " if output_dir else ""
+    return ClusterError(
+        f"lost the connection to {scheduler} mid-run; {kept}once a scheduler and its workers are "
+        "up, run the same command with --resume to finish"
+    )
+
+
 def stop_client(client: Any) -> None:
     """Close a client from `start_client`, and its LocalCluster if it started one.
 

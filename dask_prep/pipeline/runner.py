@@ -24,7 +24,7 @@ from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
 from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
-from dask_prep.io.store_lock import StoreLock
+from dask_prep.io.store_lock import LockLostError, StoreLock
 from dask_prep.output import fencing
 from dask_prep.output.card import DESCRIPTION, card_text
 from dask_prep.output.layout import (
@@ -142,6 +142,10 @@ class PipelineRun:
             self.pipeline.identity = identity
             try:
                 return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+            except KeyboardInterrupt:
+                if lock is not None and lock.lost:  # the lock could not be renewed: one line, not a Ctrl-C
+                    raise LockLostError(lock.lost) from None
+                raise
             finally:
                 self._lock = None
                 self.pipeline.identity = None
