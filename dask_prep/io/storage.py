@@ -125,17 +125,13 @@ def describe(exc: BaseException) -> str:
 # ---- configuration ----------------------------------------------------------------------
 
 
-# Every request to a store is bounded, so that a store that stops answering fails the run
-# (exit 2, one line) instead of hanging it. For S3 (s3fs on botocore): a connection gives up
-# after `connect_timeout` s, a silent socket after `read_timeout` s, and botocore tries each
-# request `max_attempts` times; s3fs tries each call 5 times over that (its `retries`, with
-# backoff), so a call to a stopped store fails within 5 × 2 × 4 s. Given `--storage-options`
-# override them key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
-STORE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "s3": {
-        "config_kwargs": {"connect_timeout": 4, "read_timeout": 4, "retries": {"max_attempts": 2, "mode": "standard"}}
-    },
-}
+# Every store request is bounded, so that a store that stops answering fails the run (exit 2,
+# one line) instead of hanging it. S3: botocore gives up on a connection or a silent socket
+# after 4 s and tries a request twice; s3fs tries each call 5 times over that (its `retries`),
+# so a call to a stopped store fails within about 5 × 2 × 4 s. `--storage-options` override
+# these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
+_S3_CONFIG = {"connect_timeout": 4, "read_timeout": 4, "retries": {"max_attempts": 2, "mode": "standard"}}
+STORE_DEFAULTS: dict[str, dict[str, Any]] = {"s3": {"config_kwargs": _S3_CONFIG}}
 
 
 def _with_defaults(protocol: str, given: dict[str, Any]) -> dict[str, Any]:

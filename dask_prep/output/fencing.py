@@ -33,8 +33,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from dask_prep.io import storage
 from dask_prep.output.layout import FENCE_FILE, LOCK_FILE, Layout, OutputDirError
@@ -59,9 +58,9 @@ class ForeignFileError(OutputDirError):
     """A file read as this run's was written by another run (or changed since it was recorded)."""
 
 
-@dataclass(frozen=True)
-class RunIdentity:
-    """One run's token, and the tokens of the interrupted runs whose partitions it may reuse."""
+class RunIdentity(NamedTuple):
+    """One run's token, and the tokens of the interrupted runs whose partitions it may reuse
+    (in `Layout`'s order: `Layout(root, *identity)`)."""
 
     token: str
     earlier: tuple[str, ...] = ()

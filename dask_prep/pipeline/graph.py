@@ -211,9 +211,7 @@ class Pipeline:
     def layout(self) -> Layout:
         if self.output_dir is None:
             raise ValueError("this step writes files: give the Pipeline an output_dir")
-        if self.identity is None:
-            return Layout(self.output_dir)
-        return Layout(self.output_dir, self.identity.token, self.identity.earlier)
+        return Layout(self.output_dir, *(self.identity or ()))
 
     def files(self) -> list[InputFile]:
         if self._files is None:
@@ -318,10 +316,9 @@ class Pipeline:
         After a worker died the reduction computed beside stage 1 may have lost pieces (or
         had them failed by Dask); the stats files of every partition are all on disk then.
         """
-        cap = self.config.entities.max_entity_freq
-        indices = list(range(partitions))
+        cap, tasks = self.config.entities.max_entity_freq, PARTITIONS_PER_THREAD * _total_threads()
         summary = (
-            db.from_sequence(indices, npartitions=max(1, min(partitions, PARTITIONS_PER_THREAD * _total_threads())))
+            db.from_sequence(list(range(partitions)), npartitions=max(1, min(partitions, tasks)))
             .map(functools.partial(read_stats, self.layout, "analyse"))
             .map(AnalysisStats.from_json)
             .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
