@@ -127,10 +127,10 @@ def describe(exc: BaseException) -> str:
 
 # Every store request is bounded, so that a store that stops answering fails the run (exit 2,
 # one line) instead of hanging it. S3: botocore gives up on a connection or a silent socket
-# after 4 s and tries a request twice; s3fs tries each call 5 times over that (its `retries`),
-# so a call to a stopped store fails within about 5 × 2 × 4 s. `--storage-options` override
+# after 3 s and tries a request twice; s3fs tries each call 5 times over that (its `retries`),
+# so a call to a stopped store fails within about 5 × 2 × 3 s. `--storage-options` override
 # these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
-_S3_CONFIG = {"connect_timeout": 4, "read_timeout": 4, "retries": {"max_attempts": 2, "mode": "standard"}}
+_S3_CONFIG = {"connect_timeout": 3, "read_timeout": 3, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 STORE_DEFAULTS: dict[str, dict[str, Any]] = {"s3": {"config_kwargs": _S3_CONFIG}}
 
 
@@ -229,6 +229,9 @@ def open_read(path: str) -> IO[bytes]:
 
 
 def read_bytes(path: str) -> bytes:
+    if is_remote(path):  # one GET: an object replaced meanwhile is read whole, old or new
+        fs, inner = filesystem(path)
+        return fs.cat_file(inner)
     with open_read(path) as handle:
         return handle.read()
 
@@ -267,8 +270,7 @@ def naming_the_file(path: str) -> Iterator[None]:
         raise
 
 
-# Entered around the moment a file is published (the rename, or the request on a store):
-# a run's fence (output/fencing.py) refuses there a commit of a task whose run is over.
+# Entered around a file's publication (rename, or request): a run's fence (output/fencing.py).
 CommitGuard = Callable[[], AbstractContextManager[Any]]
 
 

@@ -189,17 +189,33 @@ class StoreLock:
         self._thread.start()
 
     def _renew_loop(self) -> None:
+        # Each renewal runs in a thread of its own, waited for a quarter lease at most: a request
+        # that never returns (a PUT waiting for "100 Continue", which no read timeout bounds)
+        # counts as a failed renewal instead of stopping the count.
+        renewing: threading.Thread | None = None
+        outcome: list[BaseException | None] = []
         while not self._stop.wait(self.lease / 4):
-            try:
-                self.renew()
-            except LockHeldError:  # the run learns of it before publishing (`confirm`)
+            if renewing is None or not renewing.is_alive():  # never two renewals at once
+                outcome = []
+                renewing = threading.Thread(target=self._renew_into, args=(outcome,), daemon=True)
+                renewing.start()
+                renewing.join(timeout=self.lease / 4)
+            error = outcome[0] if outcome else TimeoutError(f"no answer in {self.lease / 4:.0f} s")
+            if isinstance(error, LockHeldError):  # the run learns of it before publishing (`confirm`)
                 log.error("%s", self.lost)
                 return
-            except Exception as exc:  # a passing store error: the lease allows a few misses
-                log.info("the lock %s could not be renewed now: %s", self.url, storage.describe(exc))
+            if error is not None:  # a passing store error: the lease allows a few misses
+                log.info("the lock %s could not be renewed now: %s", self.url, storage.describe(error))
                 if time.monotonic() - self._renewed > self.lease:
-                    self._give_up(exc)
+                    self._give_up(error)
                     return
+
+    def _renew_into(self, outcome: list[BaseException | None]) -> None:
+        try:
+            self.renew()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
 
     def _give_up(self, exc: BaseException) -> None:
         """Not renewed for a whole lease: another run may take the prefix now, so this one stops.
