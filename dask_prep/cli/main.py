@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     from dask_prep.pipeline.cluster import (
         ClusterOptions,
         lost_scheduler_error,
+        quiet_cluster_logs,
         scheduler_lost,
         start_client,
         stop_client,
@@ -85,9 +86,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 130
     except Exception as exc:
+        if not args.verbose:
+            quiet_cluster_logs()
         if not scheduler_lost(client, exc):
             raise
-        raise lost_scheduler_error(args.scheduler, pipeline.output_dir, verbose=args.verbose) from exc
+        raise lost_scheduler_error(args.scheduler, pipeline.output_dir) from exc
     finally:
         if closing is None:
             stop_client(client)

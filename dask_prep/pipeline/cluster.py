@@ -98,20 +98,24 @@ def scheduler_lost(client: Any, exc: BaseException) -> bool:
     return isinstance(exc, (OSError, TimeoutError)) and getattr(client, "status", "running") != "running"
 
 
-def lost_scheduler_error(address: str | None, output_dir: str | None, *, verbose: bool = False) -> ClusterError:
+def lost_scheduler_error(address: str | None, output_dir: str | None) -> ClusterError:
     """The one line for a run whose scheduler went away (`scheduler_lost`).
 
-    The client's own reconnection, cancelled when it is closed next, would log its
-    traceback at ERROR: without `verbose` the client's logger is quiet from here on.
+    (The client's reconnection, cancelled when it is closed, logs its traceback: `quiet_cluster_logs`.)
     """
-    if not verbose:
-        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     scheduler = f"the Dask scheduler at {address}" if address else "the local Dask scheduler"
     kept = f"finished partitions are kept in {output_dir}; " if output_dir else ""
     return ClusterError(
         f"lost the connection to {scheduler} mid-run; {kept}once a scheduler and its workers are "
         "up, run the same command with --resume to finish"
     )
+
+
+def quiet_cluster_logs() -> None:
+    """After an error reported in one line: what the client and the cluster log while they close
+    (a cancelled reconnection's traceback, a nanny killing a worker stuck in a task) is not news."""
+    for name in ("distributed", "distributed.client", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def stop_client(client: Any) -> None:
@@ -192,9 +196,16 @@ class _HeartbeatCutByClose(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from distributed.core import Status
 
+        message = record.getMessage()
+        if message.startswith("Compute Failed"):  # the client reports the task's error itself
+            return False
         worker = self._worker()
         closing = worker is None or worker.status in (Status.closing, Status.closed, Status.failed)
-        return not (closing and record.getMessage().startswith("Failed to communicate with scheduler during heartbeat"))
+        return not (closing and message.startswith(_CUT_BY_CLOSE))
+
+
+# Logged by a closing worker: a heartbeat its close cut off, a running task its close cancelled.
+_CUT_BY_CLOSE = ("Failed to communicate with scheduler during heartbeat", "Async instruction for")
 
 
 class QuietWorkerShutdown(WorkerPlugin):
@@ -202,15 +213,17 @@ class QuietWorkerShutdown(WorkerPlugin):
 
     A worker's close tears down its connections while a heartbeat may be in flight, and
     distributed logs that at ERROR with a traceback (dask/distributed#7891): after a clean
-    finish or Ctrl-C, a user would see errors that are not errors. Only that message, and
-    only once the worker is closing, is dropped; every other log line is left alone.
+    finish or Ctrl-C, a user would see errors that are not errors. Only that message and a
+    task cancelled by the close, once the worker is closing, are dropped, and "Compute Failed"
+    (the client reports a task's error, in one line or with `--verbose` its traceback).
     """
 
     name = "dask-prep-quiet-shutdown"
 
     def setup(self, worker: Any) -> None:
         # Not removed in teardown(): the worker's plugins are torn down before its connections close.
-        logging.getLogger("distributed.worker").addFilter(_HeartbeatCutByClose(worker))
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            logging.getLogger(name).addFilter(_HeartbeatCutByClose(worker))
 
 
 class StorageOptionsPlugin(WorkerPlugin):
