@@ -127,10 +127,10 @@ def describe(exc: BaseException) -> str:
 
 # Every store request is bounded, so that a store that stops answering fails the run (exit 2,
 # one line) instead of hanging it. S3: botocore gives up on a connection or a silent socket
-# after 3 s and tries a request twice; s3fs tries each call 5 times over that (its `retries`),
-# so a call to a stopped store fails within about 5 × 2 × 3 s. `--storage-options` override
-# these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
-_S3_CONFIG = {"connect_timeout": 3, "read_timeout": 3, "retries": {"total_max_attempts": 2, "mode": "standard"}}
+# (3 s, 2 s between bytes) and tries a request twice; s3fs tries each call 5 times over that
+# (its `retries`), so a call to a stopped store fails within about 5 × 2 × 2 s. `--storage-options`
+# override these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
+_S3_CONFIG = {"connect_timeout": 3, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 STORE_DEFAULTS: dict[str, dict[str, Any]] = {"s3": {"config_kwargs": _S3_CONFIG}}
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LOCK_LEASE_SECONDS = 120.0
 # At most this long, on release, to delete the lock object: a store that does not answer
 # must not keep an ending run (or a Ctrl-C) waiting; the lock then goes stale by itself.
-RELEASE_SECONDS = 5.0
+RELEASE_SECONDS = 3.0
 
 
 class LockHeldError(storage.StorageError):
