@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_shared
 from s3_server import CREDENTIALS, S3Server
+from test_deployment import _script
 
 HANG_BOUND_SECONDS = 60.0
 INTERRUPT_BOUND_SECONDS = 15.0
@@ -61,7 +62,7 @@ def _start_run(server: S3Server, shard0: Path, tokenizer_dir: Path, output: str)
     env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint, "TRANSFORMERS_VERBOSITY": "error"}
     env.pop("AWS_MAX_ATTEMPTS", None)
     env.pop("DASK_SCHEDULER_ADDRESS", None)
-    args = [sys.executable, "-m", "dask_prep", "run", str(shard0), "--model", str(tokenizer_dir)]
+    args = [_script("dask-prep"), "run", str(shard0), "--model", str(tokenizer_dir)]
     args += ["--max-samples", "1000", "--partition-size", "25", "--full-analysis", "--n-workers", "1"]
     args += ["--dashboard-address", "127.0.0.1:0", "--output-dir", output, "--quiet"]
     return subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
