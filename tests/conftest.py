@@ -15,13 +15,16 @@ checked while it runs:
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from support.data import CORPUS, SAMPLE, SHARED_MISSING_REASON, SPEECHES, TOKENIZER, shared_present
+from support.processes import signal_group
 from support.runs import PipelineRun, run_pipeline
 
 # Fixtures that read ../shared, and fixtures that start (or compute on) a cluster. pytest's
@@ -224,3 +227,31 @@ def nk_windowed_run(pipeline_runner, tokenizer_dir, tmp_path_factory):
     config = Config.from_yaml(rules)
     config.tokenize.model = str(tokenizer_dir)
     return pipeline_runner([SPEECHES], config, tmp / "out")
+
+
+@pytest.fixture
+def spawn(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start processes in their own process groups; the finalizer ends every one of them."""
+    started: list[tuple[subprocess.Popen, object]] = []
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+
+    def start(args: list[str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
+        log = open(tmp_path / log_name, "wb")  # closed by the finalizer
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        started.append((proc, log))
+        return proc
+
+    yield start
+
+    # Workers first, then the scheduler; a nanny's group holds its worker process too.
+    for proc, _ in reversed(started):
+        signal_group(proc, signal.SIGTERM)
+    for proc, log in reversed(started):
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+        signal_group(proc, signal.SIGKILL)  # any child left behind in the group
+        log.close()

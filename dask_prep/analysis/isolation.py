@@ -80,18 +80,23 @@ def clear_attempts(work_dir: str) -> None:
 
 
 @contextmanager
-def attempt(work_dir: str, stage: str, index: int) -> Iterator[bool]:
+def attempt(
+    work_dir: str, stage: str, index: int, run: str | None = None, guard: storage.CommitGuard | None = None
+) -> Iterator[bool]:
     """Mark partition `index` as running; yields whether an attempt of this run died running it.
 
     Once one has, every later attempt in the run is told so (a `.died` file stays beside the
     marker): a finished partition whose result a dead worker held is computed again, and
-    that must not meet its crashing document outside isolation.
+    that must not meet its crashing document outside isolation. `run` (the run's token) is in
+    the marker's name, so a task of an earlier run never removes or fakes this run's markers;
+    `guard` fences the markers' writes (output/fencing.py).
     """
-    path = os.path.join(attempts_dir(work_dir), f"{stage}-{index:05d}")
+    name = f"{stage}-{index:05d}" + (f".{run}" if run else "")
+    path = os.path.join(attempts_dir(work_dir), name)
     died_before = storage.exists(path) or storage.exists(path + ".died")
     if died_before:
-        storage.write_text(path + ".died", "")
-    storage.write_json({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, path)
+        storage.write_text(path + ".died", "", guard=guard)
+    storage.write_json({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, path, guard=guard)
     try:
         yield died_before
     finally:

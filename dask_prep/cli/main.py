@@ -57,7 +57,14 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _say(args, f"checking the input{'s' if len(args.inputs) > 1 else ''}, the model and the output directory")
     _configure_logging(args.verbose)
-    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
+    from dask_prep.pipeline.cluster import (
+        ClusterOptions,
+        lost_scheduler_error,
+        quiet_cluster_logs,
+        scheduler_lost,
+        start_client,
+        stop_client,
+    )
     from dask_prep.pipeline.graph import Pipeline
     from dask_prep.report.build import TqdmProgress, summary_lines
     from dask_prep.report.html import write_html_report
@@ -113,6 +120,12 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if not args.verbose:
+            quiet_cluster_logs()
+        if not scheduler_lost(client, exc):
+            raise
+        raise lost_scheduler_error(args.scheduler, pipeline.output_dir) from exc
     finally:
         if closing is None:
             stop_client(client)

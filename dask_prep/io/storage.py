@@ -8,8 +8,8 @@ even when the block raised.
 
 Credentials and endpoints come from the backend's own configuration (for S3 the `AWS_*`
 variables, `AWS_ENDPOINT_URL` included) and from `--storage-options`, which `configure()`
-installs as fsspec's per-protocol defaults, in this process and (through a worker plugin,
-cluster.py) on every worker.
+installs, over bounded timeouts and retries (`STORE_DEFAULTS`), as fsspec's per-protocol
+defaults, in this process and (through a worker plugin, cluster.py) on every worker.
 
 One run per output prefix: on a local directory a `flock` (output.py); on an object store
 a lock object created only if absent (store_lock.py).
@@ -24,7 +24,8 @@ import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any
 
 import fsspec
@@ -124,14 +125,34 @@ def describe(exc: BaseException) -> str:
 # ---- configuration ----------------------------------------------------------------------
 
 
+# Every store request is bounded, so that a store that stops answering fails the run (exit 2,
+# one line) instead of hanging it. S3: botocore gives up on a connection or a silent socket
+# (3 s, 2 s between bytes) and tries a request twice; s3fs tries each call 5 times over that
+# (its `retries`), so a call to a stopped store fails within about 5 × 2 × 2 s. `--storage-options`
+# override these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
+_S3_CONFIG = {"connect_timeout": 3, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}
+STORE_DEFAULTS: dict[str, dict[str, Any]] = {"s3": {"config_kwargs": _S3_CONFIG}}
+
+
+def _with_defaults(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
+    options = {**STORE_DEFAULTS.get(protocol, {}), **given}
+    if "config_kwargs" in STORE_DEFAULTS.get(protocol, {}):
+        options["config_kwargs"] = {**STORE_DEFAULTS[protocol]["config_kwargs"], **given.get("config_kwargs", {})}
+    return options
+
+
 def configure(storage_options: dict[str, Any] | None, urls: list[str]) -> dict[str, dict[str, Any]]:
-    """Install `storage_options` as fsspec's defaults for the protocols of `urls`.
+    """Install `storage_options`, over the bounded timeouts and retries of `STORE_DEFAULTS`,
+    as fsspec's defaults for the protocols of `urls`: the one place where stores are configured.
 
     Returns {protocol: options}, for `apply()` on the workers.
     """
-    if not storage_options:
-        return {}
-    by_protocol = {protocol_of(u): dict(storage_options) for u in urls if is_remote(u)}
+    protocols = {protocol_of(u) for u in urls if is_remote(u)}
+    by_protocol = {
+        protocol: _with_defaults(protocol, dict(storage_options or {}))
+        for protocol in sorted(protocols)
+        if storage_options or protocol in STORE_DEFAULTS
+    }
     apply(by_protocol)
     return by_protocol
 
@@ -208,6 +229,9 @@ def open_read(path: str) -> IO[bytes]:
 
 
 def read_bytes(path: str) -> bytes:
+    if is_remote(path):  # one GET: an object replaced meanwhile is read whole, old or new
+        fs, inner = filesystem(path)
+        return fs.cat_file(inner)
     with open_read(path) as handle:
         return handle.read()
 
@@ -246,52 +270,58 @@ def naming_the_file(path: str) -> Iterator[None]:
         raise
 
 
+# Entered around a file's publication (rename, or request): a run's fence (output/fencing.py).
+CommitGuard = Callable[[], AbstractContextManager[Any]]
+
+
 @contextlib.contextmanager
-def writing(path: str, *, text: bool = False) -> Iterator[IO[Any]]:
+def writing(path: str, *, text: bool = False, guard: CommitGuard | None = None) -> Iterator[IO[Any]]:
     """A file to write `path` through, published whole only if the block ends without error.
 
     Locally: a temporary name unique to this writer (writers of one path never share it),
     renamed over `path`. On a store: the content gathered in memory, then one request
-    under the final name (`write_bytes`).
+    under the final name (`write_bytes`). The publication happens inside `guard()`, if given.
     """
     if is_remote(path):
         buffer: IO[Any] = io.StringIO() if text else io.BytesIO()
         with naming_the_file(path):
             yield buffer
         data = buffer.getvalue()
-        write_bytes(path, data.encode("utf-8") if text else data)
+        write_bytes(path, data.encode("utf-8") if text else data, guard=guard)
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
         with naming_the_file(path), open(tmp, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
             yield handle
-        os.replace(tmp, path)
+        with guard() if guard is not None else contextlib.nullcontext():
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_bytes(path: str, data: bytes) -> None:
+def write_bytes(path: str, data: bytes, *, guard: CommitGuard | None = None) -> None:
     """Write a whole file under its final name, all or nothing (see `writing`).
 
     On a store one request (a multipart upload for a large object, invisible until it
     completes), never a buffered writer.
     """
     if not is_remote(path):
-        with writing(path) as handle:
+        with writing(path, guard=guard) as handle:
             handle.write(data)
         return
     fs, inner = filesystem(path)
-    fs.pipe_file(inner, bytes(data))
+    with guard() if guard is not None else contextlib.nullcontext():
+        fs.pipe_file(inner, bytes(data))
 
 
-def write_text(path: str, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: str, text: str, *, guard: CommitGuard | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), guard=guard)
 
 
-def write_json(data: Any, path: str, *, indent: int = 1) -> None:
-    with writing(path, text=True) as handle:
+def write_json(data: Any, path: str, *, indent: int = 1, guard: CommitGuard | None = None) -> None:
+    with writing(path, text=True, guard=guard) as handle:
         json.dump(data, handle, ensure_ascii=False, indent=indent)
 
 

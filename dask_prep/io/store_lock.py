@@ -7,6 +7,7 @@ directory the lock is a `flock` instead (output.py).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import datetime
 import json
@@ -15,6 +16,7 @@ import os
 import posixpath
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +27,17 @@ log = logging.getLogger(__name__)
 
 # A lock object not renewed for this long is stale: its run is taken to be gone.
 LOCK_LEASE_SECONDS = 120.0
+# At most this long, on release, to delete the lock object: a store that does not answer
+# must not keep an ending run (or a Ctrl-C) waiting; the lock then goes stale by itself.
+RELEASE_SECONDS = 3.0
 
 
 class LockHeldError(storage.StorageError):
     """Another live run holds the output prefix."""
+
+
+class LockLostError(storage.StorageError):
+    """This run's lock could not be renewed for a whole lease: the run must stop."""
 
 
 def _now() -> datetime.datetime:
@@ -63,17 +72,19 @@ class StoreLock:
     to well within the lease.
     """
 
-    def __init__(self, url: str, *, lease: float = LOCK_LEASE_SECONDS) -> None:
+    def __init__(self, url: str, *, lease: float = LOCK_LEASE_SECONDS, token: str | None = None) -> None:
         self.url = url
         self.lease = lease
         self.fs, self.inner = storage.filesystem(url)
-        self.token = uuid.uuid4().hex
+        self.token = token or uuid.uuid4().hex  # the run's identity, if it has one (output/fencing.py)
         self.started = _now().isoformat(timespec="seconds")
         self.etag: str | None = None
         self.lost: str | None = None  # why the lock is no longer ours, if it is not
         self.conditional = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewed = time.monotonic()  # the last write of the lock object that succeeded
+        self._interrupt_main = False  # whether a lost lock interrupts the main thread (the run is there)
 
     def _content(self) -> bytes:
         return json.dumps(
@@ -172,18 +183,56 @@ class StoreLock:
         self._start_renewing()
 
     def _start_renewing(self) -> None:
+        self._renewed = time.monotonic()
+        self._interrupt_main = threading.current_thread() is threading.main_thread()
         self._thread = threading.Thread(target=self._renew_loop, name="dask-prep-lock", daemon=True)
         self._thread.start()
 
     def _renew_loop(self) -> None:
+        # Each renewal runs in a thread of its own, waited for a quarter lease at most: a request
+        # that never returns (a PUT waiting for "100 Continue", which no read timeout bounds)
+        # counts as a failed renewal instead of stopping the count.
+        renewing: threading.Thread | None = None
+        outcome: list[BaseException | None] = []
         while not self._stop.wait(self.lease / 4):
-            try:
-                self.renew()
-            except LockHeldError:  # the run learns of it before publishing (`confirm`)
+            if renewing is None or not renewing.is_alive():  # never two renewals at once
+                outcome = []
+                renewing = threading.Thread(target=self._renew_into, args=(outcome,), daemon=True)
+                renewing.start()
+                renewing.join(timeout=self.lease / 4)
+            error = outcome[0] if outcome else TimeoutError(f"no answer in {self.lease / 4:.0f} s")
+            if isinstance(error, LockHeldError):  # the run learns of it before publishing (`confirm`)
                 log.error("%s", self.lost)
                 return
-            except Exception as exc:  # a passing store error: the lease allows a few misses
-                log.warning("the lock %s could not be renewed now: %s", self.url, storage.describe(exc))
+            if error is not None:  # a passing store error: the lease allows a few misses
+                log.info("the lock %s could not be renewed now: %s", self.url, storage.describe(error))
+                if time.monotonic() - self._renewed > self.lease:
+                    self._give_up(error)
+                    return
+
+    def _renew_into(self, outcome: list[BaseException | None]) -> None:
+        try:
+            self.renew()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        """Not renewed for a whole lease: another run may take the prefix now, so this one stops.
+
+        The run learns of it through `lost` (checked by `confirm` before anything is
+        published); a run in the main thread is interrupted at once (`PipelineRun` turns that
+        interrupt into this one-line error).
+        """
+        if self._stop.is_set():
+            return
+        self.lost = (
+            f"the lock {self.url} could not be renewed for {self.lease:.0f} s ({storage.describe(exc)}), so "
+            "another run may take the prefix over: this run stops; when the store answers again, run the same "
+            "command with --resume"
+        )
+        if self._interrupt_main:
+            _thread.interrupt_main()
 
     def renew(self) -> None:
         match = {"IfMatch": self.etag} if self.conditional and self.etag else {}
@@ -195,6 +244,7 @@ class StoreLock:
                 raise LockHeldError(self.lost) from exc
             raise
         self.etag = _etag(response, self.fs, self.inner)
+        self._renewed = time.monotonic()
 
     def confirm(self) -> None:
         """LockHeldError if the lock is no longer this run's (before publishing)."""
@@ -206,9 +256,17 @@ class StoreLock:
             raise LockHeldError(self.lost)
 
     def release(self) -> None:
+        """Stop renewing and delete the lock object if it is still ours, within `RELEASE_SECONDS`."""
         self._stop.set()
+        deleting = threading.Thread(target=self._delete_if_ours, name="dask-prep-lock-release", daemon=True)
+        deleting.start()
+        deleting.join(timeout=RELEASE_SECONDS)
+        if deleting.is_alive():
+            log.info("the lock %s was not deleted (the store did not answer); it goes stale by itself", self.url)
+
+    def _delete_if_ours(self) -> None:
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join()  # a renewal in flight lands before the lock is deleted
         with contextlib.suppress(Exception):
             held = self.holder()
             if held is not None and held[0].get("token") == self.token:
@@ -216,8 +274,10 @@ class StoreLock:
 
 
 @contextlib.contextmanager
-def hold_store_prefix(url: str, lock_name: str, *, lease: float = LOCK_LEASE_SECONDS) -> Iterator[StoreLock]:
-    lock = StoreLock(posixpath.join(url, lock_name), lease=lease)
+def hold_store_prefix(
+    url: str, lock_name: str, *, lease: float = LOCK_LEASE_SECONDS, token: str | None = None
+) -> Iterator[StoreLock]:
+    lock = StoreLock(posixpath.join(url, lock_name), lease=lease, token=token)
     lock.acquire()
     try:
         yield lock

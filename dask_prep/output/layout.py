@@ -32,6 +32,8 @@ except ImportError:  # pragma: no cover - not on Windows: runs are not guarded t
 
 WORK_DIR = "_work"
 LOCK_FILE = ".dask-prep.lock"  # flock'ed by the run writing the directory; left behind, harmless
+FENCE_FILE = ".dask-prep.fence"  # flock'ed around local commits (fencing.py); left behind, harmless
+RUN_FILES = (LOCK_FILE, FENCE_FILE)
 
 
 def part_name(index: int) -> str:
@@ -40,9 +42,20 @@ def part_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each file of a run lives under the output directory."""
+    """Where each file of a run lives under the output directory.
+
+    `token` is the run's identity (fencing.py), carried by its tasks; `earlier`, the tokens
+    of the runs it resumes. Without a token (a partition analysed outside a run) nothing is fenced.
+    """
 
     root: str
+    token: str | None = None
+    earlier: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The runs whose files this run may read as its own: itself and those it resumes."""
+        return (self.token or "", *self.earlier)
 
     @property
     def work(self) -> str:
@@ -109,7 +122,9 @@ def check_not_in_use(output_dir: str) -> None:
 
 
 @contextlib.contextmanager
-def hold_output_dir(output_dir: str, *, overwrite: bool = False) -> Iterator[StoreLock | None]:
+def hold_output_dir(
+    output_dir: str, *, overwrite: bool = False, token: str | None = None
+) -> Iterator[StoreLock | None]:
     """Hold the directory for one run: other runs (processes or threads) fail while it lasts.
 
     On an object store, a lock object created only if absent (`StoreLock`), which
@@ -119,9 +134,11 @@ def hold_output_dir(output_dir: str, *, overwrite: bool = False) -> Iterator[Sto
     An advisory `flock` on `DIR/.dask-prep.lock`: the kernel releases it when the holder
     ends in any way, so a crashed run leaves no stale lock. It also holds between hosts on
     file systems with working `flock` (NFSv4, Lustre with `flock`), not on all of them.
+
+    `token`, the run's identity, is written into the lock (fencing.py).
     """
     if storage.is_remote(output_dir):
-        with _hold_store_prefix(output_dir, overwrite) as lock:
+        with _hold_store_prefix(output_dir, overwrite, token) as lock:
             yield lock
         return
     os.makedirs(output_dir, exist_ok=True)
@@ -134,7 +151,7 @@ def hold_output_dir(output_dir: str, *, overwrite: bool = False) -> Iterator[Sto
             handle.seek(0)
             handle.truncate()
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": started}, handle)
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": started, "run": token}, handle)
             handle.flush()
             yield
         finally:
@@ -142,9 +159,9 @@ def hold_output_dir(output_dir: str, *, overwrite: bool = False) -> Iterator[Sto
 
 
 @contextlib.contextmanager
-def _hold_store_prefix(output_dir: str, overwrite: bool) -> Iterator[StoreLock]:
+def _hold_store_prefix(output_dir: str, overwrite: bool, token: str | None) -> Iterator[StoreLock]:
     try:
-        with hold_store_prefix(output_dir, LOCK_FILE) as lock:
+        with hold_store_prefix(output_dir, LOCK_FILE, token=token) as lock:
             if not lock.conditional:
                 if overwrite:
                     raise OutputDirError(
@@ -170,7 +187,7 @@ def check_output_dir(output_dir: str, *, overwrite: bool = False) -> bool:
             raise OutputDirError(f"--output-dir {output_dir!r} is an object, not a prefix; give a prefix")
     elif os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputDirError(f"--output-dir {output_dir!r} is a file; give a directory")
-    has_content = bool(set(storage.listdir(output_dir)) - {LOCK_FILE})
+    has_content = bool(set(storage.listdir(output_dir)) - set(RUN_FILES))
     if has_content and not overwrite:
         raise OutputDirError(
             f"--output-dir {output_dir!r} is not empty; pass --overwrite to replace it (nothing was deleted)"
@@ -182,7 +199,7 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool = False) -> None:
     """An empty directory, but for the lock file of the run that holds it."""
     if check_output_dir(output_dir, overwrite=overwrite):
         for name in storage.listdir(output_dir):
-            if name != LOCK_FILE:
+            if name not in RUN_FILES:
                 storage.remove(os.path.join(output_dir, name))
     if not storage.is_remote(output_dir):
         os.makedirs(output_dir, exist_ok=True)

@@ -14,8 +14,10 @@ import warnings
 from typing import Any
 
 from dask_prep.io import storage
+from dask_prep.output import fencing
 from dask_prep.output.card import split_by_document, split_stats
 from dask_prep.output.layout import Layout, dataset_dir_name, part_name
+from dask_prep.stats import PartRecord
 
 PARQUET_DIR = "parquet"  # DIR/parquet/*.parquet: the dataset's rows, in its order, for streaming readers
 PARQUET_SHARD_BYTES = 256 << 20  # uncompressed Arrow bytes per parquet shard, at most (about)
@@ -31,6 +33,7 @@ def write_dataset(
     validation_fraction: float | None = None,
     description: str | None = None,
     card: Any = None,
+    records: dict[int, PartRecord] | None = None,
 ) -> str:
     """Convert the output parts into a saved `datasets` dataset, ordered by doc id and mention.
 
@@ -47,16 +50,23 @@ def write_dataset(
 
     With no examples the dataset is empty but loadable, with the columns of the parts (or of
     `schema`, the output schema, when there are no parts at all).
+
+    With `records` ({partition: PartRecord} of the examples parts, as this run's stats
+    record them), each part is checked against its record before it is read, and read as
+    checked (locally a hard link, which a later rename over the part cannot change):
+    a part written by another run is never published (`fencing.ForeignFileError`).
     """
     splitting = {"validation_fraction": validation_fraction, "description": description, "card": card}
     if storage.is_remote(layout.root):
-        return _write_dataset_to_store(layout, part_indices, seq_len, lock, schema, **splitting)
+        return _write_dataset_to_store(layout, part_indices, seq_len, lock, schema, records, **splitting)
 
-    parts = [layout.part("examples", i) for i in part_indices]
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
     cache = os.path.join(layout.work, "hf_cache")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    checked = os.path.join(layout.work, "published-parts")
+    shutil.rmtree(checked, ignore_errors=True)
+    parts = [_checked_local_part(layout.part("examples", i), checked, records, i) for i in part_indices]
     dataset = _sorted_dataset(parts, cache, schema)
     write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
     save_splits(dataset, tmp, **splitting)
@@ -65,7 +75,22 @@ def write_dataset(
         shutil.rmtree(final)
     os.replace(tmp, final)
     shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(checked, ignore_errors=True)
     return final
+
+
+def _checked_local_part(path: str, folder: str, records: dict[int, PartRecord] | None, index: int) -> str:
+    """`path` as checked against its record: a hard link to it (a copy where links fail), checked."""
+    if records is None:
+        return path
+    os.makedirs(folder, exist_ok=True)
+    linked = os.path.join(folder, part_name(index))
+    try:
+        os.link(path, linked)
+    except OSError:
+        shutil.copyfile(path, linked)
+    fencing.check_part(linked, records[index])
+    return linked
 
 
 def _sorted_dataset(parts: list[str], cache: str, schema: Any = None) -> Any:
@@ -133,7 +158,13 @@ def write_parquet_shards(dataset: Any, folder: str) -> list[str]:
 
 
 def _write_dataset_to_store(
-    layout: Layout, part_indices: list[int], seq_len: int, lock: Any, schema: Any, **splitting: Any
+    layout: Layout,
+    part_indices: list[int],
+    seq_len: int,
+    lock: Any,
+    schema: Any,
+    records: dict[int, PartRecord] | None,
+    **splitting: Any,
 ) -> str:
     """write_dataset for an object store: parts copied to a local scratch directory first."""
     import tempfile
@@ -144,8 +175,10 @@ def _write_dataset_to_store(
         for i in part_indices:  # `datasets` reads local parquet into its Arrow cache
             local = os.path.join(scratch, "parts", part_name(i))
             os.makedirs(os.path.dirname(local), exist_ok=True)
+            source = layout.part("examples", i)
+            data = storage.read_bytes(source) if records is None else fencing.verified_bytes(source, records[i])
             with open(local, "wb") as handle:
-                handle.write(storage.read_bytes(layout.part("examples", i)))
+                handle.write(data)
             parts.append(local)
         dataset = _sorted_dataset(parts, os.path.join(scratch, "hf_cache"), schema)
         if lock is not None:

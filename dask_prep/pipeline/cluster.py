@@ -99,6 +99,40 @@ def _start_client_deaf_to_ctrl_c(options: ClusterOptions) -> Any:
     return _start_client(options)
 
 
+def scheduler_lost(client: Any, exc: BaseException) -> bool:
+    """Whether `exc` (raised while computing on `client`) means that the scheduler is gone.
+
+    distributed cancels every future of a client whose scheduler connection closed
+    (`FutureCancelledError`, reason "scheduler-connection-lost"); a call made meanwhile fails
+    with a closed comm or a timeout, while the client is reconnecting or has given up.
+    """
+    from distributed.client import FutureCancelledError
+
+    if isinstance(exc, FutureCancelledError) and exc.reason == "scheduler-connection-lost":
+        return True
+    return isinstance(exc, (OSError, TimeoutError)) and getattr(client, "status", "running") != "running"
+
+
+def lost_scheduler_error(address: str | None, output_dir: str | None) -> ClusterError:
+    """The one line for a run whose scheduler went away (`scheduler_lost`).
+
+    (The client's reconnection, cancelled when it is closed, logs its traceback: `quiet_cluster_logs`.)
+    """
+    scheduler = f"the Dask scheduler at {address}" if address else "the local Dask scheduler"
+    kept = f"finished partitions are kept in {output_dir}; " if output_dir else ""
+    return ClusterError(
+        f"lost the connection to {scheduler} mid-run; {kept}once a scheduler and its workers are "
+        "up, run the same command with --resume to finish"
+    )
+
+
+def quiet_cluster_logs() -> None:
+    """After an error reported in one line: what the client and the cluster log while they close
+    (a cancelled reconnection's traceback, a nanny killing a worker stuck in a task) is not news."""
+    for name in ("distributed", "distributed.client", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def stop_client(client: Any) -> None:
     """Close a client from `start_client`, and its LocalCluster if it started one.
 
@@ -177,9 +211,16 @@ class _HeartbeatCutByClose(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from distributed.core import Status
 
+        message = record.getMessage()
+        if message.startswith("Compute Failed"):  # the client reports the task's error itself
+            return False
         worker = self._worker()
         closing = worker is None or worker.status in (Status.closing, Status.closed, Status.failed)
-        return not (closing and record.getMessage().startswith("Failed to communicate with scheduler during heartbeat"))
+        return not (closing and message.startswith(_CUT_BY_CLOSE))
+
+
+# Logged by a closing worker: a heartbeat its close cut off, a running task its close cancelled.
+_CUT_BY_CLOSE = ("Failed to communicate with scheduler during heartbeat", "Async instruction for")
 
 
 class _WarningsWhileClosing(_HeartbeatCutByClose):
@@ -208,7 +249,8 @@ class QuietWorkerShutdown(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         # Not removed in teardown(): the worker's plugins are torn down before its connections close.
-        logging.getLogger("distributed.worker").addFilter(_HeartbeatCutByClose(worker))
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            logging.getLogger(name).addFilter(_HeartbeatCutByClose(worker))
         # On the handlers: they see the records of every distributed logger (a logger's own
         # filter sees only the records logged on it).
         for handler in logging.getLogger("distributed").handlers:

@@ -39,7 +39,8 @@ from dask_prep.io.reading import (
     resolve_inputs,
     scan_file,
 )
-from dask_prep.output.layout import Layout, read_json
+from dask_prep.output.fencing import RunIdentity, committing, read_stats
+from dask_prep.output.layout import Layout
 from dask_prep.pipeline.bags import PARTITIONS_PER_THREAD, group_size, partition_bag, total_threads
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.compute import compute_with_progress
@@ -77,7 +78,8 @@ def _analyse(
             if events is not None:
                 events.partition = spec.index
             # A marker left by an attempt whose process died: this attempt isolates Kiwi.
-            with attempt(layout.work, "analyse", spec.index) as died_before:
+            fence = functools.partial(committing, layout)
+            with attempt(layout.work, "analyse", spec.index, layout.token, fence) as died_before:
                 stats = analyse_partition(
                     spec,
                     config,
@@ -170,12 +172,13 @@ class Pipeline:
         self.duplicate_ids: dict | None = None  # set by `dedup()`
         self.near_duplicates: dict | None = None  # set by `dedup()`: near-duplicate clusters (None: off)
         self._group_size: int | None = None
+        self.identity: RunIdentity | None = None  # the running run's tokens (set by `runner.PipelineRun`)
 
     @property
     def layout(self) -> Layout:
         if self.output_dir is None:
             raise ValueError("this step writes files: give the Pipeline an output_dir")
-        return Layout(self.output_dir)
+        return Layout(self.output_dir, *(self.identity or ()))
 
     def files(self) -> list[InputFile]:
         if self._files is None:
@@ -282,11 +285,10 @@ class Pipeline:
         After a worker died the reduction computed beside stage 1 may have lost pieces (or
         had them failed by Dask); the stats files of every partition are all on disk then.
         """
-        cap = self.config.entities.max_entity_freq
-        paths = [self.layout.stats("analyse", i) for i in range(partitions)]
+        cap, tasks = self.config.entities.max_entity_freq, PARTITIONS_PER_THREAD * total_threads()
         summary = (
-            db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * total_threads())))
-            .map(read_json)
+            db.from_sequence(list(range(partitions)), npartitions=max(1, min(partitions, tasks)))
+            .map(functools.partial(read_stats, self.layout, "analyse"))
             .map(AnalysisStats.from_json)
             .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
         )

@@ -11,7 +11,9 @@ partition's stats (`dask_prep.stats`), also written beside its parts, which the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -36,6 +38,7 @@ from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
+from dask_prep.output.fencing import STATS_RUN_KEY, committing, read_stats, record_of, verified_bytes
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
@@ -63,10 +66,12 @@ CANDIDATE_SCHEMA = pa.schema(
 )
 
 
-def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
+def write_atomically(
+    batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str, guard: storage.CommitGuard | None = None
+) -> int:
     """Write a parquet file whole (`storage.writing`), so a part that exists is complete; returns rows written."""
     rows = 0
-    with storage.writing(path) as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+    with storage.writing(path, guard=guard) as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
         for batch in batches:
             writer.write(batch)
             rows += batch.num_rows
@@ -75,13 +80,14 @@ def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Sc
 
 def part_record(path: str) -> PartRecord:
     """What a finished part is (written into its partition's stats): rows and a content hash."""
-    digest = hashlib.sha256()
     with storage.open_read(path) as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-        handle.seek(0)
-        rows = pq.ParquetFile(handle).metadata.num_rows
-    return PartRecord(rows=rows, sha256=digest.hexdigest())
+        return record_of(handle)
+
+
+def write_stats(stats: AnalysisStats | TokenizeStats, layout: Layout, stage: str) -> None:
+    """The partition's stats, naming the run that wrote them; written last: marks the partition done."""
+    data = {**stats.to_json(), STATS_RUN_KEY: layout.token or ""}
+    storage.write_json(data, layout.stats(stage, stats.partition), guard=functools.partial(committing, layout))
 
 
 Stats = AnalysisStats | TokenizeStats
@@ -93,9 +99,10 @@ def completed_partition(
 ) -> tuple[Stats | None, str | None]:
     """Is this partition's result from an earlier run reusable? (stats, None) if so; else (None, why not).
 
-    Reusable means finished (its stats file exists) with every part exactly what the stats
-    record (rows and content hash). A part that differs (swapped, truncated, rewritten) is
-    never trusted: the partition is computed again and its new stats say why
+    Reusable means finished (its stats file exists) by this run or one it resumes (the
+    token in the stats, output/fencing.py) with every part exactly what the stats record
+    (rows and content hash). A part that differs (swapped, truncated, rewritten, written by
+    another run) is never trusted: the partition is computed again and its new stats say why
     (`replaced_on_resume`). (None, None): it was simply not finished.
     """
     stats_path = layout.stats(stage, index)
@@ -105,6 +112,8 @@ def completed_partition(
         data = read_json(stats_path)
     except (OSError, ValueError) as exc:
         return None, f"its stats file is unreadable ({type(exc).__name__})"
+    if layout.token is not None and data.get(STATS_RUN_KEY, "") not in layout.accepted:
+        return None, "its files were written by another run"
     stats = _STATS[stage].from_json(data)
     records = stats.parts
     for kind in parts:
@@ -215,7 +224,7 @@ def analyse_partition(
         kiwi_chars=chain.progress.kiwi_chars,
         stopped_early=chain.progress.stopped_early,
     )
-    storage.write_json(stats.to_json(), layout.stats("analyse", spec.index))  # last: marks the partition done
+    write_stats(stats, layout, "analyse")
     return stats
 
 
@@ -234,6 +243,7 @@ def _entity_stats(
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
     rows, keys = [], []
+    guard = functools.partial(committing, layout)
     for doc in kept:
         entities = doc.example_entities if doc.example_entities is not None else doc.entities
         cands = build_candidates(doc.doc_id, entities, config.entities)
@@ -247,10 +257,11 @@ def _entity_stats(
         [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
         CANDIDATE_SCHEMA,
         layout.part("candidates", spec.index),
+        guard,
     )
     if write_decisions:
         schema = decisions_schema(config)
-        write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index))
+        write_atomically([_decisions_table(docs, schema)], schema, layout.part("decisions", spec.index), guard)
     return dataclasses.replace(
         stats,
         parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
@@ -259,9 +270,9 @@ def _entity_stats(
     )
 
 
-def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
-    """(text, candidate) pairs of a stage-1 part that pass the cap, in document order."""
-    with storage.open_read(path) as handle:
+def iter_candidates(path: str | bytes, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
+    """(text, candidate) pairs of a stage-1 part (a path, or its bytes) that pass the cap, in document order."""
+    with io.BytesIO(path) if isinstance(path, bytes) else storage.open_read(path) as handle:
         for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
             for row in batch.to_pylist():
                 for record in row["candidates"]:
@@ -287,7 +298,14 @@ def tokenize_partition(
     `tokenizer` is the one the client checked; None loads `config.tokenize.model` here.
     """
     digest = thresholds_digest(thresholds)
-    candidates = part_record(layout.part("candidates", index))  # what this partition's examples come from
+    # What this partition's examples come from: its stage-1 part, as this run recorded it.
+    candidates_path = layout.part("candidates", index)
+    if layout.token is None:
+        candidates_data = storage.read_bytes(candidates_path)
+        candidates = record_of(io.BytesIO(candidates_data))
+    else:
+        candidates = AnalysisStats.from_json(read_stats(layout, "analyse", index)).parts["candidates"]
+        candidates_data = verified_bytes(candidates_path, candidates)
     done, replaced = completed_partition(layout, "tokenize", index, ("examples",)) if resume else (None, None)
     # Reusable only if the cap decided the same, from the same stage-1 part.
     if done is not None and done.thresholds == digest and done.candidates == candidates:
@@ -296,8 +314,13 @@ def tokenize_partition(
     with clock.stage("tokenize"):
         encoder = ExampleTokenizer(config.tokenize, tokenizer)
         dropped: dict[str, int] = {}
-        pairs = list(iter_candidates(layout.part("candidates", index), thresholds))
-        written = write_atomically(encoder.encode(pairs, dropped), encoder.schema, layout.part("examples", index))
+        pairs = list(iter_candidates(candidates_data, thresholds))
+        written = write_atomically(
+            encoder.encode(pairs, dropped),
+            encoder.schema,
+            layout.part("examples", index),
+            functools.partial(committing, layout),
+        )
     if written + sum(dropped.values()) != len(pairs):
         raise AccountingError(
             f"partition {index}: {len(pairs)} examples after the cap, "
@@ -315,5 +338,5 @@ def tokenize_partition(
         seconds=clock.seconds,
         replaced_on_resume=replaced,
     )
-    storage.write_json(stats.to_json(), layout.stats("tokenize", index))
+    write_stats(stats, layout, "tokenize")
     return stats

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import dask
+import dask.bag as db
 
 from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
@@ -24,7 +25,8 @@ from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
 from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
-from dask_prep.io.store_lock import StoreLock
+from dask_prep.io.store_lock import LockLostError, StoreLock
+from dask_prep.output import fencing
 from dask_prep.output.card import DESCRIPTION, card_text
 from dask_prep.output.layout import (
     Layout,
@@ -46,6 +48,13 @@ from dask_prep.report.build import build_report, write_report
 from dask_prep.report.html import write_html_report
 
 
+def verify_decisions(layout: Layout, analysed: list) -> None:
+    """Every decisions part is what this run recorded for it (checked on the workers; fencing.py)."""
+    checks = [(layout.part("decisions", s.partition), s.parts["decisions"]) for s in analysed if "decisions" in s.parts]
+    if checks:
+        db.from_sequence(checks, npartitions=min(len(checks), 64)).starmap(fencing.check_part).compute()
+
+
 class Stages(Protocol):
     """What a run needs of the pipeline it runs: `graph.Pipeline` is one."""
 
@@ -57,6 +66,7 @@ class Stages(Protocol):
     empty_files: list[str]
     duplicate_ids: dict | None
     near_duplicates: dict | None
+    identity: fencing.RunIdentity | None
 
     @property
     def layout(self) -> Layout: ...
@@ -125,12 +135,24 @@ class PipelineRun:
         self.check(overwrite=overwrite, resume=resume)
         # Held until report.json is written: a second run into this directory fails meanwhile.
         self.pipeline.share_storage_options()
-        with hold_output_dir(self.pipeline.layout.root, overwrite=overwrite) as lock:
+        root = self.pipeline.layout.root
+        token = fencing.new_token()  # this run's identity, in the lock and the manifest (fencing.py)
+        with hold_output_dir(root, overwrite=overwrite, token=token) as lock:
+            fencing.close_the_fence(root)
             self._lock = lock
+            identity = fencing.RunIdentity(token)
+            if resume:  # it may reuse the partitions of the run it resumes (and of those that one resumed)
+                identity = fencing.resuming(token, read_json(self.pipeline.layout.manifest))
+            self.pipeline.identity = identity
             try:
                 return self._run(overwrite, resume, progress, strict, html, startup_seconds)
+            except KeyboardInterrupt:
+                if lock is not None and lock.lost:  # the lock could not be renewed: one line, not a Ctrl-C
+                    raise LockLostError(lock.lost) from None
+                raise
             finally:
                 self._lock = None
+                self.pipeline.identity = None
 
     def _run(
         self,
@@ -183,7 +205,8 @@ class PipelineRun:
         splits: dict[str, dict] = {}
         with clock.stage("dataset"):
             progress.begin("writing the dataset")
-            dataset_path = self._write_dataset(specs, report_now, splits)
+            verify_decisions(self.pipeline.layout, analysed)
+            dataset_path = self._write_dataset(specs, tokenized, report_now, splits)
         seconds["total"] = clock.elapsed()
 
         report = self._final_report(report_now(), dataset_path, splits, analysed, tokenized)
@@ -199,15 +222,17 @@ class PipelineRun:
         progress.begin(f"scanning {len(files):,} file{'s' if len(files) != 1 else ''}")
         if resume:  # the same partitions as the interrupted run, whatever the cluster now
             size = read_json(layout.manifest)["partition_size_used"]
-            return self.pipeline.partitions(partition_size=size, progress=progress)
-        prepare_output_dir(layout.root, overwrite=overwrite)
-        specs = self.pipeline.partitions(progress=progress)
-        write_manifest(
-            layout,
-            files,
-            self.pipeline.config,
-            partition_size_used=max((s.records for s in specs), default=0),
-        )
+            specs = self.pipeline.partitions(partition_size=size, progress=progress)
+        else:
+            prepare_output_dir(layout.root, overwrite=overwrite)
+            specs = self.pipeline.partitions(progress=progress)
+            write_manifest(
+                layout,
+                files,
+                self.pipeline.config,
+                partition_size_used=max((s.records for s in specs), default=0),
+            )
+        fencing.record_identity(layout, self.pipeline.identity)
         return specs
 
     def _analyse(self, specs: list[PartitionSpec], dedup: Any, resume: bool, progress: Progress) -> tuple[list, Any]:
@@ -227,8 +252,12 @@ class PipelineRun:
             redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
         )
 
-    def _write_dataset(self, specs: list[PartitionSpec], report_now: Callable[[], dict], splits: dict) -> str:
-        """The published dataset and its card; `splits` receives the split sizes."""
+    def _write_dataset(
+        self, specs: list[PartitionSpec], tokenized: list, report_now: Callable[[], dict], splits: dict
+    ) -> str:
+        """The published dataset and its card; `splits` receives the split sizes.
+
+        Only the examples parts this run's tokenize stage recorded are published (fencing.py)."""
         config = self.pipeline.config
         # Without partitions (empty input) the dataset still gets the output's columns.
         schema = None if specs else ExampleTokenizer(config.tokenize, self.pipeline.tokenizer()).schema
@@ -241,6 +270,7 @@ class PipelineRun:
             validation_fraction=config.output.validation_fraction,
             description=DESCRIPTION,
             card=functools.partial(self._card, report_now(), splits),
+            records={s.partition: s.parts["examples"] for s in tokenized},
         )
 
     def _final_report(self, report: dict, dataset_path: str, splits: dict, analysed: list, tokenized: list) -> dict:

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from support.data import needs_shared
-from support.processes import console_script, signal_group, wait_for
+from support.processes import console_script, dask_worker_args, wait_for
 
 PLUGIN_NAME = "dask-prep-kiwi"
 # 60 partitions over two shards: the run must outlast a late worker's start (~2 s) and Kiwi
@@ -26,61 +23,6 @@ PLUGIN_NAME = "dask-prep-kiwi"
 # analysis it ends sooner still, so these runs analyse every candidate whole (--full-analysis).
 MAX_SAMPLES = 3000
 PARTITION_SIZE = 50
-
-
-@pytest.fixture
-def spawn(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start processes in their own process groups; the finalizer ends every one of them."""
-    started: list[tuple[subprocess.Popen, object]] = []
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
-    env.pop("DASK_SCHEDULER_ADDRESS", None)
-
-    def start(args: list[str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
-        log = open(tmp_path / log_name, "wb")  # closed by the finalizer
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
-        started.append((proc, log))
-        return proc
-
-    yield start
-
-    # Workers first, then the scheduler; a nanny's group holds its worker process too.
-    for proc, _ in reversed(started):
-        signal_group(proc, signal.SIGTERM)
-    for proc, log in reversed(started):
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            signal_group(proc, signal.SIGKILL)
-            proc.wait(timeout=10)
-        signal_group(proc, signal.SIGKILL)  # any child left behind in the group
-        log.close()
-
-
-def _worker(address: str, name: str, tmp_path: Path) -> tuple[list[str], str, Path]:
-    """Arguments of `spawn` for one `dask worker` process."""
-    home = tmp_path / "workers" / name
-    home.mkdir(parents=True)
-    args = [
-        console_script("dask"),
-        "worker",
-        address,
-        "--nworkers",
-        "1",
-        "--nthreads",
-        "1",
-        "--host",
-        "127.0.0.1",
-        "--name",
-        name,
-        "--memory-limit",
-        "2GiB",
-        "--no-dashboard",
-        "--local-directory",
-        str(home),
-        "--death-timeout",
-        "60",  # a worker whose scheduler is gone exits by itself
-    ]
-    return args, f"{name}.log", home
 
 
 def _rows(path: str):
@@ -127,7 +69,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
     address = json.loads(scheduler_file.read_text())["address"]
     assert address.startswith("tcp://127.0.0.1:")
     # Each worker runs in a directory of its own, as on another host: paths must be absolute.
-    workers = [spawn(*_worker(address, f"w{i}", tmp_path)) for i in (1, 2)]
+    workers = [spawn(*dask_worker_args(address, f"w{i}", tmp_path)) for i in (1, 2)]
 
     with Client(address, timeout="60s", set_as_default=False) as monitor:
         monitor.wait_for_workers(2, timeout=120)
@@ -163,7 +105,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
             [run, scheduler, *workers],
         )
         assert not (output / "report.json").exists(), "the run ended before the third worker could join"
-        late = spawn(*_worker(address, "late", tmp_path))
+        late = spawn(*dask_worker_args(address, "late", tmp_path))
         try:
             returncode = run.wait(timeout=900)
         except subprocess.TimeoutExpired:

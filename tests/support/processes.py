@@ -50,3 +50,30 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dask_worker_args(address: str, name: str, tmp_path: Path) -> tuple[list[str], str, Path]:
+    """Arguments of `spawn` for one `dask worker` process."""
+    home = tmp_path / "workers" / name
+    home.mkdir(parents=True)
+    args = [
+        console_script("dask"),
+        "worker",
+        address,
+        "--nworkers",
+        "1",
+        "--nthreads",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--name",
+        name,
+        "--memory-limit",
+        "2GiB",
+        "--no-dashboard",
+        "--local-directory",
+        str(home),
+        "--death-timeout",
+        "60",  # a worker whose scheduler is gone exits by itself
+    ]
+    return args, f"{name}.log", home
