@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from support.data import needs_shared
 from support.processes import console_script, dask_worker_args, signal_group, wait_for
 
