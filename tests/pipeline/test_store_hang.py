@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from s3_server import CREDENTIALS, S3Server
 from support.data import needs_shared
 from support.processes import console_script
+from support.s3_server import CREDENTIALS, S3Server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker and dask-prep processes
 
