@@ -58,7 +58,6 @@ def _run(args: argparse.Namespace) -> int:
     _say(args, f"checking the input{'s' if len(args.inputs) > 1 else ''}, the model and the output directory")
     _configure_logging(args.verbose)
     from dask_prep.pipeline.cluster import (
-        ClusterOptions,
         lost_scheduler_error,
         quiet_cluster_logs,
         scheduler_lost,
@@ -66,20 +65,11 @@ def _run(args: argparse.Namespace) -> int:
         stop_client,
     )
     from dask_prep.pipeline.graph import Pipeline
-    from dask_prep.report.build import TqdmProgress, summary_lines
+    from dask_prep.report.build import TqdmProgress
     from dask_prep.report.html import write_html_report
     from dask_prep.report.plots import warm_up_plotting
 
-    options = ClusterOptions(
-        scheduler=args.scheduler,
-        n_workers=args.n_workers,
-        threads_per_worker=args.threads_per_worker,
-        kiwi_threads=args.kiwi_threads,
-        memory_limit=args.memory_limit,
-        worker_profile=args.worker_profile,
-    )
-    if args.dashboard_address is not None:
-        options.dashboard_address = args.dashboard_address
+    options = _cluster_options(args)
     pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
     pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
@@ -131,17 +121,39 @@ def _run(args: argparse.Namespace) -> int:
             stop_client(client)
         else:
             closing.join()
-    print("\n".join(summary_lines(report, resumed=args.resume)))
+    _print_summary(report, args.resume, pipeline.output_dir)
+    return 0
+
+
+def _cluster_options(args: argparse.Namespace) -> Any:
+    from dask_prep.pipeline.cluster import ClusterOptions
+
+    options = ClusterOptions(
+        scheduler=args.scheduler,
+        n_workers=args.n_workers,
+        threads_per_worker=args.threads_per_worker,
+        kiwi_threads=args.kiwi_threads,
+        memory_limit=args.memory_limit,
+        worker_profile=args.worker_profile,
+    )
+    if args.dashboard_address is not None:
+        options.dashboard_address = args.dashboard_address
+    return options
+
+
+def _print_summary(report: dict, resumed: bool, output_dir: str) -> None:
+    from dask_prep.report.build import summary_lines
+
+    print("\n".join(summary_lines(report, resumed=resumed)))
     print(f"dataset: {report['dataset']}")
     if report["examples"]["written"] == 0:
         print(
             "dask-prep: no examples were written (no document gave one: see report.json's rejected and "
             "malformed counts); the dataset is empty, with the output's columns"
         )
-    print(f"report:  {pipeline.output_dir}/report.json")
+    print(f"report:  {output_dir}/report.json")
     for warning in report.get("warnings", []):
         print(f"dask-prep: warning: {warning}", file=sys.stderr)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
