@@ -84,7 +84,7 @@ def split_stats(splits: dict[str, Any], saved_dir: str, is_dict: bool) -> dict[s
 
 DESCRIPTION = (
     "Entity-coreference examples from Korean text for masked language models. In each "
-    "example a later mention of a proper noun that heads a whole word is replaced by mask "
+    "example a later mention of a name (a whole proper-noun phrase) is replaced by mask "
     "tokens (labels: the mention's token ids); the first mention of the same string in the "
     "document is the antecedent, located by antecedent_pos/antecedent_start/antecedent_end. "
     "Made by dask-prep."
@@ -114,9 +114,9 @@ def card_text(
         ),
         dataset_size=sum(v["bytes"] for v in splits.values()),
     )
-    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name)
+    licence = config["output"].get("license")
+    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name, license=licence)
     datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    docs, examples = counts["documents"], counts["examples"]
     split_rows = "\n".join(
         f"| {s} | {v['documents']:,} | {v['examples']:,} | {v['bytes']:,} |" for s, v in splits.items()
     )
@@ -127,41 +127,49 @@ def card_text(
         if fraction
         else "One split: the whole dataset (run without `--validation-fraction`)."
     )
-    dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(examples["dropped"].items())) or "none"
-    share = counts.get("tokenizer_coverage", {}).get("unknown_share")
-    made = [
-        f"- input documents: {docs['read']:,} read, {docs['malformed']:,} malformed, "
-        f"{docs['rejected']:,} rejected, {docs['kept']:,} kept "
-        f"({docs.get('kept_without_examples', 0):,} of them without an example)",
-        f"- examples: {examples['before_cap']:,} before the cap, {examples['after_cap']:,} after, "
-        f"dropped: {dropped}; {examples['written']:,} written",
-        f"- tokenizer: `{tokenizer.get('model')}` ({tokenizer.get('class') or 'tokenizers backend'}), "
-        f"unknown token `{tokenizer.get('unk_token')}`",
-        "- tokenizer coverage: "
-        + ("n/a" if share is None else f"{share:.2%} of the examples' tokens are the unknown token"),
-        f"- preset `{config.get('preset')}`; full config:",
-    ]
-    made_lines = "\n".join(made)
+    made_lines = "\n".join(_made_lines(counts, tokenizer, config))
     version_rows = "\n".join(f"| {k} | {v or 'not installed'} |" for k, v in versions.items())
-    config_yaml = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
+    changed = config_changes(config)
+    config_yaml = yaml.safe_dump(changed, sort_keys=False, allow_unicode=True).rstrip() if changed else "{}"
+    column_rows = "\n".join(f"| `{c}` | {COLUMNS[c]} |" for c in _column_names(features) if c in COLUMNS)
     body = f"""# {name}
 
 {DESCRIPTION}
+{_warning_lines(counts)}
+- **Source:** {config["output"].get("source") or "not given (`--source`)"}
+- **Licence:** {config["output"].get("license") or "not given (`--license`); the source's licence applies"}
+- **Tokenizer:** {_tokenizer_line(tokenizer)}
+
+## Loading
+
+```python
+import datasets
+
+ds = datasets.load_from_disk("{name}")  # this directory
+# or stream the parquet shards next to it:
+ds = datasets.load_dataset("parquet", data_files="parquet/*.parquet", split="train", streaming=True)
+```
+
+## Columns
+
+| column | meaning |
+| --- | --- |
+{column_rows}
 
 ## Examples
 
-- A **mention** is a proper noun (Kiwi `NNP`, or a run of `NNP`s written without a space)
-  that starts a word and heads it: only particles, endings, the copula, verb-making
-  suffixes or punctuation may follow it in that word (`entities.mentions: whole_word`).
+- A **mention** is a whole name (`entities.mentions: names`): a run of proper-noun words (Kiwi
+  `NNP`) that heads its last word, not followed by a numeral, Latin letters or a noun that continues
+  it (`닌텐도 64`, `오사카 대학`); no prefix 주(駐) and no particle is part of it.
 - Mentions are grouped by the exact characters of the text; `target` is that string:
   `text[antecedent_pos:antecedent_pos+len(target)] == target == text[coref_pos:coref_pos+len(target)]`.
+- Targets tagged a proper noun at fewer than {config["entities"].get("min_proper_share", 0)} of their whole-word
+  occurrences in the kept documents are dropped (`not_proper_noun`).
 - The first mention is the antecedent; later mentions (at most `entities.max_masked_mentions`,
-  {config["entities"]["min_distance"]}-{config["entities"]["max_distance"]} characters after it) each
-  give one example, at most `entities.max_entity_freq` per target over the whole corpus.
-- `mask_start:mask_end` are the mask tokens that replace the mention (`labels` hold the
-  target's ids there, -100 elsewhere); `antecedent_start:antecedent_end` are exactly the
-  tokens of the antecedent's characters. Examples whose antecedent shares a token with
-  neighbouring text are dropped (`boundary`).
+  {config["entities"]["min_distance"]}-{config["entities"]["max_distance"]} characters after it, not right after a
+  title line holding the antecedent) each give one example, at most `entities.max_entity_freq`
+  per target over the whole corpus. Every other copy of the target in the window is masked too
+  (`masked_copies`), so the antecedent is the only copy the model sees.
 
 ## Splits
 
@@ -174,10 +182,12 @@ def card_text(
 ## How it was made
 
 ```
-{command}
+{short_command(command)}
 ```
 
 {made_lines}
+
+Config fields that differ from the preset `{config.get("preset")}`:
 
 ```yaml
 {config_yaml}
@@ -188,3 +198,101 @@ def card_text(
 {version_rows}
 """
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+COLUMNS = {
+    "doc_id": "the source document's id",
+    "input_ids": (
+        "the tokenized text (special tokens included), the mention and its other copies replaced by mask tokens"
+    ),
+    "attention_mask": "1 for every token (0 for padding with `--pad-to-max-length`)",
+    "token_type_ids": "the tokenizer's segment ids: all 0 (one segment)",
+    "labels": "-100 except at the mask tokens, which hold the target's token ids",
+    "target": "the entity as written in the text (what the masks stand for)",
+    "target_ids": "the target's token ids, tokenized alone (the labels at each group of masks)",
+    "antecedent_pos": "character offset of the first mention (the antecedent) in the source text",
+    "coref_pos": "character offset of the masked mention in the source text",
+    "distance": "coref_pos - antecedent_pos, in characters",
+    "mask_start": "token index of the masked mention's first mask in input_ids",
+    "mask_end": "token index after its last mask (exclusive)",
+    "antecedent_start": "token index of the antecedent's first token in input_ids",
+    "antecedent_end": "token index after the antecedent's last token (exclusive)",
+    "masked_copies": (
+        "token indices where other masked copies of the target start (each as long as mask_end - mask_start)"
+    ),
+}
+
+
+def _column_names(features: Any) -> list[str]:
+    return list(features.keys()) if hasattr(features, "keys") else list(COLUMNS)
+
+
+def _warning_lines(counts: dict[str, Any]) -> str:
+    warnings = counts.get("warnings") or []
+    return "".join(f"\n> **Warning:** {w}\n" for w in warnings)
+
+
+def _tokenizer_line(tokenizer: dict[str, Any]) -> str:
+    model, size = tokenizer.get("model") or "", tokenizer.get("vocab_size")
+    vocab = f", vocabulary of {size:,}" if size else ""
+    kind = tokenizer.get("class") or "tokenizers backend"
+    if tokenizer.get("local"):
+        return f"a local tokenizer, `{os.path.basename(model.rstrip('/'))}` ({kind}{vocab})"
+    return f"[`{model}`](https://huggingface.co/{model}) ({kind}{vocab})"
+
+
+def short_command(command: str) -> str:
+    """The command with every path or URL reduced to its last component (no machine paths on a card)."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out = []
+    for word in words:
+        if "://" in word or os.sep in word and (word.startswith((os.sep, ".", "~")) or os.path.exists(word)):
+            word = os.path.basename(word.rstrip("/")) or word
+        out.append(word)
+    return shlex.join(out)
+
+
+def config_changes(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields whose values differ from the named preset's (model paths reduced)."""
+    from dask_prep.config import preset
+
+    base = preset(config.get("preset") or "seed-v2").to_dict()
+    changed = _diff(config, base)
+    model = (changed.get("tokenize") or {}).get("model")
+    if model and os.path.isdir(model):
+        changed["tokenize"]["model"] = os.path.basename(model.rstrip("/"))
+    return changed
+
+
+def _diff(new: Any, old: Any) -> Any:
+    if isinstance(new, dict) and isinstance(old, dict):
+        out = {}
+        for key, value in new.items():
+            if key not in old:
+                out[key] = value
+            elif value != old[key]:
+                out[key] = _diff(value, old[key])
+        return out
+    return new
+
+
+def _made_lines(counts: dict[str, Any], tokenizer: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    docs, examples = counts["documents"], counts["examples"]
+    dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(examples["dropped"].items())) or "none"
+    share = counts.get("tokenizer_coverage", {}).get("unknown_share")
+    return [
+        f"- input documents: {docs['read']:,} read, {docs['malformed']:,} malformed, "
+        f"{docs['rejected']:,} rejected, {docs['kept']:,} kept "
+        f"({docs.get('kept_without_examples', 0):,} of them without a written example)",
+        f"- examples: {examples['before_cap']:,} candidates (later mentions; {examples.get('echo', 0):,} title "
+        f"echoes excluded), {examples.get('not_proper_noun', 0):,} of targets that are not proper nouns, "
+        f"{examples.get('over_cap', 0):,} over the cap, {examples['after_cap']:,} after the cap; "
+        f"dropped: {dropped}; {examples['written']:,} written",
+        f"- unknown token `{tokenizer.get('unk_token')}`; coverage: "
+        + ("n/a" if share is None else f"{share:.2%} of the examples' tokens are the unknown token"),
+    ]

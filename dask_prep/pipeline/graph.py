@@ -28,6 +28,7 @@ from dask_prep.analysis.isolation import attempt
 from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
 from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
+from dask_prep.coref.names import ProperCounts, merge_proper_counts, not_proper_targets, thresholds_with_not_proper
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import (
     doc_id_of,
@@ -150,16 +151,28 @@ def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int,
     return fingerprints(_read(specs, config))
 
 
-def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
-    return merge_summaries((s.summary for s in stats), cap)
+# What stage 1's reduction carries: the cap's summary and the surfaces' proper-noun counts.
+Reduced = tuple[Summary, ProperCounts]
 
 
-def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
-    return cap_thresholds(summary, cap), len(summary)
+def _summaries(stats: list[AnalysisStats], cap: int | None) -> Reduced:
+    return merge_summaries((s.summary for s in stats), cap), merge_proper_counts(s.proper_counts or {} for s in stats)
+
+
+def _merge_reduced(parts: list[Reduced], cap: int | None) -> Reduced:
+    return merge_summaries((p[0] for p in parts), cap), merge_proper_counts(p[1] for p in parts)
+
+
+def _cap_result(reduced: Reduced, cap: int | None, min_proper_share: float) -> tuple[dict, int]:
+    """(cap thresholds, with the targets below `min_proper_share` marked NOT_PROPER; distinct targets)."""
+    summary, counts = reduced
+    not_proper = not_proper_targets(summary, counts, min_proper_share)
+    kept = {target: entry for target, entry in summary.items() if target not in not_proper}
+    return thresholds_with_not_proper(cap_thresholds(kept, cap), not_proper), len(summary)
 
 
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:
-    return dataclasses.replace(stats, summary=None)
+    return dataclasses.replace(stats, summary=None, proper_counts=None)
 
 
 # Enough partitions per worker thread that the last ones finish close together. (8 per
@@ -300,12 +313,14 @@ class Pipeline:
         stats = _partition_bag(self.partitions()).map_partitions(
             _analyse, self.config, self.layout, duplicates, resume, progress_topic
         )
-        cap = self.config.entities.max_entity_freq
-        summary = stats.reduction(
+        entities = self.config.entities
+        cap = entities.max_entity_freq
+        reduced = stats.reduction(
             functools.partial(_summaries, cap=cap),
-            functools.partial(merge_summaries, cap=cap),
+            functools.partial(_merge_reduced, cap=cap),
         )
-        return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
+        result = functools.partial(_cap_result, cap=cap, min_proper_share=entities.min_proper_share)
+        return stats.map(_without_summary), reduced.apply(result)
 
     def cap_from_stats(self, partitions: int) -> tuple[dict, int]:
         """(cap thresholds, distinct targets) again, from the finished partitions' stats files.
@@ -319,9 +334,9 @@ class Pipeline:
             db.from_sequence(paths, npartitions=max(1, min(len(paths), PARTITIONS_PER_THREAD * _total_threads())))
             .map(read_json)
             .map(AnalysisStats.from_json)
-            .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
+            .reduction(functools.partial(_summaries, cap=cap), functools.partial(_merge_reduced, cap=cap))
         )
-        return _cap_result(summary.compute(), cap)
+        return _cap_result(summary.compute(), cap, self.config.entities.min_proper_share)
 
     def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
         """Fail fast, before any cluster work (`runner.PipelineRun.check`)."""
