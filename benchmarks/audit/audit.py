@@ -21,6 +21,8 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
+from dask_prep.config import NAME_HEADS
+
 # Titles, ranks, kinds of things and other common nouns that Kiwi tags NNP now and then: the
 # issue's examples, and those found reading the shared corpus's targets (benchmarks/audit/README.md).
 COMMON_NOUNS = frozenset(
@@ -107,8 +109,10 @@ def _fragment_at(kiwi: Any, text: str, start: int, end: int) -> str | None:
         tokens = kiwi.tokenize(after)
         if tokens and tokens[0].start == 0:
             first = tokens[0].tag
-            if first in ("SN", "NR", "SL", "NNP") or (first == "NNG" and _bare_noun(tokens)):
+            if first in ("SN", "NR", "SL", "NNP"):
                 return f"before {first}"
+            if first == "NNG" and _bare_noun(tokens):
+                return "before a name head" if tokens[0].form in NAME_HEADS else "before another noun"
     return None
 
 
@@ -128,14 +132,16 @@ def scan(run_dir: str, model: str, out: str | None) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model)
     real_max = tokenizer.model_max_length
     rows, texts = _rows(run_dir), _texts(run_dir)
-    fragments, commons, copies, echoes, over = Counter(), Counter(), 0, 0, 0
+    fragments, commons, copies, echoes, over, modifiers = Counter(), Counter(), 0, 0, 0, 0
     examples: dict[str, list[str]] = {"fragment": [], "common": []}
     for row in rows:
         text, target = texts[row["doc_id"]], row["target"]
         why = None
         for pos in (row["antecedent_pos"], row["coref_pos"]):
             why = why or _fragment_at(kiwi, text, pos, pos + len(target))
-        if why:
+        if why == "before another noun":  # `일본 정부`: a name modifying a noun, not a fragment
+            modifiers += 1
+        elif why:
             fragments[why] += 1
             examples["fragment"].append(f"{target} ({why})")
         elif target in COMMON_NOUNS:
@@ -151,6 +157,7 @@ def scan(run_dir: str, model: str, out: str | None) -> dict[str, Any]:
         "rows": n,
         "fragment_rows": sum(fragments.values()),
         "fragment_reasons": dict(fragments),
+        "name_before_another_noun_rows": modifiers,
         "common_noun_rows": sum(commons.values()),
         "common_nouns": dict(commons.most_common()),
         "fragment_or_common_share": round((sum(fragments.values()) + sum(commons.values())) / max(n, 1), 4),
