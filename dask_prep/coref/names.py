@@ -9,7 +9,7 @@ the last is nothing but its NNPs (`퀸스 파크 레인저스`, `사비 에르�
 mention when it heads its last word (only what `may_follow_head` allows follows it there)
 and is not part of a longer name: not followed by a numeral, Latin letters or a noun of
 `entities.name_heads` as the next word (`닌텐도 64`, `오사카 대학`, `러일 전쟁`), and not
-preceded by a word of Latin letters or digits (`나고야 TV 타워`). A prefix 주(駐) glued to a
+preceded by a word of Latin letters (`나고야 TV 타워`). A prefix 주(駐) glued to a
 name Kiwi tags as one NNP (`주대한민국`) makes no mention, and a particle Kiwi glued to a
 name (`대한민국의` as one NNP) is left out of it: targets are names only.
 """
@@ -74,11 +74,13 @@ def _next_word_continues(text: str, tokens: list[Any], nxt: int, end: int, heads
 
 
 def _previous_word_is_code(text: str, tokens: list[Any], first: int, start: int) -> bool:
-    """Whether the name follows one space after a word ending in Latin letters or digits (`TV 타워`)."""
+    """Whether the name follows one space after a word ending in Latin letters (`TV 타워`).
+
+    (Digits are not: `2008 베이징` is a year, and `1만 명` a count.)"""
     if first == 0 or start < 2 or text[start - 1] != " ":
         return False
     before = tokens[first - 1]
-    return before.start + before.len == start - 1 and before.tag in ("SL", "SN")
+    return before.start + before.len == start - 1 and before.tag == "SL"
 
 
 def runs_end_of_first_word(text: str, start: int, end: int) -> int:
@@ -174,12 +176,15 @@ def merge_proper_counts(parts: Iterable[ProperCounts]) -> ProperCounts:
 def not_proper_targets(targets: Iterable[str], counts: ProperCounts, min_share: float) -> set[str]:
     """The targets tagged a proper noun at less than `min_share` of their whole-word occurrences.
 
-    A multi-word target is judged by its last word (the phrase's head); a target never seen
-    as a whole word's noun head (e.g. a name followed by 주 cut) is kept.
+    A multi-word target (a phrase of proper-noun words) is kept: its words are counted one by
+    one, and its last is often a common head (`다이쇼 천황`, `S7 항공`). A target never seen as
+    a whole word's noun head is kept too.
     """
     dropped = set()
     for target in targets:
-        proper, total = counts.get(target.rsplit(" ", 1)[-1], (0, 0))
+        if " " in target:
+            continue
+        proper, total = counts.get(target, (0, 0))
         if total and proper / total < min_share:
             dropped.add(target)
     return dropped

@@ -156,10 +156,12 @@ Reduced = tuple[Summary, ProperCounts]
 
 
 def _summaries(stats: list[AnalysisStats], cap: int | None) -> Reduced:
+    stats = list(stats)  # Dask may pass an iterator: it is read twice here
     return merge_summaries((s.summary for s in stats), cap), merge_proper_counts(s.proper_counts or {} for s in stats)
 
 
 def _merge_reduced(parts: list[Reduced], cap: int | None) -> Reduced:
+    parts = list(parts)
     return merge_summaries((p[0] for p in parts), cap), merge_proper_counts(p[1] for p in parts)
 
 
