@@ -27,8 +27,6 @@ from dask_prep.analysis.filters import FilterChain, kiwi_analyser
 from dask_prep.analysis.isolation import attempt
 from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
-from dask_prep.coref.names import ProperCounts, merge_proper_counts, not_proper_targets, thresholds_with_not_proper
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import (
     doc_id_of,
@@ -53,6 +51,7 @@ from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import progress_events
+from dask_prep.pipeline.reduction import _cap_result, _merge_reduced, _summaries
 from dask_prep.pipeline.runner import PipelineRun
 from dask_prep.stats import AnalysisStats
 from dask_prep.workers import current_client, current_worker
@@ -149,28 +148,6 @@ def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list
 
 def _fingerprints(specs: list[PartitionSpec], config: Config) -> list[tuple[int, tuple]]:
     return fingerprints(_read(specs, config))
-
-
-# What stage 1's reduction carries: the cap's summary and the surfaces' proper-noun counts.
-Reduced = tuple[Summary, ProperCounts]
-
-
-def _summaries(stats: list[AnalysisStats], cap: int | None) -> Reduced:
-    stats = list(stats)  # Dask may pass an iterator: it is read twice here
-    return merge_summaries((s.summary for s in stats), cap), merge_proper_counts(s.proper_counts or {} for s in stats)
-
-
-def _merge_reduced(parts: list[Reduced], cap: int | None) -> Reduced:
-    parts = list(parts)
-    return merge_summaries((p[0] for p in parts), cap), merge_proper_counts(p[1] for p in parts)
-
-
-def _cap_result(reduced: Reduced, cap: int | None, min_proper_share: float) -> tuple[dict, int]:
-    """(cap thresholds, with the targets below `min_proper_share` marked NOT_PROPER; distinct targets)."""
-    summary, counts = reduced
-    not_proper = not_proper_targets(summary, counts, min_proper_share)
-    kept = {target: entry for target, entry in summary.items() if target not in not_proper}
-    return thresholds_with_not_proper(cap_thresholds(kept, cap), not_proper), len(summary)
 
 
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:

@@ -249,9 +249,22 @@ def check_rows(rows: list[dict], texts: dict[str, str], tokenizer) -> None:
         assert decoded.replace(" ", "").replace("##", "") == target.replace(" ", ""), (where, decoded)
         ms, me = r["mask_start"], r["mask_end"]
         assert ids[ms:me] == [tokenizer.mask_token_id] * (me - ms), where
-        assert ids.count(tokenizer.mask_token_id) == me - ms, where
+        # Besides the mention, only the other copies of the target are masked (issue 33), labelled alike.
+        masked = sorted(i for start in [ms, *r["masked_copies"]] for i in range(start, start + me - ms))
+        assert [i for i, v in enumerate(ids) if v == tokenizer.mask_token_id] == masked, where
+        assert [i for i, v in enumerate(r["labels"]) if v != -100] == masked, where
         assert r["target_ids"] == tokenizer(target, add_special_tokens=False)["input_ids"], where
         assert r["labels"][ms:me] == r["target_ids"], where
+        for start in r["masked_copies"]:
+            assert r["labels"][start : start + me - ms] == r["labels"][ms:me], where
+        # No free copy: the target's token sequence is nowhere in the input but the antecedent.
+        k = len(r["target_ids"])
+        free = [
+            i
+            for i in range(len(ids) - k + 1)
+            if ids[i : i + k] == r["target_ids"] and not r["antecedent_start"] <= i < r["antecedent_end"]
+        ]
+        assert free == [], (where, free)
 
 
 @pytest.fixture(scope="module")
@@ -520,7 +533,9 @@ def test_every_row_of_the_shared_corpus(split_runs, hf_tokenizer):
     report = run.report
     assert report["examples"]["written"] == len(rows)
     kept_without = sum(1 for row in run.candidate_rows() if not row["candidates"])
-    assert report["documents"]["kept_without_examples"] == kept_without
+    assert report["documents"]["kept_without_candidates"] == kept_without
+    # Issue 33: "without an example" counts the kept documents that have no row at all.
+    assert report["documents"]["kept_without_examples"] == report["documents"]["kept"] - len({r["doc_id"] for r in rows})
     print(
         f"\nshared corpus: {report['documents']['kept']} kept documents, {report['examples']['before_cap']} "
         f"candidates, dropped {report['examples']['dropped']}, {len(rows)} examples; "
