@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dask_prep.coref.tokenizer import looks_like_path
 from dask_prep.io import storage
 
 SPLIT_SALT = "dask-prep validation split"
@@ -245,13 +246,17 @@ def short_command(command: str) -> str:
     """The command with every path or URL reduced to its last component (no machine paths on a card)."""
     import shlex
 
+    if not command.startswith("dask-prep"):
+        return command  # the Python API call, already without directories
     try:
         words = shlex.split(command)
     except ValueError:
         return command
-    out = []
+    out: list[str] = []
     for word in words:
-        if "://" in word or os.sep in word and (word.startswith((os.sep, ".", "~")) or os.path.exists(word)):
+        # Every path or URL; a hub model name (`--model owner/name`, not a directory) stays.
+        hub_name = out[-1:] == ["--model"] and not looks_like_path(word)
+        if "/" in word and not hub_name and not word.startswith("{"):
             word = os.path.basename(word.rstrip("/")) or word
         out.append(word)
     return shlex.join(out)

@@ -236,7 +236,9 @@ class PipelineRun:
         splits_out.update(splits)
         pipeline = self.pipeline
         tokenizer = pipeline.tokenizer()
-        api_call = f"dask_prep.Pipeline({pipeline.inputs!r}, config, {pipeline.output_dir!r}).run()  # Python API"
+        inputs = [os.path.basename(p.rstrip("/")) for p in pipeline.inputs]
+        output = os.path.basename((pipeline.output_dir or "").rstrip("/"))
+        api_call = f"dask_prep.Pipeline({inputs!r}, config, {output!r}).run()  # Python API"
         return card_text(
             features=features,
             splits=splits,

@@ -535,7 +535,8 @@ def test_every_row_of_the_shared_corpus(split_runs, hf_tokenizer):
     kept_without = sum(1 for row in run.candidate_rows() if not row["candidates"])
     assert report["documents"]["kept_without_candidates"] == kept_without
     # Issue 33: "without an example" counts the kept documents that have no row at all.
-    assert report["documents"]["kept_without_examples"] == report["documents"]["kept"] - len({r["doc_id"] for r in rows})
+    with_rows = len({r["doc_id"] for r in rows})
+    assert report["documents"]["kept_without_examples"] == report["documents"]["kept"] - with_rows
     print(
         f"\nshared corpus: {report['documents']['kept']} kept documents, {report['examples']['before_cap']} "
         f"candidates, dropped {report['examples']['dropped']}, {len(rows)} examples; "
