@@ -79,7 +79,8 @@ def free_copies(row: dict[str, Any]) -> int:
     """Occurrences of the target's token sequence in input_ids outside the antecedent span."""
     ids, target = row["input_ids"], row["target_ids"]
     k, lo, hi = len(target), row["antecedent_start"], row["antecedent_end"]
-    return sum(1 for i in range(len(ids) - k + 1) if ids[i : i + k] == target and not (lo <= i and i + k <= hi))
+    # A match overlapping the antecedent span is the antecedent (a "▁" piece may hold none of it).
+    return sum(1 for i in range(len(ids) - k + 1) if ids[i : i + k] == target and not (i < hi and i + k > lo))
 
 
 def _words_around(text: str, start: int, end: int) -> tuple[str, str]:
