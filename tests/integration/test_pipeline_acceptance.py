@@ -259,6 +259,19 @@ def test_cap_bites_and_holds(cap_runs):
     )
 
 
+def _not_proper_targets(output_dir) -> set[str]:
+    """The targets the run's reduction marked not proper, from its partitions' stats files."""
+    import json
+
+    from dask_prep.pipeline.reduction import _cap_result, _summaries
+    from dask_prep.stats import AnalysisStats
+
+    paths = sorted((output_dir / "_work" / "stats").glob("analyse-*.json"))
+    stats = [AnalysisStats.from_json(json.loads(p.read_text())) for p in paths]
+    thresholds, _ = _cap_result(_summaries(stats, CAP), CAP, 0.5)
+    return {t for t, limit in thresholds.items() if limit < 0}
+
+
 def test_cap_keeps_the_lowest_hashes_across_partitions(cap_runs):
     """Over-cap entities keep the CAP candidates with the lowest stable keys, corpus-wide."""
     run = cap_runs[200]
@@ -266,9 +279,14 @@ def test_cap_keeps_the_lowest_hashes_across_partitions(cap_runs):
     for row in run.candidate_rows():
         for c in row["candidates"]:
             keys[c["target"]].append((c["key"], row["doc_id"], c["start"], row["part"]))
-    over = {t: sorted(k) for t, k in keys.items() if len(k) > CAP}
+    # Issue 33: targets below entities.min_proper_share are dropped before the cap.
+    not_proper = _not_proper_targets(run.output_dir)
+    assert len(not_proper) == run.report["entities"]["not_proper_targets"]
+    over = {t: sorted(k) for t, k in keys.items() if len(k) > CAP and t not in not_proper}
     assert len(over) == run.report["entities"]["capped_targets"]
-    assert run.report["examples"]["before_cap"] - run.report["examples"]["after_cap"] == sum(
+    examples = run.report["examples"]
+    assert examples["not_proper_noun"] == sum(len(k) for t, k in keys.items() if t in not_proper)
+    assert examples["before_cap"] - examples["not_proper_noun"] - examples["after_cap"] == sum(
         len(k) - CAP for k in over.values()
     )
     # The cap must really merge partitions: some over-cap entity spans several of them.
