@@ -23,6 +23,8 @@ class Document:
     # The entities whose mentions become examples (`entities.mentions`); `entities` above
     # is what the `no_repeated_entity` rule judged.
     example_entities: dict | None = None
+    # {surface: (proper, whole-word noun occurrences)} for the proper-noun share (issue 33).
+    proper_counts: dict | None = None
     # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
     # (progressive analysis decided on a prefix); None = never analysed.
     analysis: str | None = None

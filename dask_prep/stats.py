@@ -97,6 +97,7 @@ _ANALYSIS_SUMS = (
     "example_entities",
     "kept_without_examples",
     "candidates",
+    "echo",
     "analysed_docs",
     "analysed_chars",
     "kiwi_chars",
@@ -123,7 +124,10 @@ class AnalysisStats(_Stats):
     example_entities: int = 0  # those that may give examples
     kept_without_examples: int = 0
     candidates: int = 0  # examples before the cap
+    echo: int = 0  # later mentions right after a title line holding the antecedent (not candidates)
     summary: Summary | None = None  # of the entities, for the cap; left out once the cap has it
+    # {surface: [proper, whole-word noun occurrences]} (`coref.names.proper_counts`); like `summary`
+    proper_counts: dict | None = None
     distributions: dict[str, dict[str, Any]] = field(default_factory=dict)  # `filters.measured_distributions`
     seconds: dict[str, float] = field(default_factory=dict)
     analysed_docs: int = 0  # that reached the analysis, and their characters
@@ -203,7 +207,10 @@ class TokenizeStats(_Stats):
     partition: int | None = None  # None in a total
     parts: dict[str, PartRecord] = field(default_factory=dict)
     candidates: PartRecord | None = None  # the stage-1 part the examples were made from
+    not_proper: int = 0  # candidates of targets below entities.min_proper_share (before the cap)
     after_cap: int = 0
+    documents_with_examples: int = 0  # documents with at least one written example
+    over_model_max_length: int = 0  # written rows longer than the tokenizer's model_max_length
     dropped: dict[str, int] = field(default_factory=dict)  # examples not written, per reason
     examples: int = 0  # written
     thresholds: str = ""  # digest of the cap thresholds applied (`partition.thresholds_digest`)
@@ -230,7 +237,10 @@ class TokenizeStats(_Stats):
 
     def merge(self, other: TokenizeStats) -> TokenizeStats:
         return TokenizeStats(
+            not_proper=self.not_proper + other.not_proper,
             after_cap=self.after_cap + other.after_cap,
+            documents_with_examples=self.documents_with_examples + other.documents_with_examples,
+            over_model_max_length=self.over_model_max_length + other.over_model_max_length,
             dropped=add_counts(self.dropped, other.dropped),
             examples=self.examples + other.examples,
             coverage=self.coverage.merge(other.coverage),

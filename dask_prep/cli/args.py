@@ -178,6 +178,10 @@ def _output_options(group: Any) -> None:
         help="put this share of documents (by a stable hash of doc_id) in a `validation` split; "
         "the output is then a DatasetDict of train and validation (default: none, one Dataset)",
     )
+    group.add_argument("--source", help="the source corpus, named on the dataset card (config output.source)")
+    group.add_argument(
+        "--license", help="the dataset's licence for its card, e.g. cc-by-sa-3.0 (config output.license)"
+    )
     group.add_argument(
         "--no-decisions",
         dest="decisions",
@@ -317,6 +321,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("input", "analysis_timeout"): args.analysis_timeout,
         ("output", "decisions"): args.decisions,
         ("output", "validation_fraction"): args.validation_fraction,
+        ("output", "source"): args.source,
+        ("output", "license"): args.license,
         ("analysis", "progressive"): args.progressive,
     }
     for (section, name), value in flags.items():

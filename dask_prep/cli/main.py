@@ -71,7 +71,8 @@ def _run(args: argparse.Namespace) -> int:
 
     options = _cluster_options(args)
     pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
-    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
+    # `dask-prep --quiet run …` too: global flags may come before the command.
+    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if "run" in sys.argv[1:] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 

@@ -109,7 +109,8 @@ def group_surface_mentions(text: str, spans: Iterable[Span], config: EntityConfi
 def find_example_entities(text: str, tokens: Iterable[Any], config: EntityConfig) -> dict[str, list[Span]]:
     """The entities whose mentions become examples, keyed by what the text spells.
 
-    `mentions: whole_word` (the default): `whole_word_mentions`, grouped by surface string.
+    `mentions: whole_word`: `whole_word_mentions`, grouped by surface string (`names`, the
+    default, is `dask_prep.coref.names.example_entities`).
     `mentions: nnp`: every NNP token, grouped by Kiwi's form (the behaviour before).
     """
     if config.mentions == "nnp":

@@ -17,6 +17,7 @@ with the text around it (a piece joining the entity to a particle) is dropped un
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from dask_prep.config import TokenizeConfig
 from dask_prep.coref.entities import Candidate
+from dask_prep.coref.names import copies_of
 from dask_prep.coref.tokenizer import PortableTokenizer
 
 IGNORE_INDEX = -100
@@ -52,6 +54,9 @@ def output_schema(with_token_type_ids: bool) -> pa.Schema:
         pa.field("mask_end", pa.int32()),
         pa.field("antecedent_start", pa.int32()),
         pa.field("antecedent_end", pa.int32()),
+        # Where other copies of the target in the window start (token indices): masked too,
+        # their labels set, so that the antecedent is the only copy the model sees.
+        pa.field("masked_copies", ids),
     ]
     return pa.schema(fields)
 
@@ -89,6 +94,10 @@ class ExampleTokenizer:
         self.n_suffix = len(marks) - 1 - max(i for i, m in enumerate(marks) if not m)
         self.content_len = config.seq_len - self.n_prefix - self.n_suffix
         self._target_ids: dict[str, list[int]] = {}
+        self.documents_written: set[str] = set()
+        # The tokenizer's own maximum (None: it has none); rows longer than it are counted.
+        self.max_length = self.tokenizer.model_max_length
+        self.over_max_length = 0
         # Tokenizer coverage of the written examples: tokens (masks excluded), unknown
         # tokens, and the characters the tokenizer cannot spell that made them unknown.
         self.tokens = 0
@@ -105,8 +114,43 @@ class ExampleTokenizer:
         return ids
 
     def masked_text(self, text: str, c: Candidate) -> tuple[str, int]:
+        """The text with the mention masked (without its other copies: `masked`)."""
         k = len(self.target_ids(c.target)) if self.config.mask_style == "whole" else 1
         return text[: c.start] + self.tokenizer.mask_token * k + text[c.end :], k
+
+    def masked(self, text: str, c: Candidate) -> tuple[str, int, Candidate, list[int]]:
+        """(masked text, k, the candidate in its positions, where each masked copy starts in it).
+
+        Every other copy of the target that starts a word (`names.copies_of`) but the antecedent
+        is masked like the mention.
+        """
+        k = len(self.target_ids(c.target)) if self.config.mask_style == "whole" else 1
+        size, mask = len(c.target), self.tokenizer.mask_token * k
+        copies = [
+            at
+            for at in copies_of(text, c.target, (c.antecedent_start, c.start))
+            if at + size <= c.antecedent_start or at >= c.antecedent_end
+            if at + size <= c.start or at >= c.end
+        ]
+        pieces, where, last, shift = [], [], 0, 0
+        moved = {}
+        for at in sorted([*copies, c.start]):
+            pieces.append(text[last:at])
+            moved[at] = at + shift
+            pieces.append(mask)
+            last = at + size
+            shift += len(mask) - size
+        pieces.append(text[last:])
+        where = [moved[at] for at in copies]
+        ante_shift = sum(len(mask) - size for at in copies if at < c.antecedent_start)
+        placed = dataclasses.replace(
+            c,
+            antecedent_start=c.antecedent_start + ante_shift,
+            antecedent_end=c.antecedent_end + ante_shift,
+            start=moved[c.start],
+            end=moved[c.start] + len(mask),
+        )
+        return "".join(pieces), k, placed, where
 
     def encode(self, pairs: Iterable[tuple[str, Candidate]], dropped: dict[str, int]) -> Iterator[pa.RecordBatch]:
         """Record batches of encoded examples; drops are counted in `dropped` by reason."""
@@ -120,15 +164,20 @@ class ExampleTokenizer:
             yield self._encode_batch(batch, dropped)
 
     def _encode_batch(self, batch: list[tuple[str, Candidate]], dropped: dict[str, int]) -> pa.RecordBatch:
-        masked = [self.masked_text(text, c) for text, c in batch]
-        encodings = self.backend.encode_batch([m for m, _ in masked], add_special_tokens=True)
+        masked = [self.masked(text, c) for text, c in batch]
+        encodings = self.backend.encode_batch([m[0] for m in masked], add_special_tokens=True)
         rows = []
-        for (_, c), (text, k), enc in zip(batch, masked, encodings, strict=True):
-            row = self._example(c, k, enc.ids, enc.offsets, enc.type_ids if self.with_token_type_ids else None, text)
+        for (_, c), (text, k, placed, copies), enc in zip(batch, masked, encodings, strict=True):
+            type_ids = enc.type_ids if self.with_token_type_ids else None
+            row = self._example(placed, k, enc.ids, enc.offsets, type_ids, text, copies)
             if isinstance(row, Dropped):
                 dropped[row.reason] = dropped.get(row.reason, 0) + 1
             else:
+                # The row keeps the candidate's positions in the original text.
+                row.update(antecedent_pos=c.antecedent_start, coref_pos=c.start, distance=c.distance)
                 rows.append(row)
+                self.documents_written.add(c.doc_id)
+                self.over_max_length += self.max_length is not None and len(row["input_ids"]) > self.max_length
         # Column by column: faster than `from_pylist` over one dict per row.
         columns = {name: [row[name] for row in rows] for name in self.schema.names}
         return pa.RecordBatch.from_pydict(columns, schema=self.schema)
@@ -149,35 +198,35 @@ class ExampleTokenizer:
         offsets: list[tuple[int, int]],
         type_ids: list[int] | None,
         text: str | None = None,
+        copies: list[int] = (),
     ) -> Example | Dropped:
-        """One row, or why there is none. `text`: the masked text that was encoded."""
+        """One row, or why there is none. `text`: the masked text that was encoded;
+        `copies`: where in it other copies of the target were masked."""
         pre, suf = self.n_prefix, len(ids) - self.n_suffix
         content, content_offsets = ids[pre:suf], offsets[pre:suf]
         spans = self._spans(c, k, content, content_offsets, text)
         if isinstance(spans, Dropped):
             return spans
         mask_lo, mask_hi, ante_lo, ante_hi = spans
-        lo = 0
-        if len(content) > self.content_len:
-            span = mask_hi - ante_lo
-            if span > self.content_len:
-                return Dropped("window")
-            # Centre the antecedent..mask span in the window for the most context.
-            lo = ante_lo - (self.content_len - span) // 2
-            lo = max(0, min(lo, len(content) - self.content_len))
-        hi = min(len(content), lo + self.content_len)
-        self._count_coverage(content, content_offsets, lo, hi, k, text)
+        ends = [e for _, e in content_offsets]
+        groups = [bisect.bisect_right(ends, at) for at in copies]
+        lo, hi = self._window(len(content), ante_lo, mask_hi, groups, k)
+        if lo is None:
+            return Dropped("window")
+        kept_groups = [g for g in groups if lo <= g and g + k <= hi]
+        self._count_coverage(content, content_offsets, lo, hi, k * (1 + len(kept_groups)), text)
         input_ids = ids[:pre] + content[lo:hi] + ids[suf:]
         shift = pre - lo
         target_ids = self.target_ids(c.target)
         labels = [IGNORE_INDEX] * len(input_ids)
         label_values = target_ids if self.config.mask_style == "whole" else target_ids[:1]
         labels[mask_lo + shift : mask_hi + shift] = label_values
-        attention = [1] * len(input_ids)
-        row = {
+        for g in kept_groups:
+            labels[g + shift : g + k + shift] = label_values
+        row: Example = {
             "doc_id": c.doc_id,
             "input_ids": input_ids,
-            "attention_mask": attention,
+            "attention_mask": [1] * len(input_ids),
             "labels": labels,
             "target": c.target,
             "target_ids": target_ids,
@@ -188,6 +237,7 @@ class ExampleTokenizer:
             "mask_end": mask_hi + shift,
             "antecedent_start": ante_lo + shift,
             "antecedent_end": ante_hi + shift,
+            "masked_copies": [g + shift for g in kept_groups],
         }
         if type_ids is not None:
             row["token_type_ids"] = type_ids[:pre] + type_ids[pre:suf][lo:hi] + type_ids[suf:]
@@ -230,6 +280,24 @@ class ExampleTokenizer:
         row["labels"] = row["labels"] + [IGNORE_INDEX] * pad
         if with_token_type_ids:
             row["token_type_ids"] = row["token_type_ids"] + [0] * pad
+
+    def _window(self, n: int, ante_lo: int, mask_hi: int, groups: list[int], k: int) -> tuple[int | None, int]:
+        """Content tokens [lo, hi) of the window: both mentions, centred, never cutting a masked copy."""
+        if n <= self.content_len:
+            return 0, n
+        span = mask_hi - ante_lo
+        if span > self.content_len:
+            return None, 0
+        # Centre the antecedent..mask span in the window for the most context.
+        lo = ante_lo - (self.content_len - span) // 2
+        lo = max(0, min(lo, n - self.content_len))
+        hi = min(n, lo + self.content_len)
+        for g in groups:  # a copy's masks are all in the window or none
+            if g < lo < g + k:
+                lo = g + k
+            if g < hi < g + k:
+                hi = g
+        return lo, hi
 
     def _count_coverage(
         self, content: list[int], offsets: list[tuple[int, int]], lo: int, hi: int, k: int, text: str | None

@@ -155,8 +155,8 @@ def _load_tokenizer(model: str) -> Any:
             "character offsets are needed to place the mask and the antecedent span exactly. "
             "Give a directory with a tokenizer.json (tokenizers library), or a model that has one"
         )
-    # Windowing is ours; the model's nominal max length only produces warnings here.
-    tokenizer.model_max_length = 1 << 30
+    # `model_max_length` stays the model's own: the run counts and warns about rows longer
+    # than it (windowing to --seq-len is ours; the workers encode with the backend, which never warns).
     if tokenizer.mask_token is None:
         raise TokenizerError(f"{model!r} has no mask token; a masked-LM tokenizer is needed")
     return tokenizer
@@ -181,6 +181,8 @@ class PortableTokenizer:
     split_special_tokens: bool = False
     unk_token: str | None = None
     class_name: str = ""
+    model_max_length: int | None = None  # None: the tokenizer declares no maximum
+    vocab_size: int = 0
 
     @classmethod
     def load(cls, model: str) -> PortableTokenizer:
@@ -196,6 +198,9 @@ class PortableTokenizer:
             split_special_tokens=bool(getattr(tok, "split_special_tokens", False)),
             unk_token=tok.unk_token,
             class_name=type(tok).__name__,
+            # transformers puts a huge sentinel (about 1e30) where a tokenizer declares no maximum.
+            model_max_length=tok.model_max_length if tok.model_max_length < 1 << 40 else None,
+            vocab_size=len(tok),
         )
 
     def backend(self) -> Any:

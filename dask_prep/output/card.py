@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dask_prep.coref.tokenizer import looks_like_path
 from dask_prep.io import storage
 
 SPLIT_SALT = "dask-prep validation split"
@@ -84,7 +85,7 @@ def split_stats(splits: dict[str, Any], saved_dir: str, is_dict: bool) -> dict[s
 
 DESCRIPTION = (
     "Entity-coreference examples from Korean text for masked language models. In each "
-    "example a later mention of a proper noun that heads a whole word is replaced by mask "
+    "example a later mention of a name (a whole proper-noun phrase) is replaced by mask "
     "tokens (labels: the mention's token ids); the first mention of the same string in the "
     "document is the antecedent, located by antecedent_pos/antecedent_start/antecedent_end. "
     "Made by dask-prep."
@@ -105,7 +106,7 @@ def card_text(
     """The README.md of the dataset directory, in the Hugging Face card format."""
     from huggingface_hub import DatasetCard
 
-    data = _card_data(features, splits, name)
+    data = _card_data(features, splits, name, config["output"].get("license"))
     split_rows = "\n".join(
         f"| {s} | {v['documents']:,} | {v['examples']:,} | {v['bytes']:,} |" for s, v in splits.items()
     )
@@ -116,28 +117,27 @@ def card_text(
         if fraction
         else "One split: the whole dataset (run without `--validation-fraction`)."
     )
-    made_lines = _how_it_was_made(counts, tokenizer, config)
+    made_lines = "\n".join(_made_lines(counts, tokenizer, config))
     version_rows = "\n".join(f"| {k} | {v or 'not installed'} |" for k, v in versions.items())
-    config_yaml = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
+    changed = config_changes(config)
+    config_yaml = yaml.safe_dump(changed, sort_keys=False, allow_unicode=True).rstrip() if changed else "{}"
+    column_rows = "\n".join(f"| `{c}` | {COLUMNS[c]} |" for c in _column_names(features) if c in COLUMNS)
     body = f"""# {name}
 
 {DESCRIPTION}
+{_warning_lines(counts)}
+- **Source:** {config["output"].get("source") or "not given (`--source`)"}
+- **Licence:** {config["output"].get("license") or "not given (`--license`); the source's licence applies"}
+- **Tokenizer:** {_tokenizer_line(tokenizer)}
 
-## Examples
+{_loading_section(name)}
+## Columns
 
-- A **mention** is a proper noun (Kiwi `NNP`, or a run of `NNP`s written without a space)
-  that starts a word and heads it: only particles, endings, the copula, verb-making
-  suffixes or punctuation may follow it in that word (`entities.mentions: whole_word`).
-- Mentions are grouped by the exact characters of the text; `target` is that string:
-  `text[antecedent_pos:antecedent_pos+len(target)] == target == text[coref_pos:coref_pos+len(target)]`.
-- The first mention is the antecedent; later mentions (at most `entities.max_masked_mentions`,
-  {config["entities"]["min_distance"]}-{config["entities"]["max_distance"]} characters after it) each
-  give one example, at most `entities.max_entity_freq` per target over the whole corpus.
-- `mask_start:mask_end` are the mask tokens that replace the mention (`labels` hold the
-  target's ids there, -100 elsewhere); `antecedent_start:antecedent_end` are exactly the
-  tokens of the antecedent's characters. Examples whose antecedent shares a token with
-  neighbouring text are dropped (`boundary`).
+| column | meaning |
+| --- | --- |
+{column_rows}
 
+{_examples_section(config)}
 ## Splits
 
 | split | documents | examples | bytes |
@@ -149,10 +149,12 @@ def card_text(
 ## How it was made
 
 ```
-{command}
+{short_command(command)}
 ```
 
 {made_lines}
+
+Config fields that differ from the preset `{config.get("preset")}`:
 
 ```yaml
 {config_yaml}
@@ -165,8 +167,8 @@ def card_text(
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
-def _card_data(features: Any, splits: dict[str, dict[str, int]], name: str) -> Any:
-    """The card's YAML header: language, task, features and split sizes (`datasets`' own)."""
+def _card_data(features: Any, splits: dict[str, dict[str, int]], name: str, licence: str | None) -> Any:
+    """The card's YAML header: language, task, licence, features and split sizes (`datasets`' own)."""
     import datasets
     from huggingface_hub import DatasetCardData
 
@@ -178,26 +180,139 @@ def _card_data(features: Any, splits: dict[str, dict[str, int]], name: str) -> A
         ),
         dataset_size=sum(v["bytes"] for v in splits.values()),
     )
-    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name)
+    data = DatasetCardData(language=["ko"], task_categories=["fill-mask"], pretty_name=name, license=licence)
     datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
 
 
-def _how_it_was_made(counts: dict[str, Any], tokenizer: dict[str, Any], config: dict[str, Any]) -> str:
-    """The card's counts, tokenizer and preset lines."""
+def _loading_section(name: str) -> str:
+    return f"""## Loading
+
+```python
+import datasets
+
+ds = datasets.load_from_disk("{name}")  # this directory
+# or stream the parquet shards next to it:
+ds = datasets.load_dataset("parquet", data_files="parquet/*.parquet", split="train", streaming=True)
+```
+
+"""
+
+
+def _examples_section(config: dict[str, Any]) -> str:
+    return f"""## Examples
+
+- A **mention** is a whole name (`entities.mentions: names`): a run of proper-noun words (Kiwi
+  `NNP`) that heads its last word, not followed by a numeral, Latin letters or a noun that continues
+  it (`닌텐도 64`, `오사카 대학`); no prefix 주(駐) and no particle is part of it.
+- Mentions are grouped by the exact characters of the text; `target` is that string:
+  `text[antecedent_pos:antecedent_pos+len(target)] == target == text[coref_pos:coref_pos+len(target)]`.
+- Targets tagged a proper noun at fewer than {config["entities"].get("min_proper_share", 0)} of their whole-word
+  occurrences in the kept documents are dropped (`not_proper_noun`).
+- The first mention is the antecedent; later mentions (at most `entities.max_masked_mentions`,
+  {config["entities"]["min_distance"]}-{config["entities"]["max_distance"]} characters after it, not right after a
+  title line holding the antecedent) each give one example, at most `entities.max_entity_freq`
+  per target over the whole corpus. Every other copy of the target in the window is masked too
+  (`masked_copies`), so the antecedent is the only copy the model sees."""
+
+
+COLUMNS = {
+    "doc_id": "the source document's id",
+    "input_ids": (
+        "the tokenized text (special tokens included), the mention and its other copies replaced by mask tokens"
+    ),
+    "attention_mask": "1 for every token (0 for padding with `--pad-to-max-length`)",
+    "token_type_ids": "the tokenizer's segment ids: all 0 (one segment)",
+    "labels": "-100 except at the mask tokens, which hold the target's token ids",
+    "target": "the entity as written in the text (what the masks stand for)",
+    "target_ids": "the target's token ids, tokenized alone (the labels at each group of masks)",
+    "antecedent_pos": "character offset of the first mention (the antecedent) in the source text",
+    "coref_pos": "character offset of the masked mention in the source text",
+    "distance": "coref_pos - antecedent_pos, in characters",
+    "mask_start": "token index of the masked mention's first mask in input_ids",
+    "mask_end": "token index after its last mask (exclusive)",
+    "antecedent_start": "token index of the antecedent's first token in input_ids",
+    "antecedent_end": "token index after the antecedent's last token (exclusive)",
+    "masked_copies": (
+        "token indices where other masked copies of the target start (each as long as mask_end - mask_start)"
+    ),
+}
+
+
+def _column_names(features: Any) -> list[str]:
+    return list(features.keys()) if hasattr(features, "keys") else list(COLUMNS)
+
+
+def _warning_lines(counts: dict[str, Any]) -> str:
+    warnings = counts.get("warnings") or []
+    return "".join(f"\n> **Warning:** {w}\n" for w in warnings)
+
+
+def _tokenizer_line(tokenizer: dict[str, Any]) -> str:
+    model, size = tokenizer.get("model") or "", tokenizer.get("vocab_size")
+    vocab = f", vocabulary of {size:,}" if size else ""
+    kind = tokenizer.get("class") or "tokenizers backend"
+    if tokenizer.get("local"):
+        return f"a local tokenizer, `{os.path.basename(model.rstrip('/'))}` ({kind}{vocab})"
+    return f"[`{model}`](https://huggingface.co/{model}) ({kind}{vocab})"
+
+
+def short_command(command: str) -> str:
+    """The command with every path or URL reduced to its last component (no machine paths on a card)."""
+    import shlex
+
+    if not command.startswith("dask-prep"):
+        return command  # the Python API call, already without directories
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out: list[str] = []
+    for word in words:
+        # Every path or URL; a hub model name (`--model owner/name`, not a directory) stays.
+        hub_name = out[-1:] == ["--model"] and not looks_like_path(word)
+        if "/" in word and not hub_name and not word.startswith("{"):
+            word = os.path.basename(word.rstrip("/")) or word
+        out.append(word)
+    return shlex.join(out)
+
+
+def config_changes(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields whose values differ from the named preset's (model paths reduced)."""
+    from dask_prep.config import preset
+
+    base = preset(config.get("preset") or "seed-v2").to_dict()
+    changed = _diff(config, base)
+    model = (changed.get("tokenize") or {}).get("model")
+    if model and os.path.isdir(model):
+        changed["tokenize"]["model"] = os.path.basename(model.rstrip("/"))
+    return changed
+
+
+def _diff(new: Any, old: Any) -> Any:
+    if isinstance(new, dict) and isinstance(old, dict):
+        out = {}
+        for key, value in new.items():
+            if key not in old:
+                out[key] = value
+            elif value != old[key]:
+                out[key] = _diff(value, old[key])
+        return out
+    return new
+
+
+def _made_lines(counts: dict[str, Any], tokenizer: dict[str, Any], config: dict[str, Any]) -> list[str]:
     docs, examples = counts["documents"], counts["examples"]
     dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(examples["dropped"].items())) or "none"
     share = counts.get("tokenizer_coverage", {}).get("unknown_share")
-    made = [
+    return [
         f"- input documents: {docs['read']:,} read, {docs['malformed']:,} malformed, "
         f"{docs['rejected']:,} rejected, {docs['kept']:,} kept "
-        f"({docs.get('kept_without_examples', 0):,} of them without an example)",
-        f"- examples: {examples['before_cap']:,} before the cap, {examples['after_cap']:,} after, "
+        f"({docs.get('kept_without_examples', 0):,} of them without a written example)",
+        f"- examples: {examples['before_cap']:,} candidates (later mentions; {examples.get('echo', 0):,} title "
+        f"echoes excluded), {examples.get('not_proper_noun', 0):,} of targets that are not proper nouns, "
+        f"{examples.get('over_cap', 0):,} over the cap, {examples['after_cap']:,} after the cap; "
         f"dropped: {dropped}; {examples['written']:,} written",
-        f"- tokenizer: `{tokenizer.get('model')}` ({tokenizer.get('class') or 'tokenizers backend'}), "
-        f"unknown token `{tokenizer.get('unk_token')}`",
-        "- tokenizer coverage: "
+        f"- unknown token `{tokenizer.get('unk_token')}`; coverage: "
         + ("n/a" if share is None else f"{share:.2%} of the examples' tokens are the unknown token"),
-        f"- preset `{config.get('preset')}`; full config:",
     ]
-    return "\n".join(made)

@@ -26,7 +26,6 @@ from dask_prep.analysis.filters import FilterChain, kiwi_analyser
 from dask_prep.analysis.isolation import attempt
 from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
@@ -47,6 +46,7 @@ from dask_prep.pipeline.compute import compute_with_progress
 from dask_prep.pipeline.dedup_graph import NO_DEDUP, Dedup, find_duplicates, rejects_of
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import Progress, progress_events
+from dask_prep.pipeline.reduction import _cap_result, _merge_reduced, _summaries
 from dask_prep.pipeline.runner import PipelineRun
 from dask_prep.stats import AnalysisStats
 from dask_prep.workers import current_client, current_worker
@@ -129,16 +129,8 @@ def _judge(specs: list[PartitionSpec], rejects: list | None, config: Config) -> 
     return docs
 
 
-def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
-    return merge_summaries((s.summary for s in stats), cap)
-
-
-def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
-    return cap_thresholds(summary, cap), len(summary)
-
-
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:
-    return dataclasses.replace(stats, summary=None)
+    return dataclasses.replace(stats, summary=None, proper_counts=None)
 
 
 class Pipeline:
@@ -272,12 +264,14 @@ class Pipeline:
         """
         rejects = dedup.rejects if dedup is not None else None
         stats = self._reading_bag().map_partitions(_analyse, rejects, self.config, self.layout, resume, progress_topic)
-        cap = self.config.entities.max_entity_freq
-        summary = stats.reduction(
+        entities = self.config.entities
+        cap = entities.max_entity_freq
+        reduced = stats.reduction(
             functools.partial(_summaries, cap=cap),
-            functools.partial(merge_summaries, cap=cap),
+            functools.partial(_merge_reduced, cap=cap),
         )
-        return stats.map(_without_summary), summary.apply(functools.partial(_cap_result, cap=cap))
+        result = functools.partial(_cap_result, cap=cap, min_proper_share=entities.min_proper_share)
+        return stats.map(_without_summary), reduced.apply(result)
 
     def cap_from_stats(self, partitions: int) -> tuple[dict, int]:
         """(cap thresholds, distinct targets) again, from the finished partitions' stats files.
@@ -290,9 +284,9 @@ class Pipeline:
             db.from_sequence(list(range(partitions)), npartitions=max(1, min(partitions, tasks)))
             .map(functools.partial(read_stats, self.layout, "analyse"))
             .map(AnalysisStats.from_json)
-            .reduction(functools.partial(_summaries, cap=cap), functools.partial(merge_summaries, cap=cap))
+            .reduction(functools.partial(_summaries, cap=cap), functools.partial(_merge_reduced, cap=cap))
         )
-        return _cap_result(summary.compute(), cap)
+        return _cap_result(summary.compute(), cap, self.config.entities.min_proper_share)
 
     def check(self, *, overwrite: bool = False, resume: bool = False, tokenizer: bool = True) -> None:
         """Fail fast, before any cluster work (`runner.PipelineRun.check`)."""

@@ -31,6 +31,7 @@ from dask_prep.coref.entities import (
     passes_cap,
     summarize_entities,
 )
+from dask_prep.coref.names import NOT_PROPER, merge_proper_counts, without_echoes
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import CopyKey
@@ -242,11 +243,15 @@ def _entity_stats(
     stats = decision_stats(spec, docs, damaged)
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
-    rows, keys = [], []
+    rows, keys, proper = [], [], []
     guard = functools.partial(committing, layout)
     for doc in kept:
         entities = doc.example_entities if doc.example_entities is not None else doc.entities
+        if config.entities.mentions == "names":
+            entities, echoes = without_echoes(doc.text, entities)
+            stats.echo += echoes
         cands = build_candidates(doc.doc_id, entities, config.entities)
+        proper.append(doc.proper_counts or {})
         stats.qualifying_entities += len(doc.entities)
         stats.example_entities += len(entities)
         stats.candidates += len(cands)
@@ -266,17 +271,26 @@ def _entity_stats(
         stats,
         parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
         summary=summarize_entities(keys, config.entities.max_entity_freq),
+        proper_counts=merge_proper_counts(proper),
         distributions=measured_distributions(docs, config),
     )
 
 
-def iter_candidates(path: str | bytes, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
-    """(text, candidate) pairs of a stage-1 part (a path, or its bytes) that pass the cap, in document order."""
+def iter_candidates(
+    path: str | bytes, thresholds: dict[str, int], not_proper: list[int] | None = None
+) -> Iterator[tuple[str, Candidate]]:
+    """(text, candidate) pairs of a stage-1 part (a path, or its bytes) that pass the cap, in document order.
+
+    Candidates of a target below `entities.min_proper_share` (threshold `NOT_PROPER`) are
+    counted in `not_proper[0]` instead.
+    """
     with io.BytesIO(path) if isinstance(path, bytes) else storage.open_read(path) as handle:
         for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
             for row in batch.to_pylist():
                 for record in row["candidates"]:
-                    if passes_cap(record["target"], record["key"], thresholds):
+                    if not_proper is not None and thresholds.get(record["target"]) == NOT_PROPER:
+                        not_proper[0] += 1
+                    elif passes_cap(record["target"], record["key"], thresholds):
                         yield row["text"], Candidate(doc_id=row["doc_id"], **record)
 
 
@@ -314,13 +328,15 @@ def tokenize_partition(
     with clock.stage("tokenize"):
         encoder = ExampleTokenizer(config.tokenize, tokenizer)
         dropped: dict[str, int] = {}
-        pairs = list(iter_candidates(candidates_data, thresholds))
+        not_proper = [0]
+        pairs = list(iter_candidates(candidates_data, thresholds, not_proper))
         written = write_atomically(
             encoder.encode(pairs, dropped),
             encoder.schema,
             layout.part("examples", index),
             functools.partial(committing, layout),
         )
+        documents = len(encoder.documents_written)
     if written + sum(dropped.values()) != len(pairs):
         raise AccountingError(
             f"partition {index}: {len(pairs)} examples after the cap, "
@@ -330,7 +346,10 @@ def tokenize_partition(
         partition=index,
         parts={"examples": part_record(layout.part("examples", index))},
         candidates=candidates,
+        not_proper=not_proper[0],
         after_cap=len(pairs),
+        documents_with_examples=documents,
+        over_model_max_length=encoder.over_max_length,
         dropped=dropped,
         examples=written,
         thresholds=digest,

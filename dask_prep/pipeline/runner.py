@@ -195,7 +195,9 @@ class PipelineRun:
                 analysed,
                 tokenized,
                 distinct_targets=distinct_targets,
-                capped_targets=len(thresholds),
+                capped_targets=sum(limit >= 0 for limit in thresholds.values()),
+                not_proper_targets=sum(limit < 0 for limit in thresholds.values()),
+                model_max_length=self.pipeline.tokenizer().model_max_length,
                 duplicate_texts=dedup.duplicate_texts,
                 seconds=seconds,
                 config=self.pipeline.config.to_dict(),
@@ -295,7 +297,9 @@ class PipelineRun:
         splits_out.update(splits)
         pipeline = self.pipeline
         tokenizer = pipeline.tokenizer()
-        api_call = f"dask_prep.Pipeline({pipeline.inputs!r}, config, {pipeline.output_dir!r}).run()  # Python API"
+        inputs = [os.path.basename(p.rstrip("/")) for p in pipeline.inputs]
+        output = os.path.basename((pipeline.output_dir or "").rstrip("/"))
+        api_call = f"dask_prep.Pipeline({inputs!r}, config, {output!r}).run()  # Python API"
         return card_text(
             features=features,
             splits=splits,
@@ -307,6 +311,8 @@ class PipelineRun:
                 "model": pipeline.config.tokenize.model,
                 "class": tokenizer.class_name,
                 "unk_token": tokenizer.unk_token,
+                "vocab_size": tokenizer.vocab_size,
+                "local": os.path.isdir(os.path.expanduser(pipeline.config.tokenize.model)),
             },
             versions=versions(),
         )

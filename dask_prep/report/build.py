@@ -24,6 +24,8 @@ def build_report(
     *,
     distinct_targets: int,
     capped_targets: int,
+    not_proper_targets: int = 0,
+    model_max_length: int | None = None,
     duplicate_texts: int,
     seconds: dict[str, float],
     config: dict[str, Any],
@@ -40,7 +42,9 @@ def build_report(
             "malformed": sum(a.malformed.values()),
             "rejected": sum(a.rejected.values()),
             "kept": a.kept,
-            "kept_without_examples": a.kept_without_examples,
+            # kept documents none of whose examples was written (no candidate, or all dropped or capped)
+            "kept_without_examples": a.kept - t.documents_with_examples,
+            "kept_without_candidates": a.kept_without_examples,
         },
         "malformed": dict(sorted(a.malformed.items())),
         "malformed_locations": a.malformed_locations,
@@ -61,21 +65,34 @@ def build_report(
         # Each rule's measured value over the documents that reached it (rules run in order
         # and stop at the first rejection), with histogram edges at the thresholds.
         "measured_values": {name: describe_distribution(dist) for name, dist in a.distributions.items()},
+        # Counted per document (an entity of two documents counts twice) unless "distinct".
         "entities": {
             "qualifying_in_kept_documents": a.qualifying_entities,
+            "per_document_targets": a.example_entities,
             "distinct_targets": distinct_targets,
+            "not_proper_targets": not_proper_targets,
             "capped_targets": capped_targets,
-            "giving_examples": a.example_entities,
         },
-        "examples": {"before_cap": a.candidates, "after_cap": t.after_cap, "dropped": t.dropped, "written": t.examples},
+        "examples": {
+            "echo": a.echo,  # later mentions echoing a title line: never candidates
+            "before_cap": a.candidates,
+            "not_proper_noun": t.not_proper,
+            "over_cap": a.candidates - t.not_proper - t.after_cap,
+            "after_cap": t.after_cap,
+            "dropped": t.dropped,
+            "written": t.examples,
+        },
         "throughput": _throughput(a, seconds.get("total")),
         "seconds": _rounded(seconds),
         "worker_seconds": _rounded(add_counts(a.seconds, t.seconds)),
         "config": config,
         "partition_log": partition_log(analysed, tokenized),
         "tokenizer_coverage": coverage,
-        "warnings": coverage_warnings(coverage),
+        "warnings": coverage_warnings(coverage)
+        + length_warnings(t.over_model_max_length, t.examples, model_max_length),
     }
+    report["examples"]["over_model_max_length"] = t.over_model_max_length
+    report["examples"]["model_max_length"] = model_max_length
     check_accounting(report)
     return report
 
@@ -162,11 +179,24 @@ def coverage_warnings(coverage: dict[str, Any]) -> list[str]:
     ]
 
 
+def length_warnings(over: int, written: int, model_max_length: int | None) -> list[str]:
+    """One line when written rows are longer than the tokenizer's `model_max_length`."""
+    if not over or model_max_length is None:
+        return []
+    return [
+        f"{over:,} of {written:,} examples ({over / written:.1%}) are longer than the tokenizer's "
+        f"model_max_length ({model_max_length:,} tokens): a model of that length cannot read them whole; "
+        "lower --seq-len to fit it"
+    ]
+
+
 def check_accounting(report: dict[str, Any]) -> None:
     docs = report["documents"]
     if docs["read"] != docs["malformed"] + docs["rejected"] + docs["kept"]:
         raise AccountingError(f"documents do not add up: {docs}")
     examples = report["examples"]
+    if examples["over_cap"] < 0:
+        raise AccountingError(f"examples do not add up: {examples}")
     if examples["after_cap"] != examples["written"] + sum(examples["dropped"].values()):
         raise AccountingError(f"examples do not add up: {examples}")
 
@@ -198,10 +228,13 @@ def summary_lines(report: dict[str, Any], resumed: bool = False) -> list[str]:
     if analysis:
         lines.append(
             f"analysis            {analysis['mode']:>12}  ({analysis['stopped_early']:,} of {analysis['documents']:,} "
-            f"documents decided on a prefix; Kiwi analysed {analysis['kiwi_chars']:,} of {analysis['chars']:,} chars)"
+            f"documents decided on a prefix; {analysis['chars']:,} chars of candidate documents, "
+            f"{analysis['kiwi_chars']:,} analysed by Kiwi counting chunks and whole documents)"
         )
     lines += [
-        f"examples before cap {e['before_cap']:>12,}",
+        f"examples before cap {e['before_cap']:>12,}  (later mentions; {e.get('echo', 0):,} title echoes not counted)",
+        f"  not proper nouns  {e.get('not_proper_noun', 0):>12,}",
+        f"  over the cap      {e.get('over_cap', 0):>12,}",
         f"examples after cap  {e['after_cap']:>12,}",
     ]
     lines += [f"  dropped {reason:<10}{count:>12,}" for reason, count in e["dropped"].items()]

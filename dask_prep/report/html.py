@@ -146,13 +146,21 @@ def _count_rows(report: dict[str, Any]) -> list[tuple[str, Any, int]]:
     rows += [(reason, n, 2) for reason, n in report.get("rejected", {}).items()]
     rows.append(("kept", d["kept"], 1))
     if "kept_without_examples" in d:
-        rows.append(("kept, without an example", d["kept_without_examples"], 2))
+        rows.append(("kept, without a written example", d["kept_without_examples"], 2))
     if "duplicate_texts" in report:
         rows.append(("texts with duplicates", report["duplicate_texts"], 0))
     if report.get("near_duplicates"):
         rows.append(("near-duplicate clusters", report["near_duplicates"]["clusters"], 0))
     rows += [(f"entities: {name.replace('_', ' ')}", n, 0) for name, n in ent.items()]
-    rows += [("examples before the cap", e["before_cap"], 0), ("examples after the cap", e["after_cap"], 0)]
+    if "echo" in e:
+        rows.append(("title echoes (not candidates)", e["echo"], 0))
+    rows.append(("examples before the cap", e["before_cap"], 0))
+    rows += [
+        (label, e[key], 1)
+        for key, label in (("not_proper_noun", "not proper nouns"), ("over_cap", "over the cap"))
+        if key in e
+    ]
+    rows.append(("examples after the cap", e["after_cap"], 0))
     rows += [(f"dropped: {reason}", n, 1) for reason, n in e.get("dropped", {}).items()]
     rows.append(("examples written", e["written"], 0))
     for split, sizes in report.get("splits", {}).items():
@@ -255,8 +263,9 @@ def _analysis_note(report: dict[str, Any]) -> str:
             "measured (null). The others were analysed whole"
         )
     return (
-        f'<p class="note">Analysis: <b>{html.escape(analysis["mode"])}</b>: {html.escape(what)}. Kiwi analysed '
-        f"{analysis['kiwi_chars']:,} of the {analysis['chars']:,} characters of these documents.</p>"
+        f'<p class="note">Analysis: <b>{html.escape(analysis["mode"])}</b>: {html.escape(what)}. These documents '
+        f"hold {analysis['chars']:,} characters; Kiwi analysed {analysis['kiwi_chars']:,} characters, "
+        "counting each chunk and each whole-document analysis.</p>"
     )
 
 

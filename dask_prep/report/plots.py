@@ -132,7 +132,7 @@ def plot_entity_counts(before: np.ndarray, after: np.ndarray, cap: int | None = 
     # The "before" line is drawn wide underneath, so it stays visible where both agree.
     for counts, color, width, label in (
         (before, BEFORE_COLOR, 4.0, "before the cap"),
-        (after, AFTER_COLOR, 1.5, "after the cap (written)"),
+        (after, AFTER_COLOR, 1.5, "written (after the cap and the drops)"),
     ):
         if len(counts):
             ranked = np.sort(counts)[::-1]
@@ -143,7 +143,7 @@ def plot_entity_counts(before: np.ndarray, after: np.ndarray, cap: int | None = 
                 color=color,
                 linewidth=width,
                 alpha=0.8,
-                label=f"{label}: {len(ranked):,} entities, {int(ranked.sum()):,} examples",
+                label=f"{label}: {len(ranked):,} distinct targets, {int(ranked.sum()):,} examples",
             )
     if cap is not None:
         ax.axhline(cap, color="#333333", linestyle=":", linewidth=1, label=f"cap = {cap:,} per entity")

@@ -132,7 +132,27 @@ def test_report_distributions_add_up_to_the_decisions(seed_shard0_run):
     assert measured["length"]["measured"] == report["documents"]["read"]
 
 
-def test_same_candidates_before_the_cap(reference, seed_shard0_run):
+@pytest.fixture(scope="module")
+def whole_word_run(client, shard0, tokenizer_dir, tmp_path_factory):
+    """Shard 00000 with issue 22's mention rule, which the reference re-implements.
+
+    Issue 33's default (`mentions: names`, a proper-noun share) is checked against hand-made
+    sentences in tests/unit/test_names.py and on every row by test_training_examples.py.
+    """
+    from conftest import run_pipeline
+
+    from dask_prep.config import preset
+
+    config = preset("seed-v2")
+    config.tokenize.model = str(tokenizer_dir)
+    config.input.dedup = False
+    config.entities.mentions = "whole_word"
+    config.entities.min_proper_share = 0.0
+    return run_pipeline(client, [shard0], config, tmp_path_factory.mktemp("seed_shard0_whole_word"))
+
+
+def test_same_candidates_before_the_cap(reference, whole_word_run):
+    seed_shard0_run = whole_word_run
     candidates = {
         (row["doc_id"], c["target"], c["antecedent_start"], c["start"])
         for row in seed_shard0_run.candidate_rows()
@@ -148,7 +168,8 @@ def test_same_candidates_before_the_cap(reference, seed_shard0_run):
     )
 
 
-def test_same_examples_in_the_dataset(reference, seed_shard0_run, hf_tokenizer):
+def test_same_examples_in_the_dataset(reference, whole_word_run, hf_tokenizer):
+    seed_shard0_run = whole_word_run
     seq_len = seed_shard0_run.seq_len
     per_target = Counter(target for _, target, _, _ in reference.examples)
     cap = seed_shard0_run.report["config"]["entities"]["max_entity_freq"]

@@ -47,7 +47,9 @@ def _encode(candidates, **options) -> tuple[list[dict], dict[str, int], object]:
 
 
 def _masked(c: Candidate, n_masks: int) -> str:
-    return TEXT[: c.start] + "[MASK]" * n_masks + TEXT[c.end :]
+    """The mention and every other copy of the target but the antecedent masked (issue 33)."""
+    head, tail = TEXT[: c.antecedent_end], TEXT[c.antecedent_end :]
+    return head + tail.replace(c.target, "[MASK]" * n_masks)
 
 
 def _check_example(row: dict, hf, c: Candidate, seq_len: int) -> None:
@@ -56,8 +58,13 @@ def _check_example(row: dict, hf, c: Candidate, seq_len: int) -> None:
     assert len(labels) == len(ids) == len(row["attention_mask"]) == len(row["token_type_ids"])
     assert ids[0] == hf.cls_token_id and ids[-1] == hf.sep_token_id
     assert set(ids[row["mask_start"] : row["mask_end"]]) == {hf.mask_token_id}
-    assert hf.mask_token_id not in ids[: row["mask_start"]] + ids[row["mask_end"] :]
-    assert [i for i, v in enumerate(labels) if v != -100] == list(range(row["mask_start"], row["mask_end"]))
+    k = row["mask_end"] - row["mask_start"]
+    # The masks are the mention's and those of the other copies in the window, all labelled.
+    masked = sorted(i for start in [row["mask_start"], *row["masked_copies"]] for i in range(start, start + k))
+    assert [i for i, v in enumerate(ids) if v == hf.mask_token_id] == masked
+    assert [i for i, v in enumerate(labels) if v != -100] == masked
+    for start in row["masked_copies"]:
+        assert labels[start : start + k] == labels[row["mask_start"] : row["mask_end"]]
     antecedent = hf.decode(ids[row["antecedent_start"] : row["antecedent_end"]]).replace(" ", "")
     assert c.target in antecedent
     assert (row["doc_id"], row["target"]) == (c.doc_id, c.target)

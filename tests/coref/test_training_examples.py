@@ -249,9 +249,19 @@ def check_rows(rows: list[dict], texts: dict[str, str], tokenizer) -> None:
         assert decoded.replace(" ", "").replace("##", "") == target.replace(" ", ""), (where, decoded)
         ms, me = r["mask_start"], r["mask_end"]
         assert ids[ms:me] == [tokenizer.mask_token_id] * (me - ms), where
-        assert ids.count(tokenizer.mask_token_id) == me - ms, where
+        # Besides the mention, only the other copies of the target are masked (issue 33), labelled alike.
+        masked = sorted(i for start in [ms, *r["masked_copies"]] for i in range(start, start + me - ms))
+        assert [i for i, v in enumerate(ids) if v == tokenizer.mask_token_id] == masked, where
+        assert [i for i, v in enumerate(r["labels"]) if v != -100] == masked, where
         assert r["target_ids"] == tokenizer(target, add_special_tokens=False)["input_ids"], where
         assert r["labels"][ms:me] == r["target_ids"], where
+        for start in r["masked_copies"]:
+            assert r["labels"][start : start + me - ms] == r["labels"][ms:me], where
+        # No free copy: the target's token sequence is nowhere in the input but at the antecedent
+        # (which it may overlap only partly: a SentencePiece "▁" token holds no character of it).
+        k, lo, hi = len(r["target_ids"]), r["antecedent_start"], r["antecedent_end"]
+        free = [i for i in range(len(ids) - k + 1) if ids[i : i + k] == r["target_ids"] and not (i < hi and i + k > lo)]
+        assert free == [], (where, free)
 
 
 @pytest.fixture(scope="module")
@@ -440,11 +450,14 @@ def test_coverage_adds_up_and_warns_above_one_percent():
 def test_config_and_cli_options():
     from dask_prep.cli.args import build_parser, config_from_args
 
-    assert preset("seed-v2").entities.mentions == "whole_word"
+    assert preset("seed-v2").entities.mentions == "names"  # issue 33 (whole_word before)
+    assert Config.from_dict({"entities": {"mentions": "whole_word"}}).entities.mentions == "whole_word"
     assert preset("seed-v2").output.validation_fraction is None
     assert Config.from_dict({"entities": {"mentions": "nnp"}}).entities.mentions == "nnp"
     with pytest.raises(ConfigError, match="entities.mentions"):
         Config.from_dict({"entities": {"mentions": "all"}})
+    with pytest.raises(ConfigError, match="min_proper_share"):
+        Config.from_dict({"entities": {"min_proper_share": 1.5}})
     for bad in (0, 1, 1.5, "x", True):
         with pytest.raises(ConfigError, match="validation_fraction"):
             Config.from_dict({"output": {"validation_fraction": bad}})
@@ -522,7 +535,10 @@ def test_every_row_of_the_shared_corpus(split_runs, hf_tokenizer):
     report = run.report
     assert report["examples"]["written"] == len(rows)
     kept_without = sum(1 for row in run.candidate_rows() if not row["candidates"])
-    assert report["documents"]["kept_without_examples"] == kept_without
+    assert report["documents"]["kept_without_candidates"] == kept_without
+    # Issue 33: "without an example" counts the kept documents that have no row at all.
+    with_rows = len({r["doc_id"] for r in rows})
+    assert report["documents"]["kept_without_examples"] == report["documents"]["kept"] - with_rows
     print(
         f"\nshared corpus: {report['documents']['kept']} kept documents, {report['examples']['before_cap']} "
         f"candidates, dropped {report['examples']['dropped']}, {len(rows)} examples; "

@@ -15,7 +15,8 @@ from dask_prep.analysis.filters.base import QualityFilter
 from dask_prep.analysis.filters.registry import FILTERS
 from dask_prep.analysis.progressive import MAX_CHUNK, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.config import Config
-from dask_prep.coref.entities import find_example_entities, find_repeated_entities
+from dask_prep.coref.entities import find_repeated_entities
+from dask_prep.coref.names import example_entities, proper_counts
 from dask_prep.document import Document
 
 
@@ -133,8 +134,9 @@ class FilterChain:
             doc.example_entities = (
                 doc.entities
                 if self.entity_config.mentions == "nnp"
-                else find_example_entities(doc.text, tokens, self.entity_config)
+                else example_entities(doc.text, tokens, self.entity_config)
             )
+            doc.proper_counts = proper_counts(doc.text, tokens, self.entity_config)
             doc.tokens = None  # the analysis is no longer needed; free it early
             kept += 1
             yield doc

@@ -1,0 +1,74 @@
+"""Issue 33's rules on hand-written Korean sentences, with real Kiwi."""
+
+from __future__ import annotations
+
+import pytest
+
+from dask_prep.config import EntityConfig
+from dask_prep.coref.names import (
+    copies_of,
+    is_title_echo,
+    merge_proper_counts,
+    name_mentions,
+    not_proper_targets,
+    proper_counts,
+    without_echoes,
+)
+
+kiwipiepy = pytest.importorskip("kiwipiepy", reason="the rules are defined on Kiwi's tags")
+
+
+@pytest.fixture(scope="module")
+def kiwi():
+    from dask_prep.analysis.kiwi import build_kiwi
+
+    return build_kiwi()
+
+
+def names(kiwi, text: str) -> list[str]:
+    return [text[a:b] for a, b in name_mentions(text, kiwi.tokenize(text), EntityConfig())]
+
+
+def test_a_multi_word_name_is_one_mention(kiwi):
+    assert names(kiwi, "퀸스 파크 레인저스는 잉글랜드의 축구 클럽이다.") == ["퀸스 파크 레인저스", "잉글랜드"]
+
+
+def test_a_name_followed_by_a_numeral_or_a_name_head_is_no_mention(kiwi):
+    assert names(kiwi, "닌텐도 64는 닌텐도가 만든 게임기이다.") == ["닌텐도"]  # the company, not the console
+    assert names(kiwi, "러일 전쟁 이후 일본은 강해졌다.") == ["일본"]
+    assert "리오" not in names(kiwi, "리오 레드우드 아카데미에 다녔다.")
+    assert names(kiwi, "나고야 TV 타워와 도쿄 타워") == ["도쿄 타워"]
+
+
+def test_a_name_modifying_a_common_noun_stays_a_mention(kiwi):
+    assert names(kiwi, "김정일 위원장이 평양에 갔다.")[0] == "김정일"
+
+
+def test_ju_glued_to_a_country_is_no_mention(kiwi):
+    found = names(kiwi, "주대한민국 미국 대사관은 대한민국 서울에 있다.")
+    assert not any(n.startswith("주") for n in found)
+    assert "대한민국 서울" in found
+
+
+def test_a_title_echo_gives_no_example_but_later_mentions_do():
+    text = "서병주\n서병주 ( 1885년 ) 는 조선의 관료이다. 그 뒤 서병주는 일본으로 갔다."
+    first, echo, later = 0, text.index("서병주", 1), text.rindex("서병주")
+    assert is_title_echo(text, first, first + 3, echo)
+    assert not is_title_echo(text, first, first + 3, later)
+    kept, echoes = without_echoes(text, {"서병주": [(first, 3), (echo, echo + 3), (later, later + 3)]})
+    assert kept == {"서병주": [(first, 3), (later, later + 3)]} and echoes == 1
+
+
+def test_a_common_noun_tagged_nnp_is_dropped_by_its_proper_share(kiwi):
+    config = EntityConfig()
+    # Kiwi tags the rank 경부보 NNP at the start of a sentence, NNG elsewhere.
+    texts = ["경부보는 경찰 계급이다.", "그는 경부보로 승진했다.", "경부보가 되었다.", "일본은 섬나라이다."]
+    counts = merge_proper_counts(proper_counts(t, kiwi.tokenize(t), config) for t in texts)
+    assert counts["경부보"] == (1, 3)
+    assert counts["일본"] == (1, 1)
+    assert not_proper_targets(["경부보", "일본"], counts, config.min_proper_share) == {"경부보"}
+
+
+def test_copies_are_the_other_word_starts():
+    text = "부산은 크다. 부산광역시와 북부산, 그리고 부산."
+    assert copies_of(text, "부산", [0]) == [text.index("부산광역시"), text.rindex("부산")]
