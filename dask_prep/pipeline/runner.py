@@ -37,9 +37,9 @@ from dask_prep.output.layout import (
     versions,
     write_manifest,
 )
-from dask_prep.output.publish import write_dataset
 from dask_prep.pipeline.compute import compute_stage
 from dask_prep.pipeline.progress import Progress, follows_partitions
+from dask_prep.pipeline.publication import publish_dataset
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.report.build import build_report, write_report
 from dask_prep.report.html import write_html_report
@@ -199,7 +199,8 @@ class PipelineRun:
                 None if specs else ExampleTokenizer(self.pipeline.config.tokenize, self.pipeline.tokenizer()).schema
             )
             splits: dict[str, dict] = {}
-            dataset_path = write_dataset(
+            # Written by the workers (publication.py); the client commits the small files last.
+            dataset_path = publish_dataset(
                 layout,
                 [s.index for s in specs],
                 self.pipeline.config.tokenize.seq_len,
@@ -208,6 +209,7 @@ class PipelineRun:
                 validation_fraction=self.pipeline.config.output.validation_fraction,
                 description=DESCRIPTION,
                 card=functools.partial(self._card, report_now(), splits),
+                progress=progress,
             )
         seconds["total"] = clock.elapsed()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from dask_prep.analysis.filters import describe_distribution
 from dask_prep.io import storage
+from dask_prep.output.shards import RowsDone
 from dask_prep.stats import AccountingError, AnalysisStats, TokenizeStats, add_counts
 
 
@@ -239,7 +240,7 @@ class TqdmProgress:
     def start(self, stage: str, partitions: int) -> None:
         from tqdm.auto import tqdm
 
-        unit = "doc" if stage == "analyse" else "part"
+        unit = {"analyse": "doc", "sort": "row", "publish": "row"}.get(stage, "part")
         with self.lock:
             self.bars[stage] = tqdm(
                 total=None if stage == "analyse" else partitions,
@@ -272,10 +273,12 @@ class TqdmProgress:
     def _kept_so_far(self) -> int:
         return self.kept + sum(kept for _, kept in self.in_progress.values())
 
-    def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None:
+    def update(self, stage: str, stats: AnalysisStats | TokenizeStats | RowsDone) -> None:
         with self.lock:
             bar = self.bars[stage]
-            if stage == "analyse":
+            if stage in ("sort", "publish"):  # publication: rows of the total (output.shards.RowsDone)
+                bar.update(stats.rows)
+            elif stage == "analyse":
                 before_judged, _ = self.in_progress.pop(stats.partition, (0, 0))
                 self.finished.add(stats.partition)
                 self.kept += stats.kept
