@@ -78,12 +78,39 @@ class RowsDone:
     examples: int = 0
 
 
+def _leaf_types(data_type: pa.DataType) -> list[pa.DataType]:
+    """Arrow types of a field's parquet leaf columns, depth first (parquet's column order)."""
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return _leaf_types(data_type.value_type)
+    if pa.types.is_struct(data_type):
+        return [leaf for i in range(data_type.num_fields) for leaf in _leaf_types(data_type.field(i).type)]
+    return [data_type]
+
+
+def arrow_bytes(parquet: pq.ParquetFile) -> int:
+    """About the Arrow bytes of a parquet file's rows, from its metadata alone: each leaf
+    column's values times their Arrow width (parquet's own sizes count repeated values once
+    when dictionary-encoded), strings by their encoded size, plus an offset per row and column."""
+    meta = parquet.metadata
+    leaves = [leaf for f in parquet.schema_arrow for leaf in _leaf_types(f.type)]
+    total = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            leaf = leaves[j] if j < len(leaves) else pa.string()
+            fixed = pa.types.is_integer(leaf) or pa.types.is_floating(leaf) or pa.types.is_boolean(leaf)
+            total += column.num_values * max(1, leaf.bit_width // 8) if fixed else column.total_uncompressed_size
+            total += 4 * group.num_rows
+    return total
+
+
 def survey_part(path: str) -> PartSurvey:
-    """Rows, bytes (parquet's uncompressed size) and a sample of an output part's doc ids."""
+    """Rows, bytes (about their Arrow size) and a sample of an output part's doc ids."""
     with storage.open_read(path) as handle:
         parquet = pq.ParquetFile(handle)
         meta = parquet.metadata
-        nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        nbytes = arrow_bytes(parquet)
         if meta.num_rows == 0:
             return PartSurvey()
         doc_ids = parquet.read(columns=["doc_id"]).column("doc_id")
