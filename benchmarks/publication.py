@@ -83,7 +83,8 @@ def synthetic_parts(sources: list[str], rows: int, dest: str, bytes_per_row: int
         held = sum(t.num_rows for t in pending)
         while held >= ROWS_PER_PART or (written >= rows and held):
             block = pa.concat_tables(pending)
-            pq.write_table(block.slice(0, ROWS_PER_PART), os.path.join(dest, f"part-{part:05d}.parquet"), compression="zstd")
+            path = os.path.join(dest, f"part-{part:05d}.parquet")
+            pq.write_table(block.slice(0, ROWS_PER_PART), path, compression="zstd")
             pending = [block.slice(ROWS_PER_PART)] if block.num_rows > ROWS_PER_PART else []
             held = block.num_rows - min(block.num_rows, ROWS_PER_PART)
             part += 1
