@@ -146,7 +146,24 @@ def _written_bytes() -> int:
         return int(dict(line.split(": ") for line in handle.read().splitlines())["write_bytes"])
 
 
-def measure(mode: str, workers: int, parts_dir: str, out: str, logs: str) -> dict:
+def wait_for_memory(needed: int, patience: float = 900) -> bool:
+    """Whether `needed` bytes (plus 1 GiB to spare) are available, waiting up to `patience` s:
+    the machine is shared, and the client publication's RSS grows with the dataset."""
+    import psutil
+
+    deadline = time.monotonic() + patience
+    while psutil.virtual_memory().available < needed + (1 << 30):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(10)
+    return True
+
+
+def measure(mode: str, workers: int, parts_dir: str, out: str, logs: str, rows: int) -> dict:
+    # The client publication's RSS is about the dataset's Arrow bytes; each worker's about a shard's few times.
+    needed = rows * 5000 if mode == "baseline" else workers * (1 << 30)
+    if not wait_for_memory(needed):
+        return {"mode": mode, "workers": workers, "skipped": f"less than {needed >> 20} MiB + 1 GiB available"}
     cmd = [python(), __file__, "_one", mode, str(workers), parts_dir, out]
     log = os.path.join(logs, f"{mode}-{workers}-{os.path.basename(parts_dir)}.log")
     load = load_average()
@@ -202,19 +219,20 @@ def main() -> None:
         size = synthetic_parts(sources, rows, parts_dir)
         out = os.path.join(args.work, f"out-{rows}")
         size["runs"] = [
-            measure(mode, workers, parts_dir, out, args.work)
+            measure(mode, workers, parts_dir, out, args.work, rows)
             for mode, workers in (("baseline", 0), ("cluster", 1), ("cluster", 2))
         ]
         shutil.rmtree(parts_dir, ignore_errors=True)
-        runs = {(r["mode"], r["workers"]): r["seconds"] for r in size["runs"]}
-        size["two_vs_one_worker"] = round(runs[("cluster", 1)] / runs[("cluster", 2)], 2)
-        size["two_workers_vs_client"] = round(runs[("baseline", 0)] / runs[("cluster", 2)], 2)
+        runs = {(r["mode"], r["workers"]): r.get("seconds") for r in size["runs"]}
+        two = runs[("cluster", 2)]
+        size["two_vs_one_worker"] = round(runs[("cluster", 1)] / two, 2) if two and runs[("cluster", 1)] else None
+        size["two_workers_vs_client"] = round(runs[("baseline", 0)] / two, 2) if two and runs[("baseline", 0)] else None
         report["sizes"].append(size)
         print(json.dumps(size, indent=1), flush=True)
     if len(report["sizes"]) > 1:
         first, last = report["sizes"][0], report["sizes"][-1]
-        two = [next(r["seconds"] for r in s["runs"] if r["workers"] == 2) for s in (first, last)]
-        report["largest_vs_smallest_2_workers"] = round(two[1] / two[0], 2)
+        two = [next(r.get("seconds") for r in s["runs"] if r["workers"] == 2) for s in (first, last)]
+        report["largest_vs_smallest_2_workers"] = round(two[1] / two[0], 2) if all(two) else None
     report["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     path = os.path.join(args.results, f"publication-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json")
     with open(path, "w") as handle:

@@ -14,6 +14,7 @@ those of the client publication (`dask_prep.output.publish.write_dataset`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -46,12 +47,14 @@ def publish_dataset(
     card: Callable[[Any, dict], str] | None = None,
     progress: Progress | None = None,
     splits_out: dict | None = None,
+    shard_bytes: int = sh.SHARD_BYTES,
 ) -> str:
     """The output parts as a `datasets` dataset and parquet shards, written by the workers.
 
     Same arguments as `write_dataset` (the client publication, kept as the reference), plus
     `progress` (stages `sort` and `publish`, rows of the total) and `splits_out`, which
-    receives {split: examples, documents, bytes}. Returns the dataset's path.
+    receives {split: examples, documents, bytes}; a shard holds about `shard_bytes` of rows.
+    Returns the dataset's path.
     """
     progress = progress or Progress()
     parts = [layout.part("examples", i) for i in part_indices]
@@ -64,7 +67,7 @@ def publish_dataset(
         storage.remove(stale)  # what an interrupted publication left
     schema = _schema(parts, schema)
 
-    sizes, plan = _survey(parts)
+    sizes, plan = _survey(parts, shard_bytes)
     groups = _groups(parts, sizes)
     progress.start("sort", len(groups))
     progress.set_total("sort", plan.rows)
@@ -120,13 +123,14 @@ def _schema(parts: list[str], given: Any) -> pa.Schema:
     return given
 
 
-def _survey(parts: list[str]) -> tuple[list[int], sh.ShardPlan]:
+def _survey(parts: list[str], shard_bytes: int) -> tuple[list[int], sh.ShardPlan]:
     """Each part's bytes (for grouping) and the shard plan; the doc-id samples stay on the workers."""
     if not parts:
-        return [], sh.plan_ranges(sh.PartSurvey())
+        return [], sh.plan_ranges(sh.PartSurvey(), shard_bytes)
     surveys = db.from_sequence(parts, npartitions=min(len(parts), 64)).map(sh.survey_part)
     sizes = surveys.map(lambda s: s.nbytes)
-    plan = surveys.reduction(sh.merge_surveys, sh.merge_surveys).apply(sh.plan_ranges)
+    plan_ranges = functools.partial(sh.plan_ranges, shard_bytes=shard_bytes)
+    plan = surveys.reduction(sh.merge_surveys, sh.merge_surveys).apply(plan_ranges)
     sizes, plan = dask.compute(sizes, plan)
     return list(sizes), plan
 
