@@ -234,7 +234,13 @@ def write_parquet_shard(table: pa.Table, features: Any, path: str) -> None:
     from datasets.table import InMemoryTable
 
     buffer = io.BytesIO()
-    datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features)).to_parquet(buffer)
+    quiet = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a worker's stderr is often the user's terminal
+    try:
+        datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features)).to_parquet(buffer)
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
     storage.write_bytes(path, buffer.getvalue())
 
 

@@ -68,21 +68,9 @@ def assert_same_publication(ours: Path, reference: Path, seq_len: int) -> int:
     return sum(t.num_rows for t in mine.values())
 
 
-def _sample_config(**changes):
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(SAMPLE_TOKENIZER)
-    for dotted, value in changes.items():
-        section, field = dotted.split("__")
-        setattr(getattr(config, section), field, value)
-    config.validate()
-    return config
-
-
 @pytest.mark.parametrize("fraction", [None, 0.3])
 def test_sample_publication_equals_the_client_publication(client, tmp_path, fraction):
-    config = _sample_config(output__validation_fraction=fraction)
+    config = seed_config_with(SAMPLE_TOKENIZER, output__validation_fraction=fraction)
     run = run_pipeline(client, [SAMPLE], config, tmp_path / "run")
     reference = client_publication(tmp_path / "run", tmp_path / "reference", config.tokenize.seq_len, fraction)
     rows = assert_same_publication(tmp_path / "run", reference, config.tokenize.seq_len)
