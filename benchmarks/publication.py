@@ -220,7 +220,7 @@ def main() -> None:
         out = os.path.join(args.work, f"out-{rows}")
         size["runs"] = [
             measure(mode, workers, parts_dir, out, args.work, rows)
-            for mode, workers in (("baseline", 0), ("cluster", 1), ("cluster", 2))
+            for mode, workers in (("cluster", 1), ("cluster", 2), ("baseline", 0))
         ]
         shutil.rmtree(parts_dir, ignore_errors=True)
         runs = {(r["mode"], r["workers"]): r.get("seconds") for r in size["runs"]}

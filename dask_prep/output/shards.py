@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,8 +122,9 @@ def survey_part(path: str) -> PartSurvey:
     return PartSurvey(meta.num_rows, nbytes, tuple(samples))
 
 
-def merge_surveys(surveys: list[PartSurvey]) -> PartSurvey:
-    """Surveys added up (a reduction step): rows, bytes and all samples."""
+def merge_surveys(surveys: Iterable[PartSurvey]) -> PartSurvey:
+    """Surveys added up (a reduction step, which may be handed an iterator): rows, bytes, samples."""
+    surveys = list(surveys)
     return PartSurvey(
         sum(s.rows for s in surveys),
         sum(s.nbytes for s in surveys),

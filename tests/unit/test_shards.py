@@ -162,6 +162,12 @@ def test_metadata_bytes_are_about_the_arrow_bytes(tmp_path):
     assert 0.8 * actual < estimate < 1.25 * actual
 
 
+def test_surveys_add_up_from_an_iterator():
+    """A Dask bag's reduction hands each partition over as an iterator."""
+    merged = sh.merge_surveys(iter([sh.PartSurvey(2, 10, ("b",)), sh.PartSurvey(3, 20, ("a", "c"))]))
+    assert merged == sh.PartSurvey(5, 30, ("b", "a", "c"))
+
+
 def test_boundaries_split_the_samples_evenly_and_a_doc_id_has_one_shard():
     survey = sh.PartSurvey(rows=1000, nbytes=4 * 100, samples=tuple(f"d{i:03d}" for i in range(100)))
     plan = sh.plan_ranges(survey, shard_bytes=100)
