@@ -46,15 +46,14 @@ def publish_dataset(
     description: str | None = None,
     card: Callable[[Any, dict], str] | None = None,
     progress: Progress | None = None,
-    splits_out: dict | None = None,
     shard_bytes: int = sh.SHARD_BYTES,
 ) -> str:
     """The output parts as a `datasets` dataset and parquet shards, written by the workers.
 
     Same arguments as `write_dataset` (the client publication, kept as the reference), plus
-    `progress` (stages `sort` and `publish`, rows of the total) and `splits_out`, which
-    receives {split: examples, documents, bytes}; a shard holds about `shard_bytes` of rows.
-    Returns the dataset's path.
+    `progress` (stages `sort` and `publish`, rows of the total) and `shard_bytes`, about the
+    rows' Arrow bytes per shard. `card(features, splits)` gets {split: examples, documents,
+    bytes}, as counted by the shard tasks. Returns the dataset's path.
     """
     progress = progress or Progress()
     parts = [layout.part("examples", i) for i in part_indices]
@@ -95,8 +94,6 @@ def publish_dataset(
     ]
     results = _compute("publish", writes, progress, rows=lambda r: r.rows)
     splits = sh.split_totals(results)
-    if splits_out is not None:
-        splits_out.update(splits)
     if lock is not None:
         lock.confirm()
     if card is not None:  # before the commit files: on a store, those come last
