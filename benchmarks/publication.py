@@ -214,6 +214,7 @@ def main() -> None:
     report: dict = {"section": "publication", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report["uptime_before"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     report["sizes"] = []
+    path = os.path.join(args.results, f"publication-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json")
     for rows in args.rows:
         parts_dir = os.path.join(args.work, f"parts-{rows}")
         size = synthetic_parts(sources, rows, parts_dir)
@@ -229,15 +230,19 @@ def main() -> None:
         size["two_workers_vs_client"] = round(runs[("baseline", 0)] / two, 2) if two and runs[("baseline", 0)] else None
         report["sizes"].append(size)
         print(json.dumps(size, indent=1), flush=True)
+        _save(report, path)  # after each size: the 1 M rows take long on a busy machine
     if len(report["sizes"]) > 1:
         first, last = report["sizes"][0], report["sizes"][-1]
         two = [next(r.get("seconds") for r in s["runs"] if r["workers"] == 2) for s in (first, last)]
         report["largest_vs_smallest_2_workers"] = round(two[1] / two[0], 2) if all(two) else None
     report["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    path = os.path.join(args.results, f"publication-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json")
+    _save(report, path)
+    print(path)
+
+
+def _save(report: dict, path: str) -> None:
     with open(path, "w") as handle:
         json.dump(report, handle, indent=1)
-    print(path)
 
 
 if __name__ == "__main__":
