@@ -1,4 +1,8 @@
-"""Publishing the final dataset: the output parts as one `datasets` dataset and parquet shards.
+"""Publishing the final dataset in the client: the output parts as one `datasets` dataset and parquet shards.
+
+A run publishes on the workers (`dask_prep.pipeline.publication`, shards by `output.shards`);
+this single-process publication is kept as the reference its rows and order are tested
+against, and as the benchmarks' baseline.
 
 The dataset is built from the parquet parts by `datasets` itself (streamed into an
 Arrow cache, never all in memory), saved to a temporary directory and renamed, so

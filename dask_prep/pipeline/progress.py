@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dask_prep.workers import current_worker
 
 if TYPE_CHECKING:
+    from dask_prep.output.shards import RowsDone
     from dask_prep.stats import AnalysisStats, TokenizeStats
 
 # A task sends at most one progress event per this many seconds (and one as each of its
@@ -45,7 +46,7 @@ class Progress:
         Called from the client's event loop thread, concurrently with `update`.
         """
 
-    def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None: ...
+    def update(self, stage: str, stats: AnalysisStats | TokenizeStats | RowsDone) -> None: ...
 
     def finish(self, stage: str) -> None: ...
 

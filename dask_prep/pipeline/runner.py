@@ -40,17 +40,17 @@ from dask_prep.output.layout import (
     versions,
     write_manifest,
 )
-from dask_prep.output.publish import write_dataset
 from dask_prep.pipeline.compute import compute_stage
 from dask_prep.pipeline.progress import Progress, follows_partitions
+from dask_prep.pipeline.publication import publish_dataset
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.report.build import build_report, write_report
 from dask_prep.report.html import write_html_report
 
 
-def verify_decisions(layout: Layout, analysed: list) -> None:
-    """Every decisions part is what this run recorded for it (checked on the workers; fencing.py)."""
-    checks = [(layout.part("decisions", s.partition), s.parts["decisions"]) for s in analysed if "decisions" in s.parts]
+def verify_parts(layout: Layout, kind: str, stats: list) -> None:
+    """Every `kind` part is what this run recorded for it (checked on the workers; fencing.py)."""
+    checks = [(layout.part(kind, s.partition), s.parts[kind]) for s in stats if kind in s.parts]
     if checks:
         db.from_sequence(checks, npartitions=min(len(checks), 64)).starmap(fencing.check_part).compute()
 
@@ -207,8 +207,9 @@ class PipelineRun:
         splits: dict[str, dict] = {}
         with clock.stage("dataset"):
             progress.begin("writing the dataset")
-            verify_decisions(self.pipeline.layout, analysed)
-            dataset_path = self._write_dataset(specs, tokenized, report_now, splits)
+            verify_parts(self.pipeline.layout, "decisions", analysed)
+            verify_parts(self.pipeline.layout, "examples", tokenized)  # what the workers publish
+            dataset_path = self._write_dataset(specs, report_now, splits, progress)
         seconds["total"] = clock.elapsed()
 
         report = self._final_report(report_now(), dataset_path, splits, analysed, tokenized)
@@ -255,15 +256,14 @@ class PipelineRun:
         )
 
     def _write_dataset(
-        self, specs: list[PartitionSpec], tokenized: list, report_now: Callable[[], dict], splits: dict
+        self, specs: list[PartitionSpec], report_now: Callable[[], dict], splits: dict, progress: Progress
     ) -> str:
-        """The published dataset and its card; `splits` receives the split sizes.
-
-        Only the examples parts this run's tokenize stage recorded are published (fencing.py)."""
+        """The published dataset and its card, written by the workers (publication.py); the client
+        commits the small files last. `splits` receives the split sizes."""
         config = self.pipeline.config
         # Without partitions (empty input) the dataset still gets the output's columns.
         schema = None if specs else ExampleTokenizer(config.tokenize, self.pipeline.tokenizer()).schema
-        return write_dataset(
+        return publish_dataset(
             self.pipeline.layout,
             [s.index for s in specs],
             config.tokenize.seq_len,
@@ -272,7 +272,7 @@ class PipelineRun:
             validation_fraction=config.output.validation_fraction,
             description=DESCRIPTION,
             card=functools.partial(self._card, report_now(), splits),
-            records={s.partition: s.parts["examples"] for s in tokenized},
+            progress=progress,
         )
 
     def _final_report(self, report: dict, dataset_path: str, splits: dict, analysed: list, tokenized: list) -> dict:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dask_prep.analysis.filters import describe_distribution
 from dask_prep.io import storage
+from dask_prep.output.shards import RowsDone
 from dask_prep.stats import AccountingError, AnalysisStats, TokenizeStats, add_counts
 
 
@@ -288,7 +289,7 @@ class TqdmProgress:
             bar.update(done - bar.n)
 
     def start(self, stage: str, partitions: int) -> None:
-        unit = "doc" if stage == "analyse" else "part"
+        unit = {"analyse": "doc", "sort": "row", "publish": "row"}.get(stage, "part")
         with self.lock:
             self.bars[stage] = self._bar(stage, None if stage == "analyse" else partitions, unit)
 
@@ -330,10 +331,12 @@ class TqdmProgress:
     def _kept_so_far(self) -> int:
         return self.kept + sum(kept for _, kept in self.in_progress.values())
 
-    def update(self, stage: str, stats: AnalysisStats | TokenizeStats) -> None:
+    def update(self, stage: str, stats: AnalysisStats | TokenizeStats | RowsDone) -> None:
         with self.lock:
             bar = self.bars[stage]
-            if stage == "analyse":
+            if stage in ("sort", "publish"):  # publication: rows of the total (output.shards.RowsDone)
+                bar.update(stats.rows)
+            elif stage == "analyse":
                 before_judged, _ = self.in_progress.pop(stats.partition, (0, 0))
                 self.finished.add(stats.partition)
                 self.kept += stats.kept

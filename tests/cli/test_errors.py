@@ -233,7 +233,7 @@ def test_a_run_holds_its_output_directory_until_its_report_is_written(client, sh
 
     with client.as_current():
         report = Pipeline([str(shard0)], config, str(out)).run(progress=ProbeAtEachStage())
-    assert set(probes) == {"analyse", "tokenize"}
+    assert set(probes) == {"analyse", "tokenize", "sort", "publish"}  # publication too (issue 30)
     assert all(f"pid {os.getpid()}" in message for message in probes.values()), probes
     assert (out / "report.json").exists() and report["documents"]["read"] == 300
     check_not_in_use(str(out))  # released once the run returned

@@ -77,11 +77,11 @@ def test_the_analyse_bar_moves_inside_partitions_with_a_total(client, shard0, to
     written, total_parts = tokenize[-1][2], tokenize[-1][1]
     assert total_parts == partitions
     assert written == report["examples"]["written"]  # in total, not the last partition's
-    # Only the stages' own bars (issue 29 added the scan's and the dedup's): the dataset's
-    # own (`datasets`) bars are off.
+    # Only the stages' own bars (issue 29 added the scan's and the dedup's, issue 30 publication's
+    # in rows): `datasets`' own bars are off, on the workers too.
     for frame in re.split(r"[\r\n]", output):
         if "|" in frame and "%" in frame:
-            assert frame.lstrip().startswith(("scan:", "dedup:", "analyse:", "tokenize:")), frame
+            assert frame.lstrip().startswith(("scan:", "dedup:", "analyse:", "tokenize:", "sort:", "publish:")), frame
 
 
 def test_no_bar_lines_in_a_non_terminal_log(client, shard0, tokenizer_dir, tmp_path):
