@@ -43,6 +43,13 @@ def _run(args: argparse.Namespace) -> int:
     pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
+    if pipeline.repeated_inputs:
+        print(
+            f"dask-prep: note: {len(pipeline.repeated_inputs)} input file(s) given more than once are read once: "
+            + ", ".join(pipeline.repeated_inputs[:3])
+            + (f" and {len(pipeline.repeated_inputs) - 3} more" if len(pipeline.repeated_inputs) > 3 else ""),
+            file=sys.stderr,
+        )
 
     def client_start_up() -> None:
         pipeline.tokenizer()  # a bad model fails here, and the cluster is closed again

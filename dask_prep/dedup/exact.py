@@ -16,7 +16,10 @@ from typing import Any
 
 from dask_prep.document import Document
 
-CopyKey = tuple[str, str, int]  # (doc id, source file, line): the order in which copies are kept
+# (doc id, full input path or URL, line, file key): the order in which copies are kept. The
+# full path tells apart files whose keys are equal (mirror/v1/a.jsonl, mirror/v2/a.jsonl); the
+# key, which follows from the path, names the copy in the report.
+CopyKey = tuple[str, str, int, str]
 SAMPLE_IDS = 5  # repeated ids listed in the report, with their first locations
 
 
@@ -46,11 +49,11 @@ def collapse_whitespace(text: str) -> str:
 
 
 def copy_key(doc: Document) -> CopyKey:
-    return (doc.doc_id, doc.source, doc.line)
+    return (doc.doc_id, doc.path, doc.line, doc.source)
 
 
 def fingerprints(docs: Iterable[Document]) -> list[tuple[int, CopyKey]]:
-    """(fingerprint, (doc id, source, line)) of every well-formed document."""
+    """(fingerprint, copy key) of every well-formed document."""
     return [(fingerprint(d.text), copy_key(d)) for d in docs if d.rejected_by is None]
 
 
@@ -58,7 +61,7 @@ def mark_duplicates(docs: Iterable[Document], keep: dict[int, Any]) -> None:
     """Reject every document whose fingerprint has another copy chosen to keep.
 
     `keep` maps the fingerprint of each duplicated text to the copy that survives: its
-    (doc id, source, line), or (as before) its doc id alone.
+    copy key, or (as before) its doc id alone.
     """
     if not keep:
         return
@@ -73,9 +76,14 @@ def mark_duplicates(docs: Iterable[Document], keep: dict[int, Any]) -> None:
 
 
 def first_of_repeated(group: tuple[int, list[tuple[int, Any]]]) -> tuple[int, Any] | None:
-    """(fingerprint, first copy by doc id, source, line) of a text with several copies; None if unique."""
+    """(fingerprint, first copy by copy key) of a text with several copies; None if unique."""
     key, pairs = group
     return (key, min(copy for _, copy in pairs)) if len(pairs) > 1 else None
+
+
+def location(key: tuple) -> tuple[str, int]:
+    """(file key, line) of a copy key; a key of three parts is (doc id, file key, line)."""
+    return (key[3] if len(key) > 3 else key[1], key[2])
 
 
 def doc_id_of(pair: tuple[int, CopyKey]) -> str:
@@ -87,7 +95,7 @@ def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]]) -> dict | None:
     doc_id, pairs = group
     if len(pairs) < 2:
         return None
-    where = sorted((source, line) for _, (_, source, line) in pairs)
+    where = sorted(location(key) for _, key in pairs)
     return {
         "id": doc_id,
         "copies": len(pairs),

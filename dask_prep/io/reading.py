@@ -195,4 +195,6 @@ def _document(file: InputFile, index: int, text: str | None, id_value: Any, reas
     doc_id = str(id_value) if id_value is not None and not isinstance(id_value, (dict, list)) else None
     if doc_id is not None and _SURROGATE.search(doc_id):
         doc_id = None  # not writable as UTF-8: fall back to the derived id
-    return Document(doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason)
+    return Document(
+        doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason, path=file.path
+    )

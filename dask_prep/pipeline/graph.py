@@ -30,14 +30,13 @@ from dask_prep.config import Config
 from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import (
-    doc_id_of,
     fingerprints,
     first_of_repeated,
     mark_duplicates,
     merge_repeated_ids,
-    repeated_id,
     summarize_repeated_ids,
 )
+from dask_prep.dedup.ids import family_renames, family_repeated_ids, id_family, rename_documents, summarize_renames
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import (
@@ -90,6 +89,7 @@ def _analyse(
     duplicates: dict,
     resume: bool,
     progress_topic: str | None = None,
+    renamed_ids: dict | None = None,
 ) -> list:
     results = []
     events = progress_events(progress_topic)
@@ -104,6 +104,7 @@ def _analyse(
                     config,
                     layout,
                     duplicates=duplicates,
+                    renamed_ids=renamed_ids,
                     write_decisions=config.output.decisions,
                     resume=resume,
                     reader=reader,
@@ -137,10 +138,11 @@ def _read(specs: list[PartitionSpec], config: Config) -> list[Document]:
         return [doc for spec in specs for doc in reader.read(spec)[0]]
 
 
-def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict) -> list[Document]:
+def _judge(specs: list[PartitionSpec], config: Config, duplicates: dict, renamed_ids: dict) -> list[Document]:
     chain = FilterChain(config)
     docs = _read(specs, config)
     mark_duplicates(docs, duplicates)
+    rename_documents(docs, renamed_ids)
     for _ in chain.run(docs, kiwi_analyser(get_kiwi())):
         pass
     return docs
@@ -156,6 +158,14 @@ def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
 
 def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
     return cap_thresholds(summary, cap), len(summary)
+
+
+def _keep_map(pairs: list) -> dict:
+    return dict(pairs)
+
+
+def _merge_keep_maps(maps: list[dict]) -> dict:
+    return {fp: copy for found in maps for fp, copy in found.items()}
 
 
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:
@@ -203,6 +213,11 @@ class Pipeline:
         self.empty_files: list[str] = []
         self.command: str | None = None  # the command line, for the dataset card (the CLI sets it)
         self.duplicate_ids: dict | None = None  # set by `duplicates()`
+        # Documents whose id another document has (`dask_prep.dedup.ids`), set by `duplicates()`:
+        # {(path, line): new id}, and the report's summary of them.
+        self.renamed_ids: dict = {}
+        self.renamed_summary: dict | None = None
+        self.repeated_inputs: list[str] = []  # input files given more than once (read once)
 
     @property
     def layout(self) -> Layout:
@@ -215,7 +230,8 @@ class Pipeline:
             for given in self.inputs:
                 storage.check_backend(given)
             try:
-                self._files = resolve_inputs(self.inputs)
+                self.repeated_inputs = []
+                self._files = resolve_inputs(self.inputs, self.repeated_inputs)
             except Exception as exc:
                 if storage.is_store_error(exc):
                     raise storage.StorageError(f"cannot read the inputs: {storage.describe(exc)}") from exc
@@ -264,30 +280,38 @@ class Pipeline:
         return _partition_bag(self.partitions()).map_partitions(_read, self.config)
 
     def duplicates(self) -> dict[int, tuple]:
-        """{fingerprint: (doc id, source, line) of the copy to keep} for every repeated text.
+        """{fingerprint: copy key of the copy to keep} for every repeated text (none with dedup off).
 
         A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
         no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client. The same pass groups by document id for `duplicate_ids` (ids
-        found on several documents, e.g. one file twice, or ids reused with other texts).
+        reach the client. The same pass groups by id family (`dask_prep.dedup.ids`), also
+        with dedup off: `duplicate_ids` (ids found on several documents, e.g. one file under
+        two paths, or ids reused with other texts), and the new ids of documents that share
+        an id with another document and are not dedup's copies (`renamed_ids`).
         """
-        if not self.config.input.dedup:
-            return {}
+        dedup = self.config.input.dedup
         specs = self.partitions()
         pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
         shuffled = max(1, len(specs) // 16)
-        by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
-        by_id = pairs.groupby(doc_id_of, shuffle="tasks", npartitions=shuffled)
-        keep, self.duplicate_ids = dask.compute(
-            by_text.map(first_of_repeated).filter(None),
-            by_id.map(repeated_id).filter(None).reduction(summarize_repeated_ids, merge_repeated_ids),
+        if dedup:
+            by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
+            keep_item = by_text.map(first_of_repeated).filter(None).reduction(_keep_map, _merge_keep_maps)
+        else:
+            keep_item = dask.delayed({})
+        by_family = pairs.groupby(id_family, shuffle="tasks", npartitions=shuffled)
+        keep, self.duplicate_ids, renames = dask.compute(
+            keep_item,
+            by_family.map(family_repeated_ids).flatten().reduction(summarize_repeated_ids, merge_repeated_ids),
+            by_family.map(family_renames, keep_item).flatten(),
         )
-        return dict(keep)
+        self.renamed_ids, self.renamed_summary = summarize_renames(renames)
+        return keep
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:
         """Every document after dedup and the quality filters: `rejected_by`, `metrics` set."""
         dups = self.duplicates() if duplicates is None else duplicates
-        return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups)
+        renamed = dask.delayed(self.renamed_ids, pure=True)
+        return _partition_bag(self.partitions()).map_partitions(_judge, self.config, dups, renamed)
 
     def analyse(
         self, duplicates: Any, resume: bool = False, progress_topic: str | None = None
@@ -297,8 +321,9 @@ class Pipeline:
         With `progress_topic`, the tasks send their progress inside partitions as distributed
         events on that topic.
         """
+        renamed = dask.delayed(self.renamed_ids, pure=True)
         stats = _partition_bag(self.partitions()).map_partitions(
-            _analyse, self.config, self.layout, duplicates, resume, progress_topic
+            _analyse, self.config, self.layout, duplicates, resume, progress_topic, renamed
         )
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(

@@ -32,6 +32,7 @@ from dask_prep.coref.entities import (
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import mark_duplicates
+from dask_prep.dedup.ids import rename_documents
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
@@ -166,6 +167,7 @@ def analyse_partition(
     layout: Layout,
     *,
     duplicates: dict[int, str] | None = None,
+    renamed_ids: dict | None = None,
     write_decisions: bool = True,
     resume: bool = False,
     kiwi: Any = None,
@@ -175,7 +177,8 @@ def analyse_partition(
 ) -> AnalysisStats:
     """Stage 1 for one partition. Returns its stats, with an entity `summary` for the cap.
 
-    `duplicates` maps the fingerprint of each duplicated text to the doc id to keep.
+    `duplicates` maps the fingerprint of each duplicated text to the doc id to keep;
+    `renamed_ids` the documents that share an id with another one to their new ids.
     With `resume`, a partition that an earlier run finished is not computed again.
     `reader` reads the partition; one reader for consecutive partitions of a file reads
     that file once. `on_progress(judged, kept)` is called as documents are judged (see
@@ -193,6 +196,7 @@ def analyse_partition(
         else:
             docs, damaged = reader.read(spec)
         mark_duplicates(docs, duplicates or {})
+        rename_documents(docs, renamed_ids or {})
     with clock.stage("filter"):
         chain = FilterChain(config)
         analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)

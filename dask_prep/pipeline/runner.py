@@ -55,6 +55,7 @@ class Stages(Protocol):
     damaged: dict[str, str]
     empty_files: list[str]
     duplicate_ids: dict | None
+    renamed_summary: dict | None
 
     @property
     def layout(self) -> Layout: ...
@@ -217,6 +218,7 @@ class PipelineRun:
         report["damaged_files"].update(self.pipeline.damaged)
         report["empty_files"] = self.pipeline.empty_files
         report["duplicate_ids"] = self.pipeline.duplicate_ids
+        report["renamed_ids"] = self.pipeline.renamed_summary
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
