@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.dashboard_address is not None:
         options.dashboard_address = args.dashboard_address
+    options.check()
     pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
     pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
