@@ -23,6 +23,10 @@ class InputError(ValueError):
     """An input path the run cannot use (missing, unmatched glob, unknown format)."""
 
 
+class InputChangedError(InputError):
+    """An input file changed (shorter, longer, replaced) while the run was reading it."""
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: str  # what fsspec opens

@@ -21,6 +21,7 @@ from dask_prep.config import Config
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
+from dask_prep.io.input_changes import check_unchanged, input_signatures
 from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
 from dask_prep.io.store_lock import StoreLock
@@ -141,6 +142,8 @@ class PipelineRun:
         layout = self.pipeline.layout
         clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
         seconds = clock.seconds
+        # Before the scan: a file that changes from here to the end of stage 1 stops the run.
+        signatures = input_signatures(self.pipeline.files())
         with clock.stage("scan"):
             if resume:  # the same partitions as the interrupted run, whatever the cluster now
                 specs = self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
@@ -176,6 +179,7 @@ class PipelineRun:
             )
             if strict:
                 check_strict({}, [], analysed)
+            check_unchanged(self.pipeline.files(), signatures)  # the last stage that reads the input
 
         with clock.stage("tokenize"):
             tokenized, _ = compute_stage(
