@@ -57,7 +57,8 @@ def write_dataset(
     cache = os.path.join(layout.work, "hf_cache")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    dataset = _sorted_dataset(parts, cache, schema)
+    with storage.naming_the_file(cache):  # `datasets` hides a full disk in its own error
+        dataset = _sorted_dataset(parts, cache, schema)
     write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
     save_splits(dataset, tmp, **splitting)
     del dataset
@@ -139,7 +140,7 @@ def _write_dataset_to_store(
     import tempfile
 
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
-    with tempfile.TemporaryDirectory(prefix="dask-prep-dataset-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="dask-prep-dataset-") as scratch, storage.naming_the_file(scratch):
         parts = []
         for i in part_indices:  # `datasets` reads local parquet into its Arrow cache
             local = os.path.join(scratch, "parts", part_name(i))
