@@ -16,10 +16,9 @@ from typing import Any
 
 from dask_prep.document import Document
 
-# (doc id, full input path or URL, line, file key): the order in which copies are kept. The
-# full path tells apart files whose keys are equal (mirror/v1/a.jsonl, mirror/v2/a.jsonl); the
-# key, which follows from the path, names the copy in the report.
-CopyKey = tuple[str, str, int, str]
+# (doc id, full input path or URL, line): the order in which copies are kept. The full path
+# tells apart files whose keys are equal (mirror/v1/a.jsonl, mirror/v2/a.jsonl).
+CopyKey = tuple[str, str, int]
 SAMPLE_IDS = 5  # repeated ids listed in the report, with their first locations
 
 
@@ -49,7 +48,7 @@ def collapse_whitespace(text: str) -> str:
 
 
 def copy_key(doc: Document) -> CopyKey:
-    return (doc.doc_id, doc.path, doc.line, doc.source)
+    return (doc.doc_id, doc.path, doc.line)
 
 
 def fingerprints(docs: Iterable[Document]) -> list[tuple[int, CopyKey]]:
@@ -81,21 +80,21 @@ def first_of_repeated(group: tuple[int, list[tuple[int, Any]]]) -> tuple[int, An
     return (key, min(copy for _, copy in pairs)) if len(pairs) > 1 else None
 
 
-def location(key: tuple) -> tuple[str, int]:
-    """(file key, line) of a copy key; a key of three parts is (doc id, file key, line)."""
-    return (key[3] if len(key) > 3 else key[1], key[2])
+def location(key: CopyKey, names: dict[str, str] | None = None) -> tuple[str, int]:
+    """(file, line) of a copy key; `names` maps full input paths to the files' keys."""
+    return ((names or {}).get(key[1], key[1]), key[2])
 
 
 def doc_id_of(pair: tuple[int, CopyKey]) -> str:
     return pair[1][0]
 
 
-def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]]) -> dict | None:
+def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]], names: dict[str, str] | None = None) -> dict | None:
     """An id found on several documents: how many, whether their texts differ, where first."""
     doc_id, pairs = group
     if len(pairs) < 2:
         return None
-    where = sorted(location(key) for _, key in pairs)
+    where = sorted(location(key, names) for _, key in pairs)
     return {
         "id": doc_id,
         "copies": len(pairs),

@@ -29,10 +29,13 @@ def id_family(pair: tuple[int, CopyKey]) -> str:
     return pair[1][0].split(SEPARATOR, 1)[0]
 
 
-def family_renames(group: tuple[str, list[tuple[int, CopyKey]]], keep: dict[int, Any]) -> list[tuple]:
+def family_renames(
+    group: tuple[str, list[tuple[int, CopyKey]]], keep: dict[int, Any], names: dict[str, str] | None = None
+) -> list[tuple]:
     """((path, line), new id, "file:line") of every document of one id family that needs a new id.
 
     `keep` is dedup's {fingerprint: copy key kept}: a copy it rejects is not renamed.
+    `names` maps full input paths to the files' keys (for the report).
     """
     _, pairs = group
     taken = {key[0] for _, key in pairs}
@@ -49,7 +52,7 @@ def family_renames(group: tuple[str, list[tuple[int, CopyKey]]], keep: dict[int,
         new_id = f"{doc_id}{SEPARATOR}{n}"
         suffix[doc_id] = n + 1
         taken.add(new_id)
-        source, line = location(key)
+        source, line = location(key, names)
         renames.append(((key[1], key[2]), new_id, f"{source}:{line}"))
     return renames
 
@@ -74,9 +77,12 @@ def summarize_renames(found: Iterable[tuple]) -> tuple[Renames, dict]:
     return {where: new_id for where, new_id, _ in found}, summary
 
 
-def family_repeated_ids(group: tuple[str, list[tuple[int, CopyKey]]]) -> list[dict]:
+def family_repeated_ids(
+    group: tuple[str, list[tuple[int, CopyKey]]], names: dict[str, str] | None = None
+) -> list[dict]:
     """`exact.repeated_id` of every id of one family found on several documents."""
     by_id: dict[str, list[tuple[int, CopyKey]]] = {}
     for pair in group[1]:
         by_id.setdefault(pair[1][0], []).append(pair)
-    return [found for found in map(repeated_id, sorted(by_id.items())) if found is not None]
+    found = (repeated_id(item, names) for item in sorted(by_id.items()))
+    return [item for item in found if item is not None]

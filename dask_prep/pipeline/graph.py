@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import operator
 import os
 from typing import Any
 
@@ -29,14 +28,8 @@ from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
 from dask_prep.coref.entities import Summary, cap_thresholds, merge_summaries
 from dask_prep.coref.tokenizer import PortableTokenizer
-from dask_prep.dedup.exact import (
-    fingerprints,
-    first_of_repeated,
-    mark_duplicates,
-    merge_repeated_ids,
-    summarize_repeated_ids,
-)
-from dask_prep.dedup.ids import family_renames, family_repeated_ids, id_family, rename_documents, summarize_renames
+from dask_prep.dedup.exact import fingerprints, mark_duplicates
+from dask_prep.dedup.ids import rename_documents
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import (
@@ -49,6 +42,7 @@ from dask_prep.io.reading import (
 )
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
+from dask_prep.pipeline.dedup_graph import dedup_plan
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import progress_events
 from dask_prep.pipeline.runner import PipelineRun
@@ -158,14 +152,6 @@ def _summaries(stats: list[AnalysisStats], cap: int | None) -> Summary:
 
 def _cap_result(summary: Summary, cap: int | None) -> tuple[dict, int]:
     return cap_thresholds(summary, cap), len(summary)
-
-
-def _keep_map(pairs: list) -> dict:
-    return dict(pairs)
-
-
-def _merge_keep_maps(maps: list[dict]) -> dict:
-    return {fp: copy for found in maps for fp, copy in found.items()}
 
 
 def _without_summary(stats: AnalysisStats) -> AnalysisStats:
@@ -282,29 +268,15 @@ class Pipeline:
     def duplicates(self) -> dict[int, tuple]:
         """{fingerprint: copy key of the copy to keep} for every repeated text (none with dedup off).
 
-        A Dask bag groupby by fingerprint, shuffled across the cluster (tasks shuffle), so
-        no worker holds more than its share of the keys; only the duplicated fingerprints
-        reach the client. The same pass groups by id family (`dask_prep.dedup.ids`), also
-        with dedup off: `duplicate_ids` (ids found on several documents, e.g. one file under
-        two paths, or ids reused with other texts), and the new ids of documents that share
-        an id with another document and are not dedup's copies (`renamed_ids`).
+        Also, with dedup off too, `duplicate_ids` and the new ids of documents that share an id
+        (`renamed_ids`): `dedup_graph.dedup_plan`, shuffled across the cluster.
         """
-        dedup = self.config.input.dedup
         specs = self.partitions()
         pairs = _partition_bag(specs).map_partitions(_fingerprints, self.config)
-        shuffled = max(1, len(specs) // 16)
-        if dedup:
-            by_text = pairs.groupby(operator.itemgetter(0), shuffle="tasks", npartitions=shuffled)
-            keep_item = by_text.map(first_of_repeated).filter(None).reduction(_keep_map, _merge_keep_maps)
-        else:
-            keep_item = dask.delayed({})
-        by_family = pairs.groupby(id_family, shuffle="tasks", npartitions=shuffled)
-        keep, self.duplicate_ids, renames = dask.compute(
-            keep_item,
-            by_family.map(family_repeated_ids).flatten().reduction(summarize_repeated_ids, merge_repeated_ids),
-            by_family.map(family_renames, keep_item).flatten(),
+        names = {f.path: f.key for f in self.files()}
+        keep, self.duplicate_ids, self.renamed_ids, self.renamed_summary = dedup_plan(
+            pairs, max(1, len(specs) // 16), self.config.input.dedup, names
         )
-        self.renamed_ids, self.renamed_summary = summarize_renames(renames)
         return keep
 
     def judged(self, duplicates: dict[int, str] | None = None) -> db.Bag:

@@ -76,7 +76,8 @@ def _renames(docs, dedup=True):
     families: dict = {}
     for pair in pairs:
         families.setdefault(id_family(pair), []).append(pair)
-    found = [r for group in families.items() for r in family_renames(group, keep)]
+    names = {d.path: d.source for d in docs}
+    found = [r for group in families.items() for r in family_renames(group, keep, names)]
     return keep, summarize_renames(found)
 
 
@@ -126,7 +127,7 @@ def test_new_ids_do_not_depend_on_the_order_documents_arrive_in():
 def test_repeated_ids_are_still_reported_by_exact_id():
     docs = [_doc("x", "글", "/d/b.jsonl", 2), _doc("x", "글", "/d/a.jsonl", 5), _doc("x~1", "말", "/d/a.jsonl", 6)]
     pairs = fingerprints(docs)
-    (found,) = family_repeated_ids(("x", pairs))
+    (found,) = family_repeated_ids(("x", pairs), {d.path: d.source for d in docs})
     assert found["id"] == "x" and found["first_locations"] == ["a.jsonl:5", "b.jsonl:2"]
     assert fingerprint("글") == pairs[0][0]
 
