@@ -8,16 +8,12 @@ import shutil
 
 import pytest
 
-from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
+from tests.conftest import SAMPLE, SAMPLE_TOKENIZER, seed_config_with
 
 
 @pytest.fixture(scope="module")
 def sample_config():
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(SAMPLE_TOKENIZER)
-    return config
+    return seed_config_with(SAMPLE_TOKENIZER)
 
 
 @pytest.fixture(scope="module")

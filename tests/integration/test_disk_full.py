@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
+from tests.conftest import SAMPLE, SAMPLE_TOKENIZER, seed_config_with
 
 # tmpfs sizes that fill up at different points of a run over the sample: the lock and
 # manifest, the stage parts, `datasets`' Arrow cache (the clean run's parts take ~280 kB, its
@@ -49,11 +49,7 @@ def small_disk(tmp_path):
 
 @pytest.fixture(scope="module")
 def sample_config():
-    from dask_prep.config import preset
-
-    config = preset("seed-v2")
-    config.tokenize.model = str(SAMPLE_TOKENIZER)
-    return config
+    return seed_config_with(SAMPLE_TOKENIZER)
 
 
 @pytest.fixture(scope="module")
