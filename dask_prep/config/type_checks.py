@@ -83,7 +83,7 @@ def _type_problem(value: Any, hint: Any, where: str) -> str | None:
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok and not math.isfinite(value):  # NaN compares false with every bound: no bound at all
-            return f"{where} must be a finite number (null for none), not {value!r}"
+            return f"{where} must be a finite number, not {value!r}"
         return None if ok else f"{where} must be a number, not {value!r}"
     if hint is str:
         return None if isinstance(value, str) else f"{where} must be a string, not {value!r}"
