@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 class Document:
     doc_id: str
     text: str | None
-    source: str
+    source: str  # the file's key: its path under the directory or glob it was found in
     line: int  # 1-based line (JSON Lines) or row (parquet) within `source`
     rejected_by: str | None = None
     duplicate_of: str | None = None  # the kept copy's doc id, for dedup's rejections
@@ -29,3 +29,9 @@ class Document:
     # (progressive analysis decided on a prefix); None = never analysed.
     analysis: str | None = None
     kiwi_chars: int = 0  # characters of it that Kiwi analysed (chunks and whole)
+    # The full input path or URL of its file (two files' keys may be equal): dedup's copy key.
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            self.path = self.source

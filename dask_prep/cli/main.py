@@ -75,6 +75,13 @@ def _run(args: argparse.Namespace) -> int:
     pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if "run" in sys.argv[1:] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
+    if pipeline.repeated_inputs:
+        print(
+            f"dask-prep: note: {len(pipeline.repeated_inputs)} input file(s) given more than once are read once: "
+            + ", ".join(pipeline.repeated_inputs[:3])
+            + (f" and {len(pipeline.repeated_inputs) - 3} more" if len(pipeline.repeated_inputs) > 3 else ""),
+            file=sys.stderr,
+        )
 
     def client_start_up() -> None:
         pipeline.tokenizer()  # a bad model fails here, and the cluster is closed again
@@ -139,6 +146,7 @@ def _cluster_options(args: argparse.Namespace) -> Any:
     )
     if args.dashboard_address is not None:
         options.dashboard_address = args.dashboard_address
+    options.check()  # before any cluster starts
     return options
 
 

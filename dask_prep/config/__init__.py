@@ -197,6 +197,11 @@ class Config:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+                "save it as UTF-8"
+            ) from exc
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -222,9 +227,16 @@ class Config:
             raise ConfigError("input.analysis_timeout must be a positive number of seconds")
         if self.input.partition_size < 1:
             raise ConfigError("input.partition_size must be a positive number of documents")
+        if self.input.max_samples is not None and self.input.max_samples < 1:
+            raise ConfigError(f"input.max_samples must be positive (or null for all), not {self.input.max_samples}")
         e = self.entities
         if e.max_entity_freq is not None and e.max_entity_freq < 1:
             raise ConfigError("entities.max_entity_freq must be positive (or null for no cap)")
+        problem = entity_range_problem(e)
+        if problem is not None:
+            raise ConfigError(problem)
+        if e.mentions not in ("whole_word", "nnp"):
+            raise ConfigError(f"entities.mentions must be 'whole_word' or 'nnp', not {e.mentions!r}")
         if e.mentions not in ("names", "whole_word", "nnp"):
             raise ConfigError(f"entities.mentions must be 'names', 'whole_word' or 'nnp', not {e.mentions!r}")
         if not 0 <= e.min_proper_share <= 1:
@@ -255,6 +267,18 @@ def _overlay_dedup(target: DedupConfig, values: Any, where: str = "dedup") -> No
         target.near.enabled = near
     elif near is not None:
         _overlay(target.near, near, f"{where}.near")
+
+
+def entity_range_problem(e: EntityConfig) -> str | None:
+    """One line naming the first `entities` count or distance out of range, or None."""
+    for name in ("min_chars", "min_mentions", "max_masked_mentions"):
+        if getattr(e, name) < 1:
+            return f"entities.{name} must be at least 1, not {getattr(e, name)}"
+    if e.min_distance < 0:
+        return f"entities.min_distance must be 0 or more characters, not {e.min_distance}"
+    if e.max_distance < e.min_distance:
+        return f"entities.max_distance {e.max_distance} is below entities.min_distance {e.min_distance}"
+    return None
 
 
 def _overlay(target: Any, values: Any, where: str) -> None:

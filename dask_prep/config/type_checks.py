@@ -7,9 +7,12 @@ later is checked without code of its own.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
+
+INT64 = 2**63
 
 
 def type_problem(config: Any, where: str = "") -> str | None:
@@ -38,6 +41,8 @@ def _type_problem(value: Any, hint: Any, where: str) -> str | None:
             return None
         if len(options) == 1 and not problems[0].startswith(f"{where} must be "):
             return problems[0]  # a nested field or element is wrong: name that one
+        if float in options and isinstance(value, float):
+            return problems[options.index(float)]  # NaN or infinite: say so
         return f"{where} must be {' or '.join(_describe(a) for a in args)}, not {value!r}"
     if origin is Literal:
         if value in args:
@@ -72,9 +77,13 @@ def _type_problem(value: Any, hint: Any, where: str) -> str | None:
         return None if isinstance(value, bool) else f"{where} must be true or false, not {value!r}"
     if hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -INT64 <= value < INT64:  # values reach numpy and Arrow columns
+            return f"{where} must be a whole number of at most 19 digits, not {value!r}"
         return None if ok else f"{where} must be a whole number, not {value!r}"
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):  # NaN compares false with every bound: no bound at all
+            return f"{where} must be a finite number, not {value!r}"
         return None if ok else f"{where} must be a number, not {value!r}"
     if hint is str:
         return None if isinstance(value, str) else f"{where} must be a string, not {value!r}"

@@ -16,7 +16,9 @@ from typing import Any
 
 from dask_prep.document import Document
 
-CopyKey = tuple[str, str, int]  # (doc id, source file, line): the order in which copies are kept
+# (doc id, full input path or URL, line): the order in which copies are kept. The full path
+# tells apart files whose keys are equal (mirror/v1/a.jsonl, mirror/v2/a.jsonl).
+CopyKey = tuple[str, str, int]
 SAMPLE_IDS = 5  # repeated ids listed in the report, with their first locations
 
 
@@ -46,11 +48,11 @@ def collapse_whitespace(text: str) -> str:
 
 
 def copy_key(doc: Document) -> CopyKey:
-    return (doc.doc_id, doc.source, doc.line)
+    return (doc.doc_id, doc.path, doc.line)
 
 
 def fingerprints(docs: Iterable[Document]) -> list[tuple[int, CopyKey]]:
-    """(fingerprint, (doc id, source, line)) of every well-formed document."""
+    """(fingerprint, copy key) of every well-formed document."""
     return [(fingerprint(d.text), copy_key(d)) for d in docs if d.rejected_by is None]
 
 
@@ -58,7 +60,7 @@ def mark_duplicates(docs: Iterable[Document], keep: dict[int, Any]) -> None:
     """Reject every document whose fingerprint has another copy chosen to keep.
 
     `keep` maps the fingerprint of each duplicated text to the copy that survives: its
-    (doc id, source, line), or (as before) its doc id alone.
+    copy key, or (as before) its doc id alone.
     """
     if not keep:
         return
@@ -73,21 +75,26 @@ def mark_duplicates(docs: Iterable[Document], keep: dict[int, Any]) -> None:
 
 
 def first_of_repeated(group: tuple[int, list[tuple[int, Any]]]) -> tuple[int, Any] | None:
-    """(fingerprint, first copy by doc id, source, line) of a text with several copies; None if unique."""
+    """(fingerprint, first copy by copy key) of a text with several copies; None if unique."""
     key, pairs = group
     return (key, min(copy for _, copy in pairs)) if len(pairs) > 1 else None
+
+
+def location(key: CopyKey, names: dict[str, str] | None = None) -> tuple[str, int]:
+    """(file, line) of a copy key; `names` maps full input paths to the files' keys."""
+    return ((names or {}).get(key[1], key[1]), key[2])
 
 
 def doc_id_of(pair: tuple[int, CopyKey]) -> str:
     return pair[1][0]
 
 
-def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]]) -> dict | None:
+def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]], names: dict[str, str] | None = None) -> dict | None:
     """An id found on several documents: how many, whether their texts differ, where first."""
     doc_id, pairs = group
     if len(pairs) < 2:
         return None
-    where = sorted((source, line) for _, (_, source, line) in pairs)
+    where = sorted(location(key, names) for _, key in pairs)
     return {
         "id": doc_id,
         "copies": len(pairs),

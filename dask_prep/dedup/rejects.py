@@ -20,6 +20,9 @@ from dask_prep.document import Document
 
 KEY_COLUMNS = ["key_id", "key_source", "key_line"]  # the copy key, in its order
 REJECT_COLUMNS = ["partition", *KEY_COLUMNS, "rejected_by", "duplicate_of"]
+# What reaches an analyse task: its partitions' rejects, and the new ids of documents whose
+# id another document has (`ids.rename_rows`); a row holds one or the other.
+ALIGNED_COLUMNS = [*REJECT_COLUMNS, "new_id"]
 
 
 def records_frame(partitions: Iterable[tuple[int, list[Document]]], near: NearParams | None = None) -> pd.DataFrame:
@@ -43,12 +46,21 @@ def records_frame(partitions: Iterable[tuple[int, list[Document]]], near: NearPa
 def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=columns)
     types = {"partition": "int64", "key_line": "int64", "fingerprint": "int64", "node": "int64"}
-    types.update({name: "string" for name in ("key_id", "key_source", "rejected_by", "duplicate_of")})
+    types.update({name: "string" for name in ("key_id", "key_source", "rejected_by", "duplicate_of", "new_id")})
     return frame.astype({name: kind for name, kind in types.items() if name in columns})
 
 
 def empty_rejects() -> pd.DataFrame:
     return _frame([], REJECT_COLUMNS)
+
+
+def empty_aligned() -> pd.DataFrame:
+    return _frame([], ALIGNED_COLUMNS)
+
+
+def aligned(frame: pd.DataFrame) -> pd.DataFrame:
+    """Reject rows (`REJECT_COLUMNS`) or rename rows as `ALIGNED_COLUMNS` (missing columns null)."""
+    return frame.reindex(columns=ALIGNED_COLUMNS).astype(empty_aligned().dtypes.to_dict())
 
 
 def exact_rejects(records: pd.DataFrame) -> pd.DataFrame:
@@ -72,22 +84,38 @@ def repeated_texts(records: pd.DataFrame) -> int:
     return int((counts > 1).sum())
 
 
-def rejects_by_copy(rejects: Iterable[tuple]) -> dict[int, dict[CopyKey, tuple[str, str]]]:
-    """{partition: {copy key: (rejected_by, duplicate_of)}} from `REJECT_COLUMNS` rows."""
-    found: dict[int, dict[CopyKey, tuple[str, str]]] = {}
-    for partition, key_id, key_source, key_line, rejected_by, duplicate_of in rejects:
-        found.setdefault(int(partition), {})[(key_id, key_source, int(key_line))] = (rejected_by, duplicate_of)
+Found = tuple[str | None, str | None, str | None]  # (rejected_by, duplicate_of, new id)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None  # pandas' missing strings are pd.NA
+
+
+def rejects_by_copy(rows: Iterable[tuple]) -> dict[int, dict[CopyKey, Found]]:
+    """{partition: {copy key: (rejected_by, duplicate_of, new id)}} from `ALIGNED_COLUMNS` rows."""
+    found: dict[int, dict[CopyKey, Found]] = {}
+    for partition, key_id, key_source, key_line, rejected_by, duplicate_of, new_id in rows:
+        found.setdefault(int(partition), {})[(key_id, key_source, int(key_line))] = (
+            _text(rejected_by),
+            _text(duplicate_of),
+            _text(new_id),
+        )
     return found
 
 
-def apply_rejects(docs: list[Document], rejects: Mapping[CopyKey, tuple[str, str]]) -> list[Document]:
-    """Mark the partition's documents that dedup rejected, with the doc id of the kept copy."""
+def apply_rejects(docs: list[Document], rejects: Mapping[CopyKey, Found]) -> list[Document]:
+    """Mark the partition's documents that dedup rejected (with the doc id of the kept copy), and
+    give the documents whose id another document has their new ids (after the lookup by the old)."""
     if rejects:
         for doc in docs:
             if doc.rejected_by is None:
                 found = rejects.get(copy_key(doc))
                 if found is not None:
-                    doc.rejected_by, doc.duplicate_of = found
+                    rejected_by, duplicate_of, new_id = found
+                    if rejected_by is not None:
+                        doc.rejected_by, doc.duplicate_of = rejected_by, duplicate_of
+                    if new_id is not None:
+                        doc.doc_id = new_id
     return docs
 
 

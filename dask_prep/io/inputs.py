@@ -23,6 +23,10 @@ class InputError(ValueError):
     """An input path the run cannot use (missing, unmatched glob, unknown format)."""
 
 
+class InputChangedError(InputError):
+    """An input file changed (shorter, longer, replaced) while the run was reading it."""
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: str  # what fsspec opens
@@ -62,14 +66,16 @@ def _kind(path: str) -> str | None:
     return None
 
 
-def resolve_inputs(inputs: list[str]) -> list[InputFile]:
+def resolve_inputs(inputs: list[str], repeated: list[str] | None = None) -> list[InputFile]:
     """Expand files, directories and globs (local or fsspec URLs) into input files.
 
     The key of each file, used for derived document ids, is its path relative to the
     directory or glob root it was found under, so ids do not depend on the working
-    directory.
+    directory. A file found again (the same resolved path, e.g. a directory and a file in
+    it, or a link to it) is read once, under its first name; its other names go to `repeated`.
     """
     files: list[InputFile] = []
+    seen: set = set()
     for given in inputs:
         fs, _, _ = fsspec.get_fs_token_paths(given)
         protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
@@ -101,8 +107,22 @@ def resolve_inputs(inputs: list[str]) -> list[InputFile]:
             stripped = fs._strip_protocol(path)
             key = os.path.relpath(stripped, stripped_root) if stripped_root else os.path.basename(stripped)
             full = path if "://" in path or not prefix else prefix + path
+            identity = _identity(full, local=not prefix)
+            if identity in seen:
+                if repeated is not None:
+                    repeated.append(full)
+                continue
+            seen.add(identity)
             files.append(InputFile(path=full, key=key, kind=kind))
     return files
+
+
+def _identity(path: str, local: bool) -> Any:
+    """What makes two names one file: a local file's device and inode (links, `a/../a`), a URL itself."""
+    if not local:
+        return path
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino)
 
 
 def _check_regular_file(path: str) -> None:

@@ -21,6 +21,7 @@ from dask_prep.io.decoding import FileScan, iter_raw_lines, parquet_rows, scan_f
 from dask_prep.io.inputs import (
     BadInputError,
     FileSlice,
+    InputChangedError,
     InputError,
     InputFile,
     PartitionSpec,
@@ -35,6 +36,7 @@ __all__ = [
     "Document",
     "FileScan",
     "FileSlice",
+    "InputChangedError",
     "InputError",
     "InputFile",
     "PartitionReader",
@@ -143,16 +145,23 @@ class PartitionReader:
         docs: list[Document] = []
         damaged: dict[str, str] = {}
         for piece in spec.slices:
+            before = len(docs)
             if piece.file.kind == "parquet":
                 scan = FileScan(records=0)
                 rows = parquet_rows(piece, self.text_field, self.id_field, scan)
                 docs.extend(_document(piece.file, i, *_text_of(text, id_value)) for i, text, id_value in rows)
-                if scan.damage:
-                    damaged[piece.file.key] = scan.damage
-                continue
-            docs.extend(self._read_lines(piece))
-            if self._scan.damage:
-                damaged[piece.file.key] = self._scan.damage
+            else:
+                scan = self._scan
+                docs.extend(self._read_lines(piece))
+            if scan.damage:
+                damaged[piece.file.key] = scan.damage
+            elif len(docs) - before < piece.stop - piece.start:
+                # Undamaged, yet fewer records than the scan counted: the file was cut or replaced.
+                raise InputChangedError(
+                    f"input file {piece.file.path} changed during the run: it now ends at record "
+                    f"{piece.start + len(docs) - before}, the scan counted at least {piece.stop}; "
+                    "rerun (with --overwrite) once it no longer changes"
+                )
         return docs, damaged
 
     def _read_lines(self, piece: FileSlice) -> Iterator[Document]:
@@ -195,4 +204,6 @@ def _document(file: InputFile, index: int, text: str | None, id_value: Any, reas
     doc_id = str(id_value) if id_value is not None and not isinstance(id_value, (dict, list)) else None
     if doc_id is not None and _SURROGATE.search(doc_id):
         doc_id = None  # not writable as UTF-8: fall back to the derived id
-    return Document(doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason)
+    return Document(
+        doc_id=doc_id or f"{file.key}:{line}", text=text, source=file.key, line=line, rejected_by=reason, path=file.path
+    )

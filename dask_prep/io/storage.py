@@ -261,13 +261,30 @@ def signature(path: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def naming_the_file(path: str) -> Iterator[None]:
-    """An out-of-space (or quota) error raised in the block names `path`, what was being written."""
+    """An out-of-space (or quota) error raised in the block names `path`, what was being written.
+
+    Also one that a library wrapped in its own error (`datasets`' DatasetGenerationError
+    while it writes its Arrow cache): the error becomes the OSError it hides.
+    """
     try:
         yield
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and path not in str(exc):
-            raise OSError(exc.errno, f"{exc.strerror} while writing {path}", exc.filename) from exc
-        raise
+    except Exception as exc:
+        full = _out_of_space(exc)
+        if full is None or (full is exc and path in str(exc)):
+            raise
+        raise OSError(full.errno, f"{full.strerror} while writing {path}", full.filename) from exc
+
+
+def _out_of_space(exc: BaseException) -> OSError | None:
+    """The out-of-space or quota OSError that `exc` is or was caused by (its chain), if any."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, OSError) and found.errno in (errno.ENOSPC, errno.EDQUOT):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
 
 
 # Entered around a file's publication (rename, or request): a run's fence (output/fencing.py).

@@ -71,7 +71,8 @@ def write_dataset(
     checked = os.path.join(layout.work, "published-parts")
     shutil.rmtree(checked, ignore_errors=True)
     parts = [_checked_local_part(layout.part("examples", i), checked, records, i) for i in part_indices]
-    dataset = _sorted_dataset(parts, cache, schema)
+    with storage.naming_the_file(cache):  # `datasets` hides a full disk in its own error
+        dataset = _sorted_dataset(parts, cache, schema)
     write_parquet_shards(dataset, os.path.join(layout.root, PARQUET_DIR))
     save_splits(dataset, tmp, **splitting)
     del dataset
@@ -174,7 +175,7 @@ def _write_dataset_to_store(
     import tempfile
 
     final = os.path.join(layout.root, dataset_dir_name(seq_len))
-    with tempfile.TemporaryDirectory(prefix="dask-prep-dataset-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="dask-prep-dataset-") as scratch, storage.naming_the_file(scratch):
         parts = []
         for i in part_indices:  # `datasets` reads local parquet into its Arrow cache
             local = os.path.join(scratch, "parts", part_name(i))

@@ -53,6 +53,18 @@ class ClusterOptions:
     worker_profile: bool = False  # distributed's statistical profiler (the dashboard's Profile page)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def check(self) -> None:
+        """Raise `ClusterError` naming the first option a cluster could not start with (before one starts)."""
+        for name in ("n_workers", "threads_per_worker", "kiwi_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ClusterError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        if self.scheduler is None and not is_memory_size(self.memory_limit):
+            raise ClusterError(
+                f"--memory-limit {self.memory_limit!r} is not a memory size: give e.g. 4GiB, 4000MB, "
+                "a fraction of the host's memory such as 0.5, 0 for none, or auto"
+            )
+
     def layout(self, cores: int | None = None) -> tuple[int, int]:
         """(worker processes, Kiwi threads per worker) of a LocalCluster on `cores` cores."""
         cores = cores or os.cpu_count() or 1
@@ -62,6 +74,19 @@ class ClusterOptions:
             return self.n_workers, max(1, cores // self.n_workers)
         kiwi_threads = self.kiwi_threads or min(CORES_PER_WORKER, cores)
         return max(1, cores // kiwi_threads), kiwi_threads
+
+
+def is_memory_size(limit: Any) -> bool:
+    """Whether distributed's own parser takes a worker memory limit (and finds it not negative)."""
+    from distributed.worker_memory import parse_memory_limit
+
+    quiet = logging.getLogger(f"{__name__}.memory_limit")  # its warnings come again when the cluster starts
+    quiet.propagate = False
+    try:
+        parsed = parse_memory_limit(limit, 1, logger=quiet)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return parsed is None or parsed >= 0
 
 
 def start_client(options: ClusterOptions, meanwhile: Callable[[], Any] | None = None) -> Any:

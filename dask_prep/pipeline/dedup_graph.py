@@ -22,6 +22,7 @@ import pandas as pd
 
 from dask_prep.config import Config
 from dask_prep.dedup.exact import merge_repeated_ids
+from dask_prep.dedup.ids import SEPARATOR, merge_renames_summaries, rename_rows, renames_summary
 from dask_prep.dedup.minhash import NearParams
 from dask_prep.dedup.near import (
     band_rows,
@@ -34,6 +35,8 @@ from dask_prep.dedup.near import (
 )
 from dask_prep.dedup.rejects import (
     KEY_COLUMNS,
+    aligned,
+    empty_aligned,
     empty_rejects,
     exact_rejects,
     records_frame,
@@ -56,10 +59,11 @@ SHUFFLE = "tasks"
 class Dedup:
     """What dedup found: `rejects` is None when dedup is off (or the input empty)."""
 
-    rejects: db.Bag | None  # partition k: REJECT_COLUMNS rows of the k-th group's partitions
+    rejects: db.Bag | None  # partition k: ALIGNED_COLUMNS rows of the k-th group's partitions
     duplicate_texts: int
     duplicate_ids: dict | None
     near: dict | None = None  # near-duplicate clusters (`near.cluster_summary`), None when off
+    renamed_ids: dict | None = None  # documents given a new id (`ids.renames_summary`)
 
 
 NO_DEDUP = Dedup(None, 0, None)  # `Pipeline.judged(NO_DEDUP)`: the rules alone, no dedup pass
@@ -68,6 +72,19 @@ NO_DEDUP = Dedup(None, 0, None)  # `Pipeline.judged(NO_DEDUP)`: the rules alone,
 def _records(specs: list[PartitionSpec], text_field: str, id_field: str, near: NearParams | None) -> pd.DataFrame:
     with PartitionReader(text_field, id_field) as reader:
         return records_frame(((spec.index, reader.read(spec)[0]) for spec in specs), near)
+
+
+def _renames(survivors: dd.DataFrame, pieces: int, names: dict[str, str]) -> dd.DataFrame:
+    """New ids for the documents whose id another kept document has: survivors shuffled by id family."""
+    families = survivors[["partition", *KEY_COLUMNS]].assign(
+        family=survivors["key_id"].str.split(SEPARATOR, n=1).str[0]
+    )
+    by_family = families.shuffle(on="family", npartitions=pieces, shuffle_method=SHUFFLE)
+    return by_family.map_partitions(rename_rows, names, meta=empty_aligned())
+
+
+def _renames_summary(rows: pd.DataFrame, names: dict[str, str]) -> pd.Series:
+    return pd.Series([renames_summary(rows, names)], dtype=object)
 
 
 def _near_rejects(by_text: dd.DataFrame, pieces: int, threshold: float) -> dd.DataFrame:
@@ -97,38 +114,57 @@ def _ids_summary(records: pd.DataFrame) -> pd.Series:
     return pd.Series([repeated_ids_summary(records)], dtype=object)
 
 
-def find_duplicates(groups: list[list[PartitionSpec]], config: Config, progress: Progress | None = None) -> Dedup:
-    """Exact dedup of the partitions `groups` (consecutive specs, as the analyse bag groups them)."""
+def find_duplicates(
+    groups: list[list[PartitionSpec]],
+    config: Config,
+    progress: Progress | None = None,
+    names: dict[str, str] | None = None,
+) -> Dedup:
+    """Dedup of the partitions `groups` (consecutive specs, as the analyse bag groups them).
+
+    Exact (and near) duplicates when `config.input.dedup` is on; in any case new ids for the
+    documents that share an id (`dedup.ids`). `names` maps full input paths to file keys.
+    """
     specs = [spec for group in groups for spec in group]
     if not specs:
         return Dedup(None, 0, merge_repeated_ids([]))
-    settings = config.dedup.near
-    near = NearParams(settings.ngram, settings.bands, settings.rows) if settings.enabled else None
+    exact, settings = config.input.dedup, config.dedup.near
+    near = NearParams(settings.ngram, settings.bands, settings.rows) if exact and settings.enabled else None
     fields = {"text_field": config.input.text_field, "id_field": config.input.id_field, "near": near}
     records = dd.from_map(_records, groups, **fields, meta=records_frame([], near))
     pieces = max(1, len(specs) // PARTITIONS_PER_PIECE)
     by_text = records.shuffle(on="fingerprint", npartitions=pieces, shuffle_method=SHUFFLE)
-    rejects = by_text.map_partitions(exact_rejects, meta=empty_rejects())
+    rejects = by_text.map_partitions(exact_rejects, meta=empty_rejects()) if exact else None
     clusters = None
     if near is not None:
         near_found = _near_rejects(by_text, pieces, settings.threshold)
         clusters = near_found.map_partitions(_near_summary, meta=pd.Series([], dtype=object))
         rejects = dd.concat([rejects, near_found])
+    survivors = by_text.map_partitions(exact_survivors) if exact else records
+    renames = _renames(survivors, pieces, names or {})
+    found = renames if rejects is None else dd.concat([rejects.map_partitions(aligned, meta=empty_aligned()), renames])
     texts = by_text.map_partitions(_texts_count, meta=pd.Series([], dtype="int64")).sum()
     by_id = records.shuffle(on="key_id", npartitions=pieces, shuffle_method=SHUFFLE)
     ids = by_id.map_partitions(_ids_summary, meta=pd.Series([], dtype=object))
-    # Partition k of the result: the rejects whose partition index is in group k.
+    renamed = renames.map_partitions(_renames_summary, names or {}, meta=pd.Series([], dtype=object))
+    # Partition k of the result: the rows whose partition index is in group k.
     bounds = [group[0].index for group in groups] + [groups[-1][-1].index]
-    aligned = rejects.set_index("partition", divisions=bounds, shuffle_method=SHUFFLE)
+    aligned_rows = found.set_index("partition", divisions=bounds, shuffle_method=SHUFFLE)
     # One computation (the records are read once); the rejects stay on the workers.
-    small = [texts, ids] + ([clusters] if clusters is not None else [])
-    aligned, *small = dask.persist(aligned, *small)
-    texts, ids, *near_summary = compute_with_progress("dedup", progress, *small)
-    # A summary per shuffled piece, each at most `SAMPLE_IDS` examples: bounded, merged here.
+    small = [texts, ids, renamed] + ([clusters] if clusters is not None else [])
+    aligned_rows, *small = dask.persist(aligned_rows, *small)
+    texts, ids, renamed, *near_summary = compute_with_progress("dedup", progress, *small)
+    # A summary per shuffled piece, each at most a few examples: bounded, merged here.
     summary = near_summary[0].iloc[0] if near_summary else None
-    return Dedup(aligned.to_bag(index=True), int(texts), merge_repeated_ids(list(ids)), summary)
+    return Dedup(
+        aligned_rows.to_bag(index=True),
+        int(texts) if exact else 0,
+        merge_repeated_ids(list(ids)),
+        summary,
+        merge_renames_summaries(list(renamed)),
+    )
 
 
 def rejects_of(rows: Any) -> dict:
-    """{partition: {copy key: (rejected_by, duplicate_of)}} of one analyse task's rejects."""
+    """{partition: {copy key: (rejected_by, duplicate_of, new id)}} of one analyse task's rows."""
     return rejects_by_copy(rows or [])

@@ -43,7 +43,7 @@ from dask_prep.output.layout import Layout
 from dask_prep.pipeline.bags import PARTITIONS_PER_THREAD, group_size, partition_bag, total_threads
 from dask_prep.pipeline.cluster import StorageOptionsPlugin, register_kiwi
 from dask_prep.pipeline.compute import compute_with_progress
-from dask_prep.pipeline.dedup_graph import NO_DEDUP, Dedup, find_duplicates, rejects_of
+from dask_prep.pipeline.dedup_graph import Dedup, find_duplicates, rejects_of
 from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
 from dask_prep.pipeline.progress import Progress, progress_events
 from dask_prep.pipeline.reduction import _cap_result, _merge_reduced, _summaries
@@ -165,6 +165,10 @@ class Pipeline:
         self.near_duplicates: dict | None = None  # set by `dedup()`: near-duplicate clusters (None: off)
         self._group_size: int | None = None
         self.identity: RunIdentity | None = None  # the running run's tokens (set by `runner.PipelineRun`)
+        # Documents whose id another document has get new ids (`dask_prep.dedup.ids`): how many
+        # and the first few, set by `dedup()`.
+        self.renamed_summary: dict | None = None
+        self.repeated_inputs: list[str] = []  # input files given more than once (read once)
 
     @property
     def layout(self) -> Layout:
@@ -177,7 +181,8 @@ class Pipeline:
             for given in self.inputs:
                 storage.check_backend(given)
             try:
-                self._files = resolve_inputs(self.inputs)
+                self.repeated_inputs = []
+                self._files = resolve_inputs(self.inputs, self.repeated_inputs)
             except Exception as exc:
                 if storage.is_store_error(exc):
                     raise storage.StorageError(f"cannot read the inputs: {storage.describe(exc)}") from exc
@@ -242,11 +247,15 @@ class Pipeline:
         only its own partitions' rejects. Sets `duplicate_ids` (ids found on several
         documents, e.g. one file twice, or ids reused with other texts), a bounded summary.
         """
-        if not self.config.input.dedup:
-            return NO_DEDUP
         specs, size = self.partitions(), self._reading_group_size()
-        found = find_duplicates([specs[i : i + size] for i in range(0, len(specs), size)], self.config, progress)
-        self.duplicate_ids, self.near_duplicates = found.duplicate_ids, found.near
+        groups = [specs[i : i + size] for i in range(0, len(specs), size)]
+        names = {f.path: f.key for f in self.files()}
+        found = find_duplicates(groups, self.config, progress, names)
+        self.duplicate_ids, self.near_duplicates, self.renamed_summary = (
+            found.duplicate_ids,
+            found.near,
+            found.renamed_ids,
+        )
         return found
 
     def judged(self, dedup: Dedup | None = None) -> db.Bag:

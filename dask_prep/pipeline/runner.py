@@ -23,6 +23,7 @@ from dask_prep.config import Config
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
+from dask_prep.io.input_changes import check_unchanged, input_signatures
 from dask_prep.io.inputs import InputFile, PartitionSpec
 from dask_prep.io.reading import check_strict
 from dask_prep.io.store_lock import LockLostError, StoreLock
@@ -67,6 +68,7 @@ class Stages(Protocol):
     duplicate_ids: dict | None
     near_duplicates: dict | None
     identity: fencing.RunIdentity | None
+    renamed_summary: dict | None
 
     @property
     def layout(self) -> Layout: ...
@@ -166,6 +168,8 @@ class PipelineRun:
         layout = self.pipeline.layout
         clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
         seconds = clock.seconds
+        # Before the scan: a file that changes from here to the end of stage 1 stops the run.
+        signatures = input_signatures(self.pipeline.files())
         with clock.stage("scan"):
             specs = self._scan(overwrite, resume, progress)
         if strict:
@@ -183,6 +187,7 @@ class PipelineRun:
             analysed, (thresholds, distinct_targets) = self._analyse(specs, dedup, resume, progress)
             if strict:
                 check_strict({}, [], analysed)
+            check_unchanged(self.pipeline.files(), signatures)  # the last stage that reads the input
 
         with clock.stage("tokenize"):
             progress.begin(f"tokenizing the examples of {len(specs):,} partitions")
@@ -283,6 +288,7 @@ class PipelineRun:
         report["empty_files"] = self.pipeline.empty_files
         report["duplicate_ids"] = self.pipeline.duplicate_ids
         report["near_duplicates"] = self.pipeline.near_duplicates  # clusters, sizes, documents removed (None: off)
+        report["renamed_ids"] = self.pipeline.renamed_summary
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}

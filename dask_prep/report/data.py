@@ -65,10 +65,27 @@ class DistanceHistogram:
         values = np.asarray(distances, dtype=np.int64)
         if values.size == 0:
             return
-        counts = np.bincount(np.maximum(values, 0) // self.width)
+        # Distances are at most entities.max_distance; any beyond the last bin count in it.
+        counts = np.bincount(np.minimum(np.maximum(values, 0) // self.width, DISTANCE_BINS - 1))
         if len(counts) > len(self.counts):
             self.counts = np.pad(self.counts, (0, len(counts) - len(self.counts)))
         self.counts[: len(counts)] += counts
+
+
+# Offsets are int32 columns: no distance is longer, whatever `entities.max_distance` says.
+LONGEST_DISTANCE = 2**31 - 1
+
+
+def distance_bin_width(max_distance: Any) -> int:
+    """Bin width of the distance histogram: `DISTANCE_BINS` bins up to the config's bound, which
+    is clamped to what a distance can be (an extreme or odd value never fails the plot)."""
+    if not _is_number(max_distance) or not 0 < max_distance:
+        max_distance = 2000
+    return max(1, math.ceil(min(max_distance, LONGEST_DISTANCE) / DISTANCE_BINS))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -177,6 +194,20 @@ def _example_batches(output_dir: str, report: dict[str, Any], columns: list[str]
                 yield from table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
 
 
+def _positive_or_none(value: Any) -> Any:
+    return value if _is_number(value) and value > 0 else None
+
+
+def _drawable_bounds(rule: Any) -> tuple[Any, Any] | None:
+    """The length rule's (min, max) for the plot's marks; a bound off the plot's axis is not marked."""
+    if not isinstance(rule, dict) or not rule.get("enabled"):
+        return None
+    return tuple(  # type: ignore[return-value]
+        bound if _is_number(bound) and 1 <= bound <= 10**LENGTH_DECADES else None
+        for bound in (rule.get("min"), rule.get("max"))
+    )
+
+
 def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
     """Aggregate what the plots need from a finished run's output directory."""
     config = report.get("config") or {}
@@ -184,8 +215,7 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
     decisions = os.path.join(output_dir, "decisions")
     lengths = length_histogram(decisions) if storage.isdir(decisions) else None
     length_rule = (config.get("rules") or {}).get("length")
-    max_distance = entities.get("max_distance") or 2000
-    distances = DistanceHistogram(width=max(1, math.ceil(max_distance / DISTANCE_BINS)))
+    distances = DistanceHistogram(width=distance_bin_width(entities.get("max_distance")))
     after = _CountMerger()
     for batch in _example_batches(output_dir, report, ["target", "distance"]):
         after.add(batch.column("target"))
@@ -195,10 +225,10 @@ def plot_data(report: dict[str, Any], output_dir: str) -> PlotData:
         malformed=dict(report.get("malformed", {})),
         kept=report["documents"]["kept"],
         lengths=lengths,
-        length_rule=(length_rule["min"], length_rule["max"]) if length_rule and length_rule.get("enabled") else None,
+        length_rule=_drawable_bounds(length_rule),
         before_cap=candidate_target_counts(os.path.join(output_dir, WORK_DIR, "candidates")),
         after_cap=after.counts(),
-        cap=entities.get("max_entity_freq"),
+        cap=_positive_or_none(entities.get("max_entity_freq")),
         distances=distances,
         near=report.get("near_duplicates"),
     )
