@@ -119,12 +119,14 @@ def apply_rejects(docs: list[Document], rejects: Mapping[CopyKey, Found]) -> lis
     return docs
 
 
-def repeated_ids_summary(records: pd.DataFrame) -> dict:
-    """`exact.summarize_repeated_ids` of records that hold every copy of their doc ids."""
+def repeated_ids_summary(records: pd.DataFrame, names: Mapping[str, str] | None = None) -> dict:
+    """`exact.summarize_repeated_ids` of records that hold every copy of their doc ids; `names`
+    maps full input paths to the files' keys, which the report names files by."""
     counts = records["key_id"].value_counts()
     repeated = records[records["key_id"].isin(counts.index[counts > 1])]
     found = []
     for doc_id, group in repeated.groupby("key_id", sort=True):
-        keys = zip(group["key_id"], group["key_source"], (int(line) for line in group["key_line"]), strict=True)
+        sources = ((names or {}).get(path, path) for path in group["key_source"])
+        keys = zip(group["key_id"], sources, (int(line) for line in group["key_line"]), strict=True)
         found.append(repeated_id((str(doc_id), list(zip(group["fingerprint"], keys, strict=True)))))
     return summarize_repeated_ids(found)

@@ -151,8 +151,8 @@ class PartitionReader:
                 rows = parquet_rows(piece, self.text_field, self.id_field, scan)
                 docs.extend(_document(piece.file, i, *_text_of(text, id_value)) for i, text, id_value in rows)
             else:
-                scan = self._scan
                 docs.extend(self._read_lines(piece))
+                scan = self._scan  # after reading: a file opened for this piece has a scan of its own
             if scan.damage:
                 damaged[piece.file.key] = scan.damage
             elif len(docs) - before < piece.stop - piece.start:

@@ -110,8 +110,8 @@ def _texts_count(records: pd.DataFrame) -> pd.Series:
     return pd.Series([repeated_texts(records)], dtype="int64")
 
 
-def _ids_summary(records: pd.DataFrame) -> pd.Series:
-    return pd.Series([repeated_ids_summary(records)], dtype=object)
+def _ids_summary(records: pd.DataFrame, names: dict[str, str]) -> pd.Series:
+    return pd.Series([repeated_ids_summary(records, names)], dtype=object)
 
 
 def find_duplicates(
@@ -145,7 +145,7 @@ def find_duplicates(
     found = renames if rejects is None else dd.concat([rejects.map_partitions(aligned, meta=empty_aligned()), renames])
     texts = by_text.map_partitions(_texts_count, meta=pd.Series([], dtype="int64")).sum()
     by_id = records.shuffle(on="key_id", npartitions=pieces, shuffle_method=SHUFFLE)
-    ids = by_id.map_partitions(_ids_summary, meta=pd.Series([], dtype=object))
+    ids = by_id.map_partitions(_ids_summary, names or {}, meta=pd.Series([], dtype=object))
     renamed = renames.map_partitions(_renames_summary, names or {}, meta=pd.Series([], dtype=object))
     # Partition k of the result: the rows whose partition index is in group k.
     bounds = [group[0].index for group in groups] + [groups[-1][-1].index]

@@ -29,7 +29,8 @@ from dask_prep.config import Config, preset
 from dask_prep.document import Document
 from dask_prep.io.reading import plan_partitions, resolve_inputs, scan_file
 from dask_prep.output.layout import Layout
-from dask_prep.pipeline.partition import ANALYSIS_MODE_KEY, analyse_partition
+from dask_prep.pipeline.decisions import ANALYSIS_MODE_KEY
+from dask_prep.pipeline.partition import analyse_partition
 
 Tok = namedtuple("Tok", "form tag start len")
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.data import CORPUS, needs_shared, seed_config_with
 
-from dask_prep.pipeline.partition import ANALYSIS_MODE_KEY
+from dask_prep.pipeline.decisions import ANALYSIS_MODE_KEY
 
 
 @pytest.fixture(scope="module")

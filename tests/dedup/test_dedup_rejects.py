@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dask_prep.dedup.ids import rename_rows
+from dask_prep.dedup.near import exact_survivors
 from dask_prep.dedup.rejects import (
     REJECT_COLUMNS,
+    aligned,
     apply_rejects,
     exact_rejects,
     records_frame,
@@ -47,7 +50,8 @@ def test_the_smallest_copy_key_is_kept_and_the_others_name_it() -> None:
 
 def test_rejects_reach_only_their_partition_documents() -> None:
     docs = _partitions()
-    by_partition = rejects_by_copy(exact_rejects(records_frame(docs)).itertuples(index=False, name=None))
+    rows = aligned(exact_rejects(records_frame(docs)))  # as the analyse tasks receive them
+    by_partition = rejects_by_copy(rows.itertuples(index=False, name=None))
     assert set(by_partition) == {0, 1}
     for index, partition_docs in docs:
         apply_rejects(partition_docs, by_partition[index])
@@ -60,6 +64,19 @@ def test_rejects_reach_only_their_partition_documents() -> None:
         ("d", "duplicate", "a"),
         ("c", None, None),
     ]
+
+
+def test_documents_sharing_an_id_get_new_ids_on_the_same_path_as_the_rejects() -> None:
+    docs = _partitions()
+    records = records_frame(docs)
+    rows = pd.concat([aligned(exact_rejects(records)), rename_rows(exact_survivors(records))])
+    by_partition = rejects_by_copy(rows.itertuples(index=False, name=None))
+    for index, partition_docs in docs:
+        apply_rejects(partition_docs, by_partition.get(index, {}))
+    kept = [d.doc_id for _, part in docs for d in part if d.rejected_by is None]
+    # The two different "c" texts: the first by (path, line) keeps its id, the other gets c~2.
+    assert kept == ["c", "a", "c~2"]
+    assert len(set(kept)) == len(kept)
 
 
 def test_repeated_ids_summary_matches_the_per_id_functions() -> None:

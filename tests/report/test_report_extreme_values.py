@@ -13,7 +13,8 @@ import pytest
 from dask_prep.config import preset
 from dask_prep.coref.tokenization import output_schema
 from dask_prep.output.layout import Layout
-from dask_prep.pipeline.partition import CANDIDATE_SCHEMA, decisions_schema
+from dask_prep.pipeline.decisions import decisions_schema
+from dask_prep.pipeline.partition import CANDIDATE_SCHEMA
 from dask_prep.report.html import write_html_report
 
 # (entities changes, length rule) that a report may hold: from a config, the Python API or an old run.

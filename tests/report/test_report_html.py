@@ -22,7 +22,8 @@ from dask_prep.config import TokenizeConfig, preset
 from dask_prep.coref.entities import Candidate
 from dask_prep.coref.tokenization import output_schema
 from dask_prep.output.layout import Layout
-from dask_prep.pipeline.partition import CANDIDATE_SCHEMA, decisions_schema
+from dask_prep.pipeline.decisions import decisions_schema
+from dask_prep.pipeline.partition import CANDIDATE_SCHEMA
 from dask_prep.report import data as report_data
 from dask_prep.report.data import (
     DistanceHistogram,
