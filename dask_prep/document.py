@@ -22,6 +22,8 @@ class Document:
     # The entities whose mentions become examples (`entities.mentions`); `entities` above
     # is what the `no_repeated_entity` rule judged.
     example_entities: dict | None = None
+    # A kept document's Kiwi tokens as stage 1 stores them (`coref.kept_analysis.encode_tokens`).
+    kept_tokens: dict | None = None
     # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
     # (progressive analysis decided on a prefix); None = never analysed.
     analysis: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from typing import Any
 
@@ -45,7 +46,7 @@ def _config_default(section: str, name: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of `dask-prep` and its subcommands `run` and `presets`."""
+    """The parser of `dask-prep` and its subcommands `run`, `derive` and `presets`."""
     from dask_prep import __version__
 
     parser = argparse.ArgumentParser(
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common_options(in_subcommand=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,presets}", title="commands")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,derive,presets}", title="commands")
     in_sub = [_common_options(in_subcommand=True)]
 
     run = sub.add_parser("run", help="run the pipeline", formatter_class=HelpFormatter, parents=in_sub)
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail (exit 2) on malformed lines, damaged or empty files instead of skipping and counting them",
     )
 
+    _add_derive(sub, run, in_sub)
+
     presets = sub.add_parser("presets", help="list or show rule presets", formatter_class=HelpFormatter, parents=in_sub)
     presets_sub = presets.add_subparsers(dest="presets_command", required=True, metavar="{list,show}")
     presets_sub.add_parser("list", help="the preset names", formatter_class=HelpFormatter, parents=in_sub)
@@ -221,6 +224,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("name", metavar="NAME", help=f"one of: {', '.join(sorted(PRESETS))}")
     return parser
+
+
+# `run`'s options that `derive` takes too (the same actions): what comes after the analysis, the
+# output and the cluster. Anything else needs Kiwi again and is `run`'s alone.
+DERIVE_OPTIONS = (
+    "output_dir",
+    "config",
+    "model",
+    "seq_len",
+    "mask_style",
+    "pad_to_max_length",
+    "max_entity_freq",
+    "validation_fraction",
+    "storage_options",
+    "scheduler",
+    "n_workers",
+    "threads_per_worker",
+    "memory_limit",
+    "dashboard_address",
+    "worker_profile",
+    "overwrite",
+    "resume",
+)
+
+
+def _add_derive(sub: Any, run: argparse.ArgumentParser, parents: list[argparse.ArgumentParser]) -> None:
+    derive = sub.add_parser(
+        "derive",
+        help="another dataset from a finished run's analysis, without Kiwi",
+        description="Make another dataset from the analysis a finished `dask-prep run` left in RUN_DIR: "
+        "another tokenizer, --seq-len, mask style, cap, split or entities.* config, without Kiwi. "
+        "A change that needs Kiwi again (rules, inputs, dedup) is refused.",
+        formatter_class=HelpFormatter,
+        parents=parents,
+    )
+    derive.add_argument("run_dir", metavar="RUN_DIR", help="the --output-dir of a finished run (a directory or URL)")
+    for action in run._actions:
+        if action.dest in DERIVE_OPTIONS:
+            derive._add_action(action)  # the very option of `run`, as argparse's `parents` shares them
 
 
 def _storage_options(text: str) -> dict:
@@ -235,26 +277,33 @@ def _storage_options(text: str) -> dict:
     return options
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Preset, then --config, then the explicit flags (the most specific wins)."""
-    config = preset(args.preset or "seed-v2")
-    if args.config:
-        config = Config.from_yaml(args.config, base=config if args.preset else None)
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Preset (or `base`: `derive`'s run), then --config, then the explicit flags (the most specific wins)."""
+    if base is not None:
+        config = Config.from_yaml(args.config, base=base) if args.config else copy.deepcopy(base)
+    else:
+        config = preset(args.preset or "seed-v2")
+        if args.config:
+            config = Config.from_yaml(args.config, base=config if args.preset else None)
+
+    def flag(name: str) -> Any:  # `derive` has only some of `run`'s flags
+        return getattr(args, name, None)
+
     flags = {
-        ("tokenize", "model"): args.model,
-        ("tokenize", "seq_len"): args.seq_len,
-        ("tokenize", "mask_style"): args.mask_style,
-        ("tokenize", "pad_to_max_length"): args.pad_to_max_length,
-        ("entities", "max_entity_freq"): args.max_entity_freq,
-        ("input", "text_field"): args.text_field,
-        ("input", "id_field"): args.id_field,
-        ("input", "max_samples"): args.max_samples,
-        ("input", "partition_size"): args.partition_size,
-        ("input", "dedup"): args.dedup,
-        ("input", "analysis_timeout"): args.analysis_timeout,
-        ("output", "decisions"): args.decisions,
-        ("output", "validation_fraction"): args.validation_fraction,
-        ("analysis", "progressive"): args.progressive,
+        ("tokenize", "model"): flag("model"),
+        ("tokenize", "seq_len"): flag("seq_len"),
+        ("tokenize", "mask_style"): flag("mask_style"),
+        ("tokenize", "pad_to_max_length"): flag("pad_to_max_length"),
+        ("entities", "max_entity_freq"): flag("max_entity_freq"),
+        ("input", "text_field"): flag("text_field"),
+        ("input", "id_field"): flag("id_field"),
+        ("input", "max_samples"): flag("max_samples"),
+        ("input", "partition_size"): flag("partition_size"),
+        ("input", "dedup"): flag("dedup"),
+        ("input", "analysis_timeout"): flag("analysis_timeout"),
+        ("output", "decisions"): flag("decisions"),
+        ("output", "validation_fraction"): flag("validation_fraction"),
+        ("analysis", "progressive"): flag("progressive"),
     }
     for (section, name), value in flags.items():
         if value is not None:

@@ -21,26 +21,50 @@ from dask_prep.config import PRESETS, ConfigError, preset
 USER_ERROR_EXIT = 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    from dask_prep.pipeline.cluster import ClusterOptions, start_client, stop_client
-    from dask_prep.pipeline.graph import Pipeline
-    from dask_prep.report.build import TqdmProgress, summary_lines
-    from dask_prep.report.html import write_html_report
-    from dask_prep.report.plots import warm_up_plotting
+def _cluster_options(args: argparse.Namespace) -> Any:
+    from dask_prep.pipeline.cluster import ClusterOptions
 
-    config = config_from_args(args)
     options = ClusterOptions(
         scheduler=args.scheduler,
         n_workers=args.n_workers,
         threads_per_worker=args.threads_per_worker,
-        kiwi_threads=args.kiwi_threads,
+        kiwi_threads=getattr(args, "kiwi_threads", None),
         memory_limit=args.memory_limit,
         worker_profile=args.worker_profile,
     )
     if args.dashboard_address is not None:
         options.dashboard_address = args.dashboard_address
-    pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
-    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else None
+    return options
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dask_prep.pipeline.graph import Pipeline
+
+    pipeline = Pipeline(args.inputs, config_from_args(args), args.output_dir, storage_options=args.storage_options)
+    return _execute(args, pipeline, _cluster_options(args))
+
+
+def _derive(args: argparse.Namespace) -> int:
+    from dask_prep.io import storage
+    from dask_prep.pipeline.derive import DerivedPipeline, open_source
+
+    storage.configure(args.storage_options, [args.run_dir])
+    source = open_source(args.run_dir)
+    config = config_from_args(args, base=source.config)
+    pipeline = DerivedPipeline(source, config, args.output_dir, storage_options=args.storage_options)
+    options = _cluster_options(args)
+    options.kiwi = False  # nothing to analyse
+    return _execute(args, pipeline, options)
+
+
+def _execute(args: argparse.Namespace, pipeline: Any, options: Any) -> int:
+    """Check, start the cluster, run `pipeline` (a run's or a derive's), report: the CLI's exit code."""
+    from dask_prep.pipeline.cluster import start_client, stop_client
+    from dask_prep.report.build import TqdmProgress, summary_lines
+    from dask_prep.report.html import write_html_report
+    from dask_prep.report.plots import warm_up_plotting
+
+    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if sys.argv[1:2] == [args.command] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
 
@@ -63,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             resume=args.resume,
             progress=TqdmProgress(disable=True if args.quiet else None),
-            strict=args.strict,
+            strict=getattr(args, "strict", False),
             html=False,
             startup_seconds=startup_seconds,
         )
@@ -107,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from dask_prep.io.reading import InputError
     from dask_prep.output.layout import OutputDirError
     from dask_prep.pipeline.cluster import ClusterError
+    from dask_prep.pipeline.derive_partition import DeriveError
 
     try:
         if args.command == "presets":
@@ -115,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(preset(args.name).to_yaml(), end="")
             return 0
-        return _run(args)
-    except (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, OSError) as exc:
+        return _derive(args) if args.command == "derive" else _run(args)
+    except (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, DeriveError, OSError) as exc:
         if args.verbose:
             raise
         print(f"dask-prep: error: {exc}", file=sys.stderr)

@@ -300,6 +300,10 @@ class Pipeline:
         stats = _partition_bag(self.partitions()).map_partitions(
             _analyse, self.config, self.layout, duplicates, resume, progress_topic
         )
+        return self._with_cap(stats)
+
+    def _with_cap(self, stats: db.Bag) -> tuple[db.Bag, db.Item]:
+        """Stage-1 stats without their entity summaries, and the cap computed from those (an Item)."""
         cap = self.config.entities.max_entity_freq
         summary = stats.reduction(
             functools.partial(_summaries, cap=cap),

@@ -23,12 +23,8 @@ from dask_prep.analysis.filters import FilterChain, analysis_mode, measured_dist
 from dask_prep.analysis.isolation import analyser_for
 from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.coref.entities import (
-    Candidate,
-    build_candidates,
-    passes_cap,
-    summarize_entities,
-)
+from dask_prep.coref.entities import Candidate, passes_cap, summarize_entities
+from dask_prep.coref.kept_analysis import ANALYSIS_FORMAT, decode_tokens, document_entities
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import mark_duplicates
@@ -39,27 +35,44 @@ from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
 
-CANDIDATE_SCHEMA = pa.schema(
-    [
-        pa.field("doc_id", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field(
-            "candidates",
-            pa.list_(
-                pa.struct(
-                    [
-                        pa.field("target", pa.string()),
-                        pa.field("antecedent_start", pa.int32()),
-                        pa.field("antecedent_end", pa.int32()),
-                        pa.field("start", pa.int32()),
-                        pa.field("end", pa.int32()),
-                        pa.field("key", pa.int64()),
-                    ]
-                )
-            ),
+CANDIDATE_FIELDS = [
+    pa.field("doc_id", pa.string()),
+    pa.field("text", pa.string()),
+    pa.field(
+        "candidates",
+        pa.list_(
+            pa.struct(
+                [
+                    pa.field("target", pa.string()),
+                    pa.field("antecedent_start", pa.int32()),
+                    pa.field("antecedent_end", pa.int32()),
+                    pa.field("start", pa.int32()),
+                    pa.field("end", pa.int32()),
+                    pa.field("key", pa.int64()),
+                ]
+            )
         ),
-    ]
+    ),
+]
+# Each kept document's Kiwi tokens (`coref.kept_analysis`), what `derive` makes candidates from
+# again; the parts' metadata names their layout's version.
+TOKENS_FIELD = pa.field(
+    "tokens",
+    pa.struct(
+        [
+            pa.field("form", pa.list_(pa.string())),  # null where it is the text it covers
+            pa.field("tag", pa.list_(pa.string())),
+            pa.field("start", pa.list_(pa.int32())),
+            pa.field("len", pa.list_(pa.int32())),
+        ]
+    ),
 )
+ANALYSIS_FORMAT_KEY = b"dask_prep.analysis_format"
+CANDIDATE_SCHEMA = pa.schema(
+    [*CANDIDATE_FIELDS, TOKENS_FIELD], metadata={ANALYSIS_FORMAT_KEY: str(ANALYSIS_FORMAT).encode()}
+)
+# A derived run's candidates: no tokens (they stay in the run it derives from).
+DERIVED_CANDIDATE_SCHEMA = pa.schema(CANDIDATE_FIELDS)
 
 
 def write_atomically(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str) -> int:
@@ -228,16 +241,8 @@ def _entity_stats(
     stats = decision_stats(spec, docs, damaged)
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
-    rows, keys = [], []
-    for doc in kept:
-        entities = doc.example_entities if doc.example_entities is not None else doc.entities
-        cands = build_candidates(doc.doc_id, entities, config.entities)
-        stats.qualifying_entities += len(doc.entities)
-        stats.example_entities += len(entities)
-        stats.candidates += len(cands)
-        stats.kept_without_examples += not cands
-        keys.extend((c.target, c.key) for c in cands)
-        rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
+    rows = [{"doc_id": d.doc_id, "text": d.text, "tokens": d.kept_tokens} for d in kept]
+    keys = add_candidates(rows, config, stats)
     write_atomically(
         [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
         CANDIDATE_SCHEMA,
@@ -254,10 +259,30 @@ def _entity_stats(
     )
 
 
+def add_candidates(rows: list[dict[str, Any]], config: Config, stats: AnalysisStats) -> list[tuple[str, int]]:
+    """The entity step on stage-1 rows (doc_id, text, tokens): sets each row's `candidates` and
+    counts them into `stats`; returns (target, key) of every candidate, for the cap's summary.
+
+    `run` calls it on the documents Kiwi just kept, `derive` on the rows a run stored.
+    """
+    keys = []
+    for row in rows:
+        found = document_entities(
+            row["doc_id"], row["text"], decode_tokens(row["text"], row["tokens"]), config.entities
+        )
+        stats.qualifying_entities += found.qualifying
+        stats.example_entities += found.giving_examples
+        stats.candidates += len(found.candidates)
+        stats.kept_without_examples += not found.candidates
+        keys.extend((c.target, c.key) for c in found.candidates)
+        row["candidates"] = [c.as_record() for c in found.candidates]
+    return keys
+
+
 def iter_candidates(path: str, thresholds: dict[str, int]) -> Iterator[tuple[str, Candidate]]:
     """(text, candidate) pairs of a stage-1 part that pass the cap, in document order."""
     with storage.open_read(path) as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=256, columns=["doc_id", "text", "candidates"]):
             for row in batch.to_pylist():
                 for record in row["candidates"]:
                     if passes_cap(record["target"], record["key"], thresholds):

@@ -18,6 +18,7 @@ import dask
 
 from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
+from dask_prep.coref.kept_analysis import ANALYSIS_FORMAT
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
@@ -141,40 +142,10 @@ class PipelineRun:
         clock = Stopwatch({} if startup_seconds is None else {"startup": startup_seconds})
         seconds = clock.seconds
         with clock.stage("scan"):
-            if resume:  # the same partitions as the interrupted run, whatever the cluster now
-                specs = self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
-            else:
-                prepare_output_dir(layout.root, overwrite=overwrite)
-                specs = self.pipeline.partitions()
-                write_manifest(
-                    layout,
-                    self.pipeline.files(),
-                    self.pipeline.config,
-                    partition_size_used=max((s.records for s in specs), default=0),
-                )
+            specs = self._plan(overwrite, resume)
         if strict:
             check_strict(self.pipeline.damaged, self.pipeline.empty_files)
-
-        with clock.stage("dedup"):
-            duplicates = self.pipeline.duplicates()
-
-        with clock.stage("analyse"):
-            clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
-            topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
-            stats_bag, cap_item = self.pipeline.analyse(
-                dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
-            )
-            analysed, (thresholds, distinct_targets) = compute_stage(
-                "analyse",
-                stats_bag,
-                cap_item,
-                progress,
-                topic=topic,
-                documents=sum(s.records for s in specs),
-                redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
-            )
-            if strict:
-                check_strict({}, [], analysed)
+        analysed, thresholds, distinct_targets, duplicate_texts = self._analyse(clock, specs, resume, progress, strict)
 
         with clock.stage("tokenize"):
             tokenized, _ = compute_stage(
@@ -187,7 +158,7 @@ class PipelineRun:
                 tokenized,
                 distinct_targets=distinct_targets,
                 capped_targets=len(thresholds),
-                duplicate_texts=len(duplicates),
+                duplicate_texts=duplicate_texts,
                 seconds=seconds,
                 config=self.pipeline.config.to_dict(),
                 inputs=self.pipeline.inputs,
@@ -214,9 +185,7 @@ class PipelineRun:
         report = report_now()
         report["dataset"] = dataset_path
         report["splits"] = splits
-        report["damaged_files"].update(self.pipeline.damaged)
-        report["empty_files"] = self.pipeline.empty_files
-        report["duplicate_ids"] = self.pipeline.duplicate_ids
+        self._add_to_report(report)
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
@@ -228,6 +197,56 @@ class PipelineRun:
         if html:
             write_html_report(report, layout.root)
         return report
+
+    def _plan(self, overwrite: bool, resume: bool) -> list[PartitionSpec]:
+        """The partitions (the interrupted run's on `resume`); a new run empties its directory, writes its manifest."""
+        layout = self.pipeline.layout
+        if resume:  # the same partitions as the interrupted run, whatever the cluster now
+            return self.pipeline.partitions(partition_size=read_json(layout.manifest)["partition_size_used"])
+        prepare_output_dir(layout.root, overwrite=overwrite)
+        specs = self.pipeline.partitions()
+        write_manifest(
+            layout,
+            self.pipeline.files(),
+            self.pipeline.config,
+            partition_size_used=max((s.records for s in specs), default=0),
+            partitions=len(specs),
+            analysis_format=ANALYSIS_FORMAT,
+        )
+        return specs
+
+    def _analyse(
+        self, clock: Stopwatch, specs: list[PartitionSpec], resume: bool, progress: Progress, strict: bool
+    ) -> tuple[list, dict, int, int]:
+        """Dedup, then stage 1: (its stats, the cap thresholds, distinct targets, duplicated texts)."""
+        layout = self.pipeline.layout
+        with clock.stage("dedup"):
+            duplicates = self.pipeline.duplicates()
+
+        with clock.stage("analyse"):
+            clear_attempts(layout.work)  # markers of an interrupted run's partitions are not crashes
+            topic = f"dask-prep-progress-{uuid.uuid4().hex}" if follows_partitions(progress) else None
+            stats_bag, cap_item = self.pipeline.analyse(
+                dask.delayed(duplicates, pure=True), resume=resume, progress_topic=topic
+            )
+            analysed, (thresholds, distinct_targets) = compute_stage(
+                "analyse",
+                stats_bag,
+                cap_item,
+                progress,
+                topic=topic,
+                documents=sum(s.records for s in specs),
+                redo_item=lambda: self.pipeline.cap_from_stats(len(specs)),
+            )
+            if strict:
+                check_strict({}, [], analysed)
+        return analysed, thresholds, distinct_targets, len(duplicates)
+
+    def _add_to_report(self, report: dict) -> None:
+        """What the report says beside the stages' counts: where the inputs were damaged, empty or repeated."""
+        report["damaged_files"].update(self.pipeline.damaged)
+        report["empty_files"] = self.pipeline.empty_files
+        report["duplicate_ids"] = self.pipeline.duplicate_ids
 
     def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:
         """The dataset's README.md; `splits_out` receives the split sizes for the report."""

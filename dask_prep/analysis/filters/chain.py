@@ -16,6 +16,7 @@ from dask_prep.analysis.filters.registry import FILTERS
 from dask_prep.analysis.progressive import MAX_CHUNK, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.config import Config
 from dask_prep.coref.entities import find_example_entities, find_repeated_entities
+from dask_prep.coref.kept_analysis import encode_tokens, stored_tokens
 from dask_prep.document import Document
 
 
@@ -135,7 +136,9 @@ class FilterChain:
                 if self.entity_config.mentions == "nnp"
                 else find_example_entities(doc.text, tokens, self.entity_config)
             )
-            doc.tokens = None  # the analysis is no longer needed; free it early
+            # What stage 1 stores of the analysis (the entity step's input); Kiwi's objects are freed.
+            doc.kept_tokens = encode_tokens(doc.text, stored_tokens(tokens))
+            doc.tokens = None
             kept += 1
             yield doc
 
