@@ -297,10 +297,8 @@ class Pipeline:
         With `progress_topic`, the tasks send their progress inside partitions as distributed
         events on that topic.
         """
-        stats = _partition_bag(self.partitions()).map_partitions(
-            _analyse, self.config, self.layout, duplicates, resume, progress_topic
-        )
-        return self._with_cap(stats)
+        task_args = (self.config, self.layout, duplicates, resume, progress_topic)
+        return self._with_cap(_partition_bag(self.partitions()).map_partitions(_analyse, *task_args))
 
     def _with_cap(self, stats: db.Bag) -> tuple[db.Bag, db.Item]:
         """Stage-1 stats without their entity summaries, and the cap computed from those (an Item)."""
