@@ -180,9 +180,12 @@ def _output_options(group: Any) -> None:
         help="put this share of documents (by a stable hash of doc_id) in a `validation` split; "
         "the output is then a DatasetDict of train and validation (default: none, one Dataset)",
     )
-    group.add_argument("--source", help="the source corpus, named on the dataset card (config output.source)")
     group.add_argument(
-        "--license", help="the dataset's licence for its card, e.g. cc-by-sa-3.0 (config output.license)"
+        "--source", help="the source corpus, named on the dataset card (config output.source; default: none named)"
+    )
+    group.add_argument(
+        "--license",
+        help="the dataset's licence for its card, e.g. cc-by-sa-3.0 (config output.license; default: none named)",
     )
     group.add_argument(
         "--no-decisions",
