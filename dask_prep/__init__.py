@@ -5,6 +5,7 @@ The public API, for scripts and notebooks:
 - `preset`, `Config`: the rules and settings of a run (`preset("seed-v2")`);
 - `Pipeline`, `run`: build and run the Dask graph; `start_client`, `ClusterOptions`,
   `register_kiwi`: a LocalCluster or an existing scheduler with one Kiwi per worker;
+- `derive`: another dataset from a finished run's analysis, without Kiwi;
 - `summary_lines`: the run's summary table as text lines, from its report;
 - `load_tokenizer`: the Hugging Face tokenizer a run uses (a local directory or a hub name);
 - `report_figures`, `figure_png`, `examples_html`: the report's plots and examples, for display.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from dask_prep.config import Config, preset
     from dask_prep.coref.tokenizer import load_tokenizer
     from dask_prep.pipeline.cluster import ClusterOptions, register_kiwi, start_client
+    from dask_prep.pipeline.derive import derive
     from dask_prep.pipeline.graph import Pipeline, run
     from dask_prep.report.build import summary_lines
     from dask_prep.report.html import examples_html
@@ -33,6 +35,7 @@ _PUBLIC = {
     "ClusterOptions": "dask_prep.pipeline.cluster",
     "register_kiwi": "dask_prep.pipeline.cluster",
     "start_client": "dask_prep.pipeline.cluster",
+    "derive": "dask_prep.pipeline.derive",
     "Pipeline": "dask_prep.pipeline.graph",
     "run": "dask_prep.pipeline.graph",
     "summary_lines": "dask_prep.report.build",
@@ -52,6 +55,7 @@ __all__ = [
     "ClusterOptions",
     "Config",
     "Pipeline",
+    "derive",
     "examples_html",
     "figure_png",
     "load_tokenizer",

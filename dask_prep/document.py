@@ -20,11 +20,8 @@ class Document:
     # Filled by the filters for the entity step, so Kiwi runs once per document.
     tokens: list | None = None
     entities: dict | None = None
-    # The entities whose mentions become examples (`entities.mentions`); `entities` above
-    # is what the `no_repeated_entity` rule judged.
-    example_entities: dict | None = None
-    # {surface: (proper, whole-word noun occurrences)} for the proper-noun share (issue 33).
-    proper_counts: dict | None = None
+    # A kept document's Kiwi tokens as stage 1 stores them (`coref.kept_analysis.encode_tokens`).
+    kept_tokens: dict | None = None
     # How the analysis rules saw it: "whole" (one whole-document analysis) or "prefix"
     # (progressive analysis decided on a prefix); None = never analysed.
     analysis: str | None = None

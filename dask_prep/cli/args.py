@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from typing import Any
 
+from dask_prep.cli.derive_args import add_derive
 from dask_prep.config import PRESETS, Config, preset
 
 
@@ -178,9 +180,12 @@ def _output_options(group: Any) -> None:
         help="put this share of documents (by a stable hash of doc_id) in a `validation` split; "
         "the output is then a DatasetDict of train and validation (default: none, one Dataset)",
     )
-    group.add_argument("--source", help="the source corpus, named on the dataset card (config output.source)")
     group.add_argument(
-        "--license", help="the dataset's licence for its card, e.g. cc-by-sa-3.0 (config output.license)"
+        "--source", help="the source corpus, named on the dataset card (config output.source; default: none named)"
+    )
+    group.add_argument(
+        "--license",
+        help="the dataset's licence for its card, e.g. cc-by-sa-3.0 (config output.license; default: none named)",
     )
     group.add_argument(
         "--no-decisions",
@@ -261,7 +266,7 @@ RUN_OPTION_GROUPS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of `dask-prep` and its subcommands `run` and `presets`."""
+    """The parser of `dask-prep` and its subcommands `run`, `derive` and `presets`."""
     from dask_prep import __version__
 
     parser = argparse.ArgumentParser(
@@ -271,12 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common_options(in_subcommand=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,presets}", title="commands")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,derive,presets}", title="commands")
     in_sub = [_common_options(in_subcommand=True)]
 
     run = sub.add_parser("run", help="run the pipeline", formatter_class=HelpFormatter, epilog=RUN_EXAMPLE)
     for title, add_options in RUN_OPTION_GROUPS:
         add_options(run.add_argument_group(title))
+
+    add_derive(sub, run, in_sub)
 
     presets = sub.add_parser("presets", help="list or show rule presets", formatter_class=HelpFormatter, parents=in_sub)
     presets_sub = presets.add_subparsers(dest="presets_command", required=True, metavar="{list,show}")
@@ -302,33 +309,40 @@ def _storage_options(text: str) -> dict:
     return options
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Preset, then --config, then the explicit flags (the most specific wins)."""
-    config = preset(args.preset or "seed-v2")
-    if args.config:
-        config = Config.from_yaml(args.config, base=config if args.preset else None)
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Preset (or `base`: `derive`'s run), then --config, then the explicit flags (the most specific wins)."""
+    if base is not None:
+        config = Config.from_yaml(args.config, base=base) if args.config else copy.deepcopy(base)
+    else:
+        config = preset(args.preset or "seed-v2")
+        if args.config:
+            config = Config.from_yaml(args.config, base=config if args.preset else None)
+
+    def flag(name: str) -> Any:  # `derive` has only some of `run`'s flags
+        return getattr(args, name, None)
+
     flags = {
-        ("tokenize", "model"): args.model,
-        ("tokenize", "seq_len"): args.seq_len,
-        ("tokenize", "mask_style"): args.mask_style,
-        ("tokenize", "pad_to_max_length"): args.pad_to_max_length,
-        ("entities", "max_entity_freq"): args.max_entity_freq,
-        ("input", "text_field"): args.text_field,
-        ("input", "id_field"): args.id_field,
-        ("input", "max_samples"): args.max_samples,
-        ("input", "partition_size"): args.partition_size,
-        ("input", "dedup"): args.dedup,
-        ("input", "analysis_timeout"): args.analysis_timeout,
-        ("output", "decisions"): args.decisions,
-        ("output", "validation_fraction"): args.validation_fraction,
-        ("output", "source"): args.source,
-        ("output", "license"): args.license,
-        ("analysis", "progressive"): args.progressive,
+        ("tokenize", "model"): flag("model"),
+        ("tokenize", "seq_len"): flag("seq_len"),
+        ("tokenize", "mask_style"): flag("mask_style"),
+        ("tokenize", "pad_to_max_length"): flag("pad_to_max_length"),
+        ("entities", "max_entity_freq"): flag("max_entity_freq"),
+        ("input", "text_field"): flag("text_field"),
+        ("input", "id_field"): flag("id_field"),
+        ("input", "max_samples"): flag("max_samples"),
+        ("input", "partition_size"): flag("partition_size"),
+        ("input", "dedup"): flag("dedup"),
+        ("input", "analysis_timeout"): flag("analysis_timeout"),
+        ("output", "decisions"): flag("decisions"),
+        ("output", "validation_fraction"): flag("validation_fraction"),
+        ("output", "source"): flag("source"),
+        ("output", "license"): flag("license"),
+        ("analysis", "progressive"): flag("progressive"),
     }
     for (section, name), value in flags.items():
         if value is not None:
             setattr(getattr(config, section), name, value)
-    if args.near_dedup is False or args.dedup is False:
+    if flag("near_dedup") is False or flag("dedup") is False:
         config.dedup.near.enabled = False
     model_dir = os.path.expanduser(config.tokenize.model)
     if os.path.isdir(model_dir):  # a local tokenizer must resolve on every worker

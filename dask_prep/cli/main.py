@@ -47,6 +47,8 @@ def _cluster_step(options: Any) -> str:
     if options.scheduler:
         return f"connecting to the Dask scheduler at {options.scheduler}"
     workers, kiwi_threads = options.layout()
+    if not options.kiwi:  # derive: nothing to analyse
+        return f"starting a local Dask cluster: {workers} worker process{'es' if workers > 1 else ''}"
     return (
         f"starting a local Dask cluster: {workers} worker process{'es' if workers > 1 else ''}, "
         f"Kiwi on {kiwi_threads} thread{'s' if kiwi_threads > 1 else ''} in each"
@@ -57,6 +59,29 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _say(args, f"checking the input{'s' if len(args.inputs) > 1 else ''}, the model and the output directory")
     _configure_logging(args.verbose)
+    from dask_prep.pipeline.graph import Pipeline
+
+    pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
+    return _execute(args, pipeline, _cluster_options(args))
+
+
+def _derive(args: argparse.Namespace) -> int:
+    _say(args, f"checking {args.run_dir}'s analysis, the model and the output directory")
+    _configure_logging(args.verbose)
+    from dask_prep.io import storage
+    from dask_prep.pipeline.derive import DerivedPipeline, open_source
+
+    storage.configure(args.storage_options, [args.run_dir])
+    source = open_source(args.run_dir)
+    config = config_from_args(args, base=source.config)
+    pipeline = DerivedPipeline(source, config, args.output_dir, storage_options=args.storage_options)
+    options = _cluster_options(args)
+    options.kiwi = False  # nothing to analyse
+    return _execute(args, pipeline, options)
+
+
+def _execute(args: argparse.Namespace, pipeline: Any, options: Any) -> int:
+    """Check, start the cluster, run `pipeline` (a run's or a derive's), report: the CLI's exit code."""
     from dask_prep.pipeline.cluster import (
         lost_scheduler_error,
         quiet_cluster_logs,
@@ -64,15 +89,12 @@ def _run(args: argparse.Namespace) -> int:
         start_client,
         stop_client,
     )
-    from dask_prep.pipeline.graph import Pipeline
     from dask_prep.report.build import TqdmProgress
     from dask_prep.report.html import write_html_report
     from dask_prep.report.plots import warm_up_plotting
 
-    options = _cluster_options(args)
-    pipeline = Pipeline(args.inputs, config, args.output_dir, storage_options=args.storage_options)
     # `dask-prep --quiet run …` too: global flags may come before the command.
-    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if "run" in sys.argv[1:] else None
+    pipeline.command = shlex.join(["dask-prep", *sys.argv[1:]]) if args.command in sys.argv[1:] else None
     # Bad inputs, output dir or resume state: fail before starting a cluster.
     pipeline.check(overwrite=args.overwrite, resume=args.resume, tokenizer=False)
     if pipeline.repeated_inputs:
@@ -103,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             resume=args.resume,
             progress=TqdmProgress(disable=True if args.quiet else None),
-            strict=args.strict,
+            strict=getattr(args, "strict", False),
             html=False,
             startup_seconds=startup_seconds,
         )
@@ -140,7 +162,7 @@ def _cluster_options(args: argparse.Namespace) -> Any:
         scheduler=args.scheduler,
         n_workers=args.n_workers,
         threads_per_worker=args.threads_per_worker,
-        kiwi_threads=args.kiwi_threads,
+        kiwi_threads=getattr(args, "kiwi_threads", None),  # derive has none
         memory_limit=args.memory_limit,
         worker_profile=args.worker_profile,
     )
@@ -180,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(preset(args.name).to_yaml(), end="")
             return 0
-        return _run(args)
+        return _derive(args) if args.command == "derive" else _run(args)
     except Exception as exc:
         message = _user_error_message(exc)
         if message is None or args.verbose:
@@ -212,8 +234,9 @@ def _user_error_message(exc: Exception) -> str | None:
     from dask_prep.io.reading import InputError
     from dask_prep.output.layout import OutputDirError
     from dask_prep.pipeline.cluster import ClusterError
+    from dask_prep.pipeline.derive_partition import DeriveError
 
-    if isinstance(exc, (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, OSError)):
+    if isinstance(exc, (ConfigError, InputError, OutputDirError, TokenizerError, ClusterError, DeriveError, OSError)):
         return str(exc)
     # A store's client library (botocore, aiohttp, ...) refused or could not connect, or a
     # worker lacks the backend of a URL: one line, like any error a user can act on.

@@ -219,10 +219,14 @@ MANIFEST_VERSIONS = (
 )
 
 
-def _input_records(files: list) -> list[dict[str, Any]]:
+def _input_record(file: Any) -> dict[str, Any]:
     # What the store offers to tell a changed file: size, modification time, and its ETag
     # where there is one (object stores).
-    return [{"path": file.path, "key": file.key, **storage.signature(file.path)} for file in files]
+    return {"path": file.path, "key": file.key, **storage.signature(file.path)}
+
+
+def _input_records(files: list) -> list[dict[str, Any]]:
+    return [_input_record(file) for file in files]
 
 
 def versions() -> dict[str, str | None]:
@@ -238,15 +242,22 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def write_manifest(layout: Layout, files: list, config: Any, partition_size_used: int) -> None:
-    """What this output was made from: inputs, full config and its hash, versions."""
+def write_manifest(
+    layout: Layout, files: list, config: Any, partition_size_used: int, partitions: int | None = None, **more: Any
+) -> None:
+    """What this output was made from: inputs, partitions, full config and its hash, versions.
+
+    `more` adds fields (a derived run: `derived_from`); `inputs` may be records already.
+    """
     storage.write_json(
         {
-            "inputs": _input_records(files),
+            "inputs": [f if isinstance(f, dict) else _input_record(f) for f in files],
             "partition_size_used": partition_size_used,
+            "partitions": partitions,
             "config": config.to_dict(),
             "config_hash": config.config_hash(),
             "versions": versions(),
+            **more,
         },
         layout.manifest,
     )
@@ -279,14 +290,19 @@ def check_resumable(layout: Layout, files: list, config: Any) -> None:
         )
 
 
-def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _changed_fields(old: dict, new: dict) -> list[str]:
+    return [f"{name}: {a!r} -> {b!r}" for name, a, b in config_differences(old, new)]
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted field name, old value, new value) of every field two config dicts differ in, sorted."""
     changed = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            changed += _changed_fields(a, b, f"{prefix}{key}.")
+            changed += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
+            changed.append((f"{prefix}{key}", a, b))
     return changed
 
 

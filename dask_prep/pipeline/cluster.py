@@ -51,6 +51,7 @@ class ClusterOptions:
     # This host only by default: the dashboard shows logs, tracebacks and task data.
     dashboard_address: str = "127.0.0.1:8787"
     worker_profile: bool = False  # distributed's statistical profiler (the dashboard's Profile page)
+    kiwi: bool = True  # False (`derive`): the workers build no Kiwi
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -209,7 +210,7 @@ def _start_client(options: ClusterOptions) -> Any:
     else:
         n_workers, kiwi_threads = options.layout()
         settings = local_cluster_config(options)
-        if kiwi_threads == 1:  # one Kiwi built for all workers, not one each (kiwi_setup)
+        if kiwi_threads == 1 and options.kiwi:  # one Kiwi built for all workers, not one each (kiwi_setup)
             settings.update(fork_workers_from_warm_kiwi() or {})
         with dask.config.set(settings):  # the worker processes get it from their nanny
             cluster = LocalCluster(
@@ -222,7 +223,8 @@ def _start_client(options: ClusterOptions) -> Any:
             )
         client = Client(cluster)
         client.register_plugin(QuietWorkerShutdown())
-    register_kiwi(client, kiwi_threads)
+    if options.kiwi:
+        register_kiwi(client, kiwi_threads)
     return client
 
 

@@ -272,7 +272,11 @@ class Pipeline:
         the tasks send their progress inside partitions as distributed events on that topic.
         """
         rejects = dedup.rejects if dedup is not None else None
-        stats = self._reading_bag().map_partitions(_analyse, rejects, self.config, self.layout, resume, progress_topic)
+        task_args = (rejects, self.config, self.layout, resume, progress_topic)
+        return self._with_cap(self._reading_bag().map_partitions(_analyse, *task_args))
+
+    def _with_cap(self, stats: db.Bag) -> tuple[db.Bag, db.Item]:
+        """Stage-1 stats without their entity summaries, and the cap computed from those (an Item)."""
         entities = self.config.entities
         cap = entities.max_entity_freq
         reduced = stats.reduction(

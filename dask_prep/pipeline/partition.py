@@ -15,7 +15,7 @@ import functools
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -25,13 +25,7 @@ from dask_prep.analysis.filters import FilterChain, measured_distributions
 from dask_prep.analysis.isolation import analyser_for
 from dask_prep.analysis.kiwi import get_kiwi
 from dask_prep.config import Config
-from dask_prep.coref.entities import (
-    Candidate,
-    build_candidates,
-    passes_cap,
-    summarize_entities,
-)
-from dask_prep.coref.names import NOT_PROPER, merge_proper_counts, without_echoes
+from dask_prep.coref.entities import summarize_entities
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer
 from dask_prep.dedup.exact import CopyKey
@@ -41,31 +35,10 @@ from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
 from dask_prep.output.fencing import STATS_RUN_KEY, committing, read_stats, record_of, verified_bytes
 from dask_prep.output.layout import Layout, read_json
+from dask_prep.pipeline.candidates import CANDIDATE_SCHEMA, add_candidates, iter_candidates
 from dask_prep.pipeline.decisions import decisions_schema, decisions_table
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
-
-CANDIDATE_SCHEMA = pa.schema(
-    [
-        pa.field("doc_id", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field(
-            "candidates",
-            pa.list_(
-                pa.struct(
-                    [
-                        pa.field("target", pa.string()),
-                        pa.field("antecedent_start", pa.int32()),
-                        pa.field("antecedent_end", pa.int32()),
-                        pa.field("start", pa.int32()),
-                        pa.field("end", pa.int32()),
-                        pa.field("key", pa.int64()),
-                    ]
-                )
-            ),
-        ),
-    ]
-)
 
 
 def write_atomically(
@@ -203,21 +176,9 @@ def _entity_stats(
     stats = decision_stats(spec, docs, damaged)
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
-    rows, keys, proper = [], [], []
     guard = functools.partial(committing, layout)
-    for doc in kept:
-        entities = doc.example_entities if doc.example_entities is not None else doc.entities
-        if config.entities.mentions == "names":
-            entities, echoes = without_echoes(doc.text, entities)
-            stats.echo += echoes
-        cands = build_candidates(doc.doc_id, entities, config.entities)
-        proper.append(doc.proper_counts or {})
-        stats.qualifying_entities += len(doc.entities)
-        stats.example_entities += len(entities)
-        stats.candidates += len(cands)
-        stats.kept_without_examples += not cands
-        keys.extend((c.target, c.key) for c in cands)
-        rows.append({"doc_id": doc.doc_id, "text": doc.text, "candidates": [c.as_record() for c in cands]})
+    rows = [{"doc_id": d.doc_id, "text": d.text, "tokens": d.kept_tokens} for d in kept]
+    keys, proper = add_candidates(rows, config, stats)
     write_atomically(
         [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
         CANDIDATE_SCHEMA,
@@ -231,27 +192,9 @@ def _entity_stats(
         stats,
         parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
         summary=summarize_entities(keys, config.entities.max_entity_freq),
-        proper_counts=merge_proper_counts(proper),
+        proper_counts=proper,
         distributions=measured_distributions(docs, config),
     )
-
-
-def iter_candidates(
-    path: str | bytes, thresholds: dict[str, int], not_proper: list[int] | None = None
-) -> Iterator[tuple[str, Candidate]]:
-    """(text, candidate) pairs of a stage-1 part (a path, or its bytes) that pass the cap, in document order.
-
-    Candidates of a target below `entities.min_proper_share` (threshold `NOT_PROPER`) are
-    counted in `not_proper[0]` instead.
-    """
-    with io.BytesIO(path) if isinstance(path, bytes) else storage.open_read(path) as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
-            for row in batch.to_pylist():
-                for record in row["candidates"]:
-                    if not_proper is not None and thresholds.get(record["target"]) == NOT_PROPER:
-                        not_proper[0] += 1
-                    elif passes_cap(record["target"], record["key"], thresholds):
-                        yield row["text"], Candidate(doc_id=row["doc_id"], **record)
 
 
 def thresholds_digest(thresholds: dict[str, int]) -> str:

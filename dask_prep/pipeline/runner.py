@@ -20,6 +20,7 @@ import dask.bag as db
 
 from dask_prep.analysis.isolation import clear_attempts
 from dask_prep.config import Config
+from dask_prep.coref.kept_analysis import ANALYSIS_FORMAT
 from dask_prep.coref.tokenization import ExampleTokenizer
 from dask_prep.coref.tokenizer import PortableTokenizer, check_model
 from dask_prep.io import storage
@@ -87,6 +88,8 @@ class Stages(Protocol):
 
 class PipelineRun:
     """One run of a pipeline's stages (`graph.Pipeline`): `check()`, then `run()`."""
+
+    analyse_stage = "analyse"  # stage 1's name in the report's `seconds`
 
     def __init__(self, pipeline: Stages) -> None:
         self.pipeline = pipeline
@@ -176,14 +179,9 @@ class PipelineRun:
             check_strict(self.pipeline.damaged, self.pipeline.empty_files)
 
         with clock.stage("dedup"):
-            documents = sum(s.records for s in specs)
-            config = self.pipeline.config
-            if config.input.dedup:
-                kinds = "exact and near" if config.dedup.near.enabled else "exact"
-                progress.begin(f"finding duplicates ({kinds}) among {documents:,} documents")
-            dedup = self.pipeline.dedup(progress)  # its rejects stay on the cluster
+            dedup = self._dedup(specs, progress)  # its rejects stay on the cluster
 
-        with clock.stage("analyse"):
+        with clock.stage(self.analyse_stage):
             analysed, (thresholds, distinct_targets) = self._analyse(specs, dedup, resume, progress)
             if strict:
                 check_strict({}, [], analysed)
@@ -239,9 +237,19 @@ class PipelineRun:
                 files,
                 self.pipeline.config,
                 partition_size_used=max((s.records for s in specs), default=0),
+                partitions=len(specs),
+                analysis_format=ANALYSIS_FORMAT,
             )
         fencing.record_identity(layout, self.pipeline.identity)
         return specs
+
+    def _dedup(self, specs: list[PartitionSpec], progress: Progress) -> Any:
+        """Dedup on the cluster (`Pipeline.dedup`): a `dedup_graph.Dedup`, its rejects left there."""
+        config = self.pipeline.config
+        if config.input.dedup:
+            kinds = "exact and near" if config.dedup.near.enabled else "exact"
+            progress.begin(f"finding duplicates ({kinds}) among {sum(s.records for s in specs):,} documents")
+        return self.pipeline.dedup(progress)
 
     def _analyse(self, specs: list[PartitionSpec], dedup: Any, resume: bool, progress: Progress) -> tuple[list, Any]:
         """Stage 1: (each partition's stats, (cap thresholds, distinct targets))."""
@@ -284,11 +292,7 @@ class PipelineRun:
         """The report with what only the run knows: the dataset, its splits, the scan's findings."""
         report["dataset"] = dataset_path
         report["splits"] = splits
-        report["damaged_files"].update(self.pipeline.damaged)
-        report["empty_files"] = self.pipeline.empty_files
-        report["duplicate_ids"] = self.pipeline.duplicate_ids
-        report["near_duplicates"] = self.pipeline.near_duplicates  # clusters, sizes, documents removed (None: off)
-        report["renamed_ids"] = self.pipeline.renamed_summary
+        self._add_to_report(report)
         # --resume: finished partitions whose parts did not match their record, computed again.
         report["partitions"]["replaced_on_resume"] = [
             {"stage": stage, "partition": s.partition, "why": s.replaced_on_resume}
@@ -297,6 +301,14 @@ class PipelineRun:
             if s.replaced_on_resume
         ]
         return report
+
+    def _add_to_report(self, report: dict) -> None:
+        """What the report says beside the stages' counts: where the inputs were damaged, empty or repeated."""
+        report["damaged_files"].update(self.pipeline.damaged)
+        report["empty_files"] = self.pipeline.empty_files
+        report["duplicate_ids"] = self.pipeline.duplicate_ids
+        report["near_duplicates"] = self.pipeline.near_duplicates  # clusters, sizes, documents removed (None: off)
+        report["renamed_ids"] = self.pipeline.renamed_summary
 
     def _card(self, report: dict, splits_out: dict, features: Any, splits: dict[str, dict]) -> str:
         """The dataset's README.md; `splits_out` receives the split sizes for the report."""

@@ -342,9 +342,11 @@ class TqdmProgress:
                 self.kept += stats.kept
                 bar.set_postfix(kept=self._kept_so_far(), refresh=False)
                 bar.update(stats.read - before_judged)
-            else:
+            elif stage == "tokenize":
                 self.examples += stats.examples
                 bar.set_postfix(examples=self.examples, refresh=False)
+                bar.update(1)
+            else:  # counted in partitions only (derive's entities)
                 bar.update(1)
 
     def finish(self, stage: str) -> None:

@@ -256,6 +256,8 @@ def _analysis_note(report: dict[str, Any]) -> str:
         return ""
     if analysis["mode"] == "full":
         what = "every document that reached the analysis was analysed whole (--full-analysis)"
+    elif report.get("derived_from"):
+        what = f"derived from the analysis in {report['derived_from']['analysis_dir']} (dask-prep derive), no Kiwi"
     else:
         what = (
             f"{analysis['stopped_early']:,} of {analysis['documents']:,} documents were decided on an analysed "

@@ -137,7 +137,7 @@ def whole_word_run(client, shard0, tokenizer_dir, tmp_path_factory):
     """Shard 00000 with issue 22's mention rule, which the reference re-implements.
 
     Issue 33's default (`mentions: names`, a proper-noun share) is checked against hand-made
-    sentences in tests/unit/test_names.py and on every row by test_training_examples.py.
+    sentences in tests/coref/test_names.py and on every row by test_training_examples.py.
     """
     from support.runs import run_pipeline
 

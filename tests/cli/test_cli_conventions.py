@@ -102,7 +102,7 @@ def test_verbose_after_run_takes_effect(tmp_path):
 
 @pytest.mark.parametrize(
     ("argv", "names"),
-    [([], "{run,presets}"), (["presets"], "{list,show}"), (["presets", "show"], "NAME")],
+    [([], "{run,derive,presets}"), (["presets"], "{list,show}"), (["presets", "show"], "NAME")],
 )
 def test_usage_errors_name_what_the_user_types(argv, names):
     result = _cli(*argv)

@@ -151,6 +151,8 @@ def test_targets_are_the_text_and_grouped_by_it():
 def test_kept_documents_do_not_depend_on_the_mention_rule(kiwi):
     """The rule `no_repeated_entity` judges with NNP forms whatever `entities.mentions` says."""
     from dask_prep.analysis.filters import FilterChain, kiwi_analyser
+    from dask_prep.coref.kept_analysis import decode_tokens
+    from dask_prep.coref.names import example_entities
     from dask_prep.document import Document
 
     docs = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
@@ -162,14 +164,20 @@ def test_kept_documents_do_not_depend_on_the_mention_rule(kiwi):
         kept = list(FilterChain(config).run(documents, kiwi_analyser(kiwi)))
         return {d.doc_id: d.rejected_by for d in documents}, kept
 
+    def examples(d: Document, mentions: str) -> dict:
+        """The entity step's example entities, from the tokens stage 1 stores (as `run` and `derive` read them)."""
+        config = preset("seed-v2").entities
+        config.mentions = mentions
+        return example_entities(d.text, decode_tokens(d.text, d.kept_tokens), config)
+
     new, kept_new = judge("whole_word")
     old, kept_old = judge("nnp")
     assert new == old
     assert [d.entities for d in kept_new] == [d.entities for d in kept_old]
-    assert [d.example_entities for d in kept_old] == [d.entities for d in kept_old]
-    assert any(d.example_entities != d.entities for d in kept_new)
+    assert [examples(d, "nnp") for d in kept_old] == [d.entities for d in kept_old]
+    assert any(examples(d, "whole_word") != d.entities for d in kept_new)
     for d in kept_new:
-        for surface, spans in d.example_entities.items():
+        for surface, spans in examples(d, "whole_word").items():
             assert all(d.text[s:e] == surface for s, e in spans)
 
 
@@ -267,6 +275,7 @@ def check_rows(rows: list[dict], texts: dict[str, str], tokenizer) -> None:
 @pytest.fixture(scope="module")
 def sample_candidates(kiwi):
     from dask_prep.analysis.filters import FilterChain, kiwi_analyser
+    from dask_prep.coref.kept_analysis import decode_tokens, document_entities
     from dask_prep.document import Document
 
     config = preset("seed-v2")
@@ -275,7 +284,12 @@ def sample_candidates(kiwi):
         for i, d in enumerate(json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines())
     ]
     kept = list(FilterChain(config).run(docs, kiwi_analyser(kiwi)))
-    pairs = [(d.text, c) for d in kept for c in build_candidates(d.doc_id, d.example_entities, config.entities)]
+    # The candidates of the entity step, from the tokens stage 1 stores (as `run` and `derive` make them).
+    pairs = [
+        (d.text, c)
+        for d in kept
+        for c in document_entities(d.doc_id, d.text, decode_tokens(d.text, d.kept_tokens), config.entities).candidates
+    ]
     assert len(pairs) > 50
     return pairs, {d.doc_id: d.text for d in kept}
 

@@ -73,7 +73,7 @@ def test_a_full_disk_anywhere_names_the_file(kilobytes, small_disk, pipeline_run
     assert sorted((r["doc_id"], r["coref_pos"], tuple(r["input_ids"])) for r in run.rows()) == clean_rows
 
 
-def test_the_cli_says_so_in_one_line_with_exit_2_while_the_arrow_cache_is_built(small_disk):
+def test_the_cli_says_so_in_one_line_with_exit_2_while_the_dataset_is_published(small_disk):
     out = small_disk(800) / "out"
     command = [sys.executable, "-m", "dask_prep", "run", str(SAMPLE), "--model", str(SAMPLE_TOKENIZER)]
     command += ["--output-dir", str(out), "--quiet", "--dashboard-address", ":0"]
@@ -81,4 +81,5 @@ def test_the_cli_says_so_in_one_line_with_exit_2_while_the_arrow_cache_is_built(
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dask-prep: error: "), done.stderr
-    assert "No space left on device" in lines[0] and str(out / "_work" / "hf_cache") in lines[0]
+    # The workers publish the dataset (issue 30): no Arrow cache; the line names the file being written.
+    assert "No space left on device" in lines[0] and f"while writing {out}/" in lines[0]

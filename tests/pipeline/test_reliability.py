@@ -455,7 +455,7 @@ def test_good_documents_give_exactly_the_examples_they_give_alone(bad_input_runs
     assert dirty_decisions == alone_decisions
     assert sum(reason is None for reason in alone_decisions.values()) >= 5
     rows = dataset_rows(dirty.output_dir)
-    assert len(rows) > 50
+    assert len(rows) >= 50  # 50 under issue 33's name rules (was > 50 before them)
     assert rows == dataset_rows(alone.output_dir)
     assert dirty.report["rejected"] == alone.report["rejected"]
     assert dirty.report["examples"] == alone.report["examples"]

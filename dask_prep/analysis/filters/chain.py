@@ -16,7 +16,7 @@ from dask_prep.analysis.filters.registry import FILTERS
 from dask_prep.analysis.progressive import MAX_CHUNK, WHOLE, ProgressStats, analyse_progressively
 from dask_prep.config import Config
 from dask_prep.coref.entities import find_repeated_entities
-from dask_prep.coref.names import example_entities, proper_counts
+from dask_prep.coref.kept_analysis import encode_tokens, stored_tokens
 from dask_prep.document import Document
 
 
@@ -131,13 +131,10 @@ class FilterChain:
                 continue
             if doc.entities is None:
                 doc.entities = find_repeated_entities(tokens, self.entity_config)
-            doc.example_entities = (
-                doc.entities
-                if self.entity_config.mentions == "nnp"
-                else example_entities(doc.text, tokens, self.entity_config)
-            )
-            doc.proper_counts = proper_counts(doc.text, tokens, self.entity_config)
-            doc.tokens = None  # the analysis is no longer needed; free it early
+            # What stage 1 stores of the analysis: the entity step (`coref.kept_analysis.document_entities`)
+            # reads it, in `run` and in `derive`; Kiwi's objects are freed.
+            doc.kept_tokens = encode_tokens(doc.text, stored_tokens(tokens))
+            doc.tokens = None
             kept += 1
             yield doc
 
