@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -282,6 +283,11 @@ class QuietWorkerShutdown(WorkerPlugin):
         # filter sees only the records logged on it).
         for handler in logging.getLogger("distributed").handlers:
             handler.addFilter(_WarningsWhileClosing(worker))
+        # Ctrl-C at a terminal reaches the whole process group: a LocalCluster's worker leaves it
+        # to the client, which closes the cluster (the SIGINT block of `_start_client_deaf_to_ctrl_c`
+        # does not reach every worker process, e.g. spawned ones). Only the main thread may set it.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class StorageOptionsPlugin(WorkerPlugin):
