@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.data import SPEECHES, needs_shared
-from support.processes import console_script, dask_worker_args, wait_for
+from support.processes import console_script, dask_scheduler_args, dask_worker_args, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker and dask-prep processes
 
@@ -72,17 +72,7 @@ def test_a_killed_runs_straggler_never_writes_into_the_next_run(shard0, tokenize
     (tmp_path / "a.yaml").write_text(CONFIG_A, encoding="utf-8")
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = spawn(
-        [
-            console_script("dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            "127.0.0.1:0",
-        ]
-        + ["--scheduler-file", str(scheduler_file)],
+        dask_scheduler_args(scheduler_file),
         "scheduler.log",
     )
     wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])

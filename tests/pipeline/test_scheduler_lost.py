@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.data import needs_shared
-from support.processes import console_script, dask_worker_args, signal_group, wait_for
+from support.processes import console_script, dask_scheduler_args, dask_worker_args, signal_group, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker and dask-prep processes
 
@@ -23,17 +23,7 @@ def _cluster(spawn, tmp_path: Path, name: str) -> tuple[subprocess.Popen, str]:
     """A `dask scheduler` and one `dask worker`; (the scheduler's process, its address)."""
     scheduler_file = tmp_path / f"{name}.json"
     scheduler = spawn(
-        [
-            console_script("dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            "127.0.0.1:0",
-        ]
-        + ["--scheduler-file", str(scheduler_file)],
+        dask_scheduler_args(scheduler_file),
         f"{name}-scheduler.log",
     )
     wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])

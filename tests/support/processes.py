@@ -77,3 +77,13 @@ def dask_worker_args(address: str, name: str, tmp_path: Path) -> tuple[list[str]
         "60",  # a worker whose scheduler is gone exits by itself
     ]
     return args, f"{name}.log", home
+
+
+def dask_scheduler_args(scheduler_file: Path) -> list[str]:
+    """Arguments of `spawn` for a `dask scheduler` on 127.0.0.1 that writes its address to `scheduler_file`."""
+    return [console_script("dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"] + [
+        "--dashboard-address",
+        "127.0.0.1:0",
+        "--scheduler-file",
+        str(scheduler_file),
+    ]
