@@ -85,10 +85,6 @@ def location(key: CopyKey, names: dict[str, str] | None = None) -> tuple[str, in
     return ((names or {}).get(key[1], key[1]), key[2])
 
 
-def doc_id_of(pair: tuple[int, CopyKey]) -> str:
-    return pair[1][0]
-
-
 def repeated_id(group: tuple[str, list[tuple[int, CopyKey]]], names: dict[str, str] | None = None) -> dict | None:
     """An id found on several documents: how many, whether their texts differ, where first."""
     doc_id, pairs = group
