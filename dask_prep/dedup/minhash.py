@@ -3,14 +3,14 @@
 Shingles are character n-grams of the text as exact dedup normalises it (NFKC, whitespace
 collapsed to one space): they suit Korean without a morphological analyser, where one
 syllable carries most of a morpheme and words are short. Each n-gram is hashed to 32 bits
-(a polynomial over its code points, then a 64-bit mixer), and the signature's i-th value is
-the minimum over the text's distinct shingles of a multiply-add-shift hash
-`(a_i * x + b_i) >> 32` (a strongly universal family from 32 to 32 bits). `a`, `b` come from
-a fixed seed, so a signature is a pure function of the text and the parameters.
+(a polynomial over its code points, then a 64-bit mixer); the signature is the one-permutation
+MinHash of those hashes (`signature`). The densification's coins come from a fixed seed, so a
+signature is a pure function of the text and the parameters.
 """
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import NamedTuple
 
@@ -21,8 +21,6 @@ from dask_prep.dedup.exact import collapse_whitespace
 
 SEED = 31
 _MASK32 = np.uint64(0xFFFFFFFF)
-# Shingles hashed at a time against every permutation: bounds the temporary matrix.
-_CHUNK = 2048
 
 
 def normalised(text: str) -> str:
@@ -47,45 +45,80 @@ def shingle_hashes(text: str, ngram: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for j in range(ngram):  # wrapping polynomial hash over the n code points
             acc = acc * np.uint64(0x100000001B3) + codes[j : j + count]
-        # splitmix64's finaliser: every input bit reaches the kept high bits
-        acc ^= acc >> np.uint64(30)
-        acc *= np.uint64(0xBF58476D1CE4E5B9)
-        acc ^= acc >> np.uint64(27)
-        acc *= np.uint64(0x94D049BB133111EB)
-        acc ^= acc >> np.uint64(31)
-    return np.unique(acc >> np.uint64(32))
+    hashes = np.sort(_mixed(acc) >> np.uint64(32))  # a plain sort: cheaper than np.unique's hashing
+    return hashes[np.r_[True, hashes[1:] != hashes[:-1]]]
 
 
-def permutations(count: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """The `a` (odd) and `b` 64-bit coefficients of `count` hash functions, from a fixed seed."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, size=count, dtype=np.uint64)
-    return a, b
-
-
-def signature(
-    text: str, ngram: int, count: int, coefficients: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
-    """The `count` MinHash values (uint32) of the text's shingles; all 2**32-1 for an empty text."""
-    a, b = coefficients if coefficients is not None else permutations(count)
-    shingles = shingle_hashes(text, ngram)
-    result = np.full(count, 0xFFFFFFFF, dtype=np.uint64)
+def _mixed(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 values: every input bit reaches the kept high bits."""
     with np.errstate(over="ignore"):
-        for start in range(0, shingles.size, _CHUNK):
-            chunk = shingles[start : start + _CHUNK]
-            hashed = (a[:, None] * chunk[None, :] + b[:, None]) >> np.uint64(32)
-            np.minimum(result, hashed.min(axis=1), out=result)
+        values = values ^ (values >> np.uint64(30))
+        values = values * np.uint64(0xBF58476D1CE4E5B9)
+        values = values ^ (values >> np.uint64(27))
+        values = values * np.uint64(0x94D049BB133111EB)
+        return values ^ (values >> np.uint64(31))
+
+
+@functools.lru_cache(maxsize=8)
+def _borrow_to_the_right(count: int, seed: int = SEED) -> np.ndarray:
+    """A fixed coin per bin: does an empty bin borrow from the right (True) or the left."""
+    coins = np.random.default_rng(seed).integers(0, 2, size=count).astype(bool)
+    coins.flags.writeable = False  # shared by every call (cached)
+    return coins
+
+
+def signature(text: str, ngram: int, count: int) -> np.ndarray:
+    """The `count` values (uint32) of the text's one-permutation MinHash; all 2**32-1 for an empty text.
+
+    One hash a shingle, not `count`: the 32-bit hash space is cut into `count` equal bins and
+    value i is the smallest shingle hash in bin i (one permutation hashing, Li, Owen and Zhang
+    2012), so two texts agree at a bin with probability their Jaccard, as with `count`
+    permutations, at the cost of hashing the shingles once. A bin that no shingle falls in
+    borrows the nearest filled bin's value on the side a fixed coin picks, mixed with the
+    distance (improved densification, Shrivastava and Li 2014), so that short texts get full
+    signatures. No temporary is `count` times the text, which matters on Dask workers: they
+    set MALLOC_TRIM_THRESHOLD_, so every large numpy temporary costs fresh pages.
+    """
+    shingles = shingle_hashes(text, ngram)  # sorted, distinct, < 2**32
+    result = np.full(count, 0xFFFFFFFF, dtype=np.uint64)
+    if shingles.size == 0:
+        return result.astype(np.uint32)
+    bins = (shingles * np.uint64(count)) >> np.uint64(32)
+    first = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])  # sorted: a bin's first is its minimum
+    result[bins[first].astype(np.int64)] = shingles[first]
+    filled = np.zeros(count, dtype=bool)
+    filled[bins[first].astype(np.int64)] = True
+    if not filled.all():
+        result = _densified(result, filled)
     return result.astype(np.uint32)
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One signed 64-bit key per band: its `rows` values and its index, mixed (int64)."""
-    values = sig[: bands * rows].astype(np.uint64).reshape(bands, rows)
+def _densified(values: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Empty bins of `values` given the nearest filled bin's value (circularly), mixed with the distance."""
+    count = values.size
+    index = np.arange(count)
+    at_right = np.where(filled, index, 3 * count)
+    right = np.minimum.accumulate(np.concatenate([at_right, at_right + count])[::-1])[::-1][:count]
+    at_left = np.where(filled, index, -3 * count)
+    left = np.maximum.accumulate(np.concatenate([at_left - count, at_left]))[count:]
+    to_right = _borrow_to_the_right(count)
+    source = np.where(to_right, right, left) % count
+    distance = np.where(to_right, right - index, index - left).astype(np.uint64)
     with np.errstate(over="ignore"):
-        acc = np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        borrowed = _mixed(values[source] * np.uint64(0x9E3779B97F4A7C15) + distance) >> np.uint64(32)
+    return np.where(filled, values, borrowed)
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One signed 64-bit key per band: its `rows` values and its index, mixed (int64).
+
+    `sig` is one signature or a matrix of them (one a row); the keys have the same leading shape.
+    """
+    values = sig[..., : bands * rows].astype(np.uint64).reshape(*sig.shape[:-1], bands, rows)
+    with np.errstate(over="ignore"):
+        acc = np.broadcast_to(np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15), values.shape[:-1])
         for j in range(rows):
-            acc = (acc ^ values[:, j]) * np.uint64(0x100000001B3)
+            acc = (acc ^ values[..., j]) * np.uint64(0x100000001B3)
             acc ^= acc >> np.uint64(29)
     return acc.view(np.int64)
 
@@ -104,13 +137,10 @@ def node_id(partition: int, position: int) -> int:
 def near_frame(texts: list[str], near: NearParams) -> pd.DataFrame:
     """Per text: `band_0`... (LSH band keys, int64) and `sig_0`... (signature's low 16 bits)."""
     count = near.bands * near.rows
-    coefficients = permutations(count)
     sigs = np.empty((len(texts), count), dtype=np.uint32)
     for i, text in enumerate(texts):
-        sigs[i] = signature(text, near.ngram, count, coefficients)
-    keys = np.empty((len(texts), near.bands), dtype=np.int64)
-    for i in range(len(texts)):
-        keys[i] = band_keys(sigs[i], near.bands, near.rows)
+        sigs[i] = signature(text, near.ngram, count)
+    keys = band_keys(sigs, near.bands, near.rows)
     columns = {f"band_{b}": keys[:, b] for b in range(near.bands)}
     low = sigs.astype(np.uint16)
     columns.update({f"sig_{j}": low[:, j] for j in range(count)})

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from support.near_corpus import constructed as build
 
-from dask_prep.dedup.minhash import band_keys, node_id, permutations, shingle_hashes, signature
+from dask_prep.dedup.minhash import band_keys, node_id, shingle_hashes, signature
 from dask_prep.dedup.near import band_rows, bucket_edges, near_rejects, verified_edges
 from dask_prep.dedup.rejects import KEY_COLUMNS
 
@@ -28,11 +28,10 @@ def constructed(shard0):
 
 def _near_duplicates(texts: list[str], order: list[int]) -> pd.DataFrame:
     """The pipeline's steps in one process, documents given in `order` across 3 partitions."""
-    coefficients = permutations(BANDS * ROWS)
     sigs, keys, node_rows = {}, [], []
     for position, index in enumerate(order):
         node = node_id(position % 3, position)
-        sigs[node] = signature(texts[index], NGRAM, BANDS * ROWS, coefficients)
+        sigs[node] = signature(texts[index], NGRAM, BANDS * ROWS)
         keys.append(band_keys(sigs[node], BANDS, ROWS))
         node_rows.append((node, position % 3, f"doc{index:04d}", "corpus.jsonl", index + 1))
     nodes = pd.DataFrame(node_rows, columns=["node", "partition", *KEY_COLUMNS])
