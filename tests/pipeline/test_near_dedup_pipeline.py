@@ -42,12 +42,12 @@ def near_config(tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def near_runs(near_corpus, near_config, pipeline_runner, tmp_path_factory) -> dict:
-    """{partition size: (report, decisions)} of whole runs with partitions of 100 and 2,000."""
+    """{partition size: (report, decisions, output dir)} of whole runs with partitions of 100 and 2,000."""
     runs = {}
     for size in (100, 2000):
         out = tmp_path_factory.mktemp(f"near-{size}") / "out"
         report = pipeline_runner([near_corpus[0]], near_config, out, exact_partition_size=size).report
-        runs[size] = (report, _decided(out))
+        runs[size] = (report, _decided(out), out)
     return runs
 
 
@@ -57,7 +57,7 @@ def test_the_same_decisions_for_partition_sizes_100_and_2000(near_runs) -> None:
 
 def test_near_copies_are_removed_and_name_the_kept_copy(near_corpus, near_runs) -> None:
     _, texts, kinds = near_corpus
-    report, decided = near_runs[100]
+    report, decided, _ = near_runs[100]
     near = {doc: of for doc, (why, of) in decided.items() if why == "near_duplicate"}
     assert decided["zz-exact-0"] == ("duplicate", "doc0000") and decided["zz-exact-1"] == ("duplicate", "doc0001")
     assert report["near_duplicates"]["documents_removed"] == len(near) == report["rejected"]["near_duplicate"]
@@ -71,6 +71,30 @@ def test_near_copies_are_removed_and_name_the_kept_copy(near_corpus, near_runs) 
     negatives = [pair for pair, kind in kinds.items() if kind in ("template", "half")]
     both = sum(f"doc{i:04d}" not in near and f"doc{j:04d}" not in near for i, j in negatives)
     assert both / len(negatives) >= 0.99
+
+
+def test_resume_reuses_the_finished_partitions_near_decisions(near_corpus, near_config, near_runs, client, tmp_path):
+    """A run interrupted after some partitions (their stats removed for the others), resumed:
+    the finished partitions are reused, the others get the same near-dedup decisions."""
+    import shutil
+
+    from dask_prep.pipeline.graph import Pipeline
+
+    report, decided, clean = near_runs[100]
+    out = tmp_path / "resumed"
+    shutil.copytree(clean, out)
+    (out / "report.json").unlink()
+    shutil.rmtree(next(out.glob("entity_coref_v2_*")))
+    unfinished = sorted((out / "_work" / "stats").glob("analyse-*.json"))[1::2]
+    assert len(unfinished) >= 2
+    for stats in unfinished:
+        stats.unlink()
+    with client.as_current():
+        resumed = Pipeline([str(near_corpus[0])], near_config, str(out)).run(resume=True)
+    assert resumed["partitions"]["analysis_reused"] == report["partitions"]["total"] - len(unfinished)
+    assert resumed["near_duplicates"] == report["near_duplicates"]
+    assert resumed["rejected"] == report["rejected"]
+    assert _decided(out) == decided
 
 
 def test_the_same_rejects_on_one_worker_as_on_two(near_corpus, near_config, client) -> None:
