@@ -86,9 +86,9 @@ class NearDedupConfig:
     """Near-duplicates by MinHash LSH (dask_prep/dedup/near.py), aiming at Jaccard >= 0.8.
 
     Shingles are character `ngram`-grams of the normalised text; `bands` x `rows` MinHash
-    values; two documents sharing a band's values are candidates (20 x 5: 99.96 % of pairs
-    at Jaccard 0.8, 47 % at 0.5), kept as near-copies when their signatures' estimated
-    Jaccard is at least `threshold` (0: no verification).
+    values (one-permutation, `dedup.minhash.signature`); two documents sharing a band's values
+    are candidates (20 x 5: 99.96 % of pairs at Jaccard 0.8, 47 % at 0.5), kept as near-copies
+    when their signatures' estimated Jaccard is at least `threshold` (0: no verification).
     """
 
     enabled: bool = True

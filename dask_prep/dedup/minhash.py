@@ -4,8 +4,8 @@ Shingles are character n-grams of the text as exact dedup normalises it (NFKC, w
 collapsed to one space): they suit Korean without a morphological analyser, where one
 syllable carries most of a morpheme and words are short. Each n-gram is hashed to 32 bits
 (a polynomial over its code points, then a 64-bit mixer); the signature is the one-permutation
-MinHash of those hashes (`signature`). The densification's coins come from a fixed seed, so a
-signature is a pure function of the text and the parameters.
+MinHash of those hashes (`signature`). The empty bins' hash coefficients come from a fixed seed,
+so a signature is a pure function of the text and the parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pandas as pd
 from dask_prep.dedup.exact import collapse_whitespace
 
 SEED = 31
+# Shingles hashed at a time against every empty bin's hash: bounds the temporary matrix.
+_CHUNK = 2048
 _MASK32 = np.uint64(0xFFFFFFFF)
 
 
@@ -60,53 +62,46 @@ def _mixed(values: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _borrow_to_the_right(count: int, seed: int = SEED) -> np.ndarray:
-    """A fixed coin per bin: does an empty bin borrow from the right (True) or the left."""
-    coins = np.random.default_rng(seed).integers(0, 2, size=count).astype(bool)
-    coins.flags.writeable = False  # shared by every call (cached)
-    return coins
+def _coefficients(count: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """`a` (odd) and `b`, 64-bit, of one multiply-add-shift hash a bin, from a fixed seed (read-only, cached)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 2**63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, size=count, dtype=np.uint64)
+    a.flags.writeable = b.flags.writeable = False
+    return a, b
 
 
 def signature(text: str, ngram: int, count: int) -> np.ndarray:
-    """The `count` values (uint32) of the text's one-permutation MinHash; all 2**32-1 for an empty text.
+    """The `count` MinHash values (uint32) of the text's shingles; all 2**32-1 for an empty text.
 
-    One hash a shingle, not `count`: the 32-bit hash space is cut into `count` equal bins and
-    value i is the smallest shingle hash in bin i (one permutation hashing, Li, Owen and Zhang
-    2012), so two texts agree at a bin with probability their Jaccard, as with `count`
-    permutations, at the cost of hashing the shingles once. A bin that no shingle falls in
-    borrows the nearest filled bin's value on the side a fixed coin picks, mixed with the
-    distance (improved densification, Shrivastava and Li 2014), so that short texts get full
-    signatures. No temporary is `count` times the text, which matters on Dask workers: they
-    set MALLOC_TRIM_THRESHOLD_, so every large numpy temporary costs fresh pages.
+    One permutation hashing (Li, Owen and Zhang 2012): the 32-bit hash space is cut into
+    `count` equal bins and value i is the smallest shingle hash in bin i, so a long text costs
+    one hash a shingle instead of `count`. Two texts agree at a bin with probability their
+    Jaccard, except where both bins are empty: such a bin gets, in both, the classic MinHash
+    of its own multiply-add-shift hash `(a_i * x + b_i) >> 32` over all the shingles, a
+    fresh sample of the union. Where one text's bin is empty and the other's is not, the values
+    differ, as they should (the union's smallest element there is in one text only). So short
+    texts keep `count` independent samples; borrowing a filled bin's value instead (the usual
+    densification) made 9-character texts sharing 3 of 5 shingles look 70 % alike.
     """
     shingles = shingle_hashes(text, ngram)  # sorted, distinct, < 2**32
     result = np.full(count, 0xFFFFFFFF, dtype=np.uint64)
     if shingles.size == 0:
         return result.astype(np.uint32)
-    bins = (shingles * np.uint64(count)) >> np.uint64(32)
+    bins = ((shingles * np.uint64(count)) >> np.uint64(32)).astype(np.int64)
     first = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])  # sorted: a bin's first is its minimum
-    result[bins[first].astype(np.int64)] = shingles[first]
-    filled = np.zeros(count, dtype=bool)
-    filled[bins[first].astype(np.int64)] = True
-    if not filled.all():
-        result = _densified(result, filled)
+    result[bins[first]] = shingles[first]
+    empty = np.setdiff1d(np.arange(count), bins[first], assume_unique=True)
+    if empty.size:
+        a, b = _coefficients(count)
+        # empty bins x shingles: at most about count x count / e values (bins are rarely empty
+        # once a text has several times `count` shingles), chunked all the same
+        for start in range(0, shingles.size, _CHUNK):
+            chunk = shingles[start : start + _CHUNK]
+            with np.errstate(over="ignore"):
+                hashed = (a[empty, None] * chunk[None, :] + b[empty, None]) >> np.uint64(32)
+            result[empty] = np.minimum(result[empty], hashed.min(axis=1))
     return result.astype(np.uint32)
-
-
-def _densified(values: np.ndarray, filled: np.ndarray) -> np.ndarray:
-    """Empty bins of `values` given the nearest filled bin's value (circularly), mixed with the distance."""
-    count = values.size
-    index = np.arange(count)
-    at_right = np.where(filled, index, 3 * count)
-    right = np.minimum.accumulate(np.concatenate([at_right, at_right + count])[::-1])[::-1][:count]
-    at_left = np.where(filled, index, -3 * count)
-    left = np.maximum.accumulate(np.concatenate([at_left - count, at_left]))[count:]
-    to_right = _borrow_to_the_right(count)
-    source = np.where(to_right, right, left) % count
-    distance = np.where(to_right, right - index, index - left).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        borrowed = _mixed(values[source] * np.uint64(0x9E3779B97F4A7C15) + distance) >> np.uint64(32)
-    return np.where(filled, values, borrowed)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

@@ -38,6 +38,18 @@ def test_estimated_jaccard_follows_the_exact_one() -> None:
         assert abs(exact - estimate) < 0.1, (keep, exact, estimate)
 
 
+def test_short_texts_keep_independent_samples() -> None:
+    """9-character texts sharing 3 of their 5 shingles (Jaccard 3/7): most bins are empty in both,
+    and their estimate must stay near 0.43 (bins borrowed from filled ones put pairs like these at 0.7+)."""
+    rng = np.random.default_rng(3)
+    for codes in rng.integers(0, 11172, size=(40, 11)):
+        syllables = [chr(0xAC00 + int(code)) for code in codes]
+        head, tail = "".join(syllables[:7]), syllables[7:]
+        first, second = head + tail[0] + tail[1], head + tail[2] + tail[3]
+        assert abs(jaccard(first, second, NGRAM) - 3 / 7) < 1e-9
+        assert estimated_jaccard(signature(first, NGRAM, 100), signature(second, NGRAM, 100)) < 0.6
+
+
 def test_buckets_give_adjacent_edges_only() -> None:
     rows = pd.DataFrame({"band_key": [7, 7, 7, 7, 3, 3, 9], "node": [40, 10, 30, 20, 10, 20, 50]})
     edges = bucket_edges(rows.sample(frac=1, random_state=1))
