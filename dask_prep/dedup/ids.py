@@ -96,6 +96,10 @@ def rename_rows(survivors: pd.DataFrame, names: dict[str, str] | None = None) ->
     records (exact dedup's survivors, every member of their id families present) that need one."""
     rows = []
     families = survivors["key_id"].str.split(SEPARATOR, n=1).str[0]
+    # Only a family with an id on two documents renames anything: the others are not grouped
+    # (one Python group per document made this the dedup pass's costliest task).
+    shared = families.isin(families[survivors["key_id"].duplicated(keep=False)].unique())
+    survivors, families = survivors[shared], families[shared]
     for family, group in survivors.groupby(families, sort=False):
         lines = (int(line) for line in group["key_line"])
         keys = list(zip(group["key_id"], group["key_source"], lines, strict=True))
