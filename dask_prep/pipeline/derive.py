@@ -153,6 +153,11 @@ class DerivedPipeline(Pipeline):
     def partitions(self, partition_size: int | None = None) -> list[PartitionSpec]:
         return [PartitionSpec(index=i, slices=()) for i in range(self.source.partitions)]
 
+    def api_call(self) -> str:
+        source = os.path.basename(self.source.run_dir.rstrip("/"))
+        output = os.path.basename((self.output_dir or "").rstrip("/"))
+        return f"dask_prep.derive({source!r}, {output!r}, changes)  # Python API"
+
     def dedup(self, progress: Progress | None = None) -> Dedup:
         """Nothing to find: the analysed run's dedup decided which documents were kept."""
         return Dedup(None, self.source.report.get("duplicate_texts") or 0, self.source.report.get("duplicate_ids"))

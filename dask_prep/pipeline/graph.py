@@ -227,6 +227,12 @@ class Pipeline:
             self._tokenizer = PortableTokenizer.load(self.config.tokenize.model)
         return self._tokenizer
 
+    def api_call(self) -> str:
+        """The Python call that makes this run, for the dataset card when no command line is set."""
+        inputs = [os.path.basename(p.rstrip("/")) for p in self.inputs]
+        output = os.path.basename((self.output_dir or "").rstrip("/"))
+        return f"dask_prep.Pipeline({inputs!r}, config, {output!r}).run()  # Python API"
+
     def documents(self) -> db.Bag:
         """Every input record as a `Document` (malformed ones carry their reason)."""
         return self._reading_bag().map_partitions(_read, self.config)

@@ -315,14 +315,11 @@ class PipelineRun:
         splits_out.update(splits)
         pipeline = self.pipeline
         tokenizer = pipeline.tokenizer()
-        inputs = [os.path.basename(p.rstrip("/")) for p in pipeline.inputs]
-        output = os.path.basename((pipeline.output_dir or "").rstrip("/"))
-        api_call = f"dask_prep.Pipeline({inputs!r}, config, {output!r}).run()  # Python API"
         return card_text(
             features=features,
             splits=splits,
             name=os.path.basename(dataset_dir_name(pipeline.config.tokenize.seq_len)),
-            command=pipeline.command or api_call,
+            command=pipeline.command or pipeline.api_call(),
             config=pipeline.config.to_dict(),
             counts=report,
             tokenizer={

@@ -75,6 +75,8 @@ def _check_same(client, pipeline_runner, inputs, base_config, source: Path, tmp:
     assert report["documents"] == full.report["documents"] and report["examples"] == full.report["examples"]
     assert report["derived_from"]["analysis_dir"] == str(source)
     assert report["config"] == config.to_dict()
+    card = (tmp / "derived" / f"entity_coref_v2_{seq_len}" / "README.md").read_text(encoding="utf-8")
+    assert f"dask_prep.derive({source.name!r}, 'derived', changes)" in card and "dask_prep.Pipeline(" not in card
 
 
 # ---- the repo's sample ----------------------------------------------------------------------
