@@ -87,9 +87,9 @@ def name_mentions(text: str, tokens: Iterable[Any], config: EntityConfig) -> lis
         first_word = text[start : runs_end_of_first_word(text, start, end)]
         if first_word[0] == "주" and len(first_word) >= 3 and first_word[1:] in names:
             continue  # 주(駐) + a name of this document: `주대한민국`
-        surface = text[start:end]
-        if surface[-1] in GLUED_PARTICLES and len(surface) >= 3 and surface[:-1] in names:
-            # `대한민국의` tagged as one NNP: the particle is not the name. A particle after it in the
+        last_word = text[start:end].rsplit(" ", 1)[-1]
+        if last_word[-1] in GLUED_PARTICLES and len(last_word) >= 3 and last_word[:-1] in names:
+            # `대한민국의`, `라쿠텐 이글스의` with one NNP: the particle is not the name. A particle after it in the
             # word says the last syllable is the name's own (`황해도에`: 도 is no particle there).
             if not (ending == "head" and toks[nxt].tag.startswith("J")):
                 end -= 1

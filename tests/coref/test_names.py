@@ -100,3 +100,9 @@ def test_a_common_noun_tagged_nnp_is_dropped_by_its_proper_share(kiwi):
 def test_copies_are_the_other_word_starts():
     text = "부산은 크다. 부산광역시와 북부산, 그리고 부산."
     assert copies_of(text, "부산", [0]) == [text.index("부산광역시"), text.rindex("부산")]
+
+
+def test_a_particle_glued_to_the_last_word_of_a_phrase_is_cut_off(kiwi):
+    # Kiwi reads 이글스의/NNP here; 이글스 is a name of the text, so the particle is not the name's.
+    text = "라쿠텐 이글스)의 본거지이다. 라쿠텐 이글스의 출범과 함께"
+    assert names(kiwi, text)[-1] == "라쿠텐 이글스"
