@@ -5,13 +5,17 @@ analysis's stored tokens give the same mentions and counts again without Kiwi.
 
 A **name phrase** is a run of proper-noun words: each word starts with a run of NNP
 morphemes written without a gap, words are separated by one space, and every word but
-the last is nothing but its NNPs (`퀸스 파크 레인저스`, `사비 에르난데스`). The phrase is a
-mention when it heads its last word (only what `may_follow_head` allows follows it there)
-and is not part of a longer name: not followed by a numeral, Latin letters or a noun of
-`entities.name_heads` as the next word (`닌텐도 64`, `오사카 대학`, `러일 전쟁`), and not
-preceded by a word of Latin letters (`나고야 TV 타워`). A prefix 주(駐) glued to a
-name Kiwi tags as one NNP (`주대한민국`) makes no mention, and a particle Kiwi glued to a
-name (`대한민국의` as one NNP) is left out of it: targets are names only.
+the last is nothing but its NNPs (`퀸스 파크 레인저스`, `사비 에르난데스`). It takes in the
+longer name it is part of (`coref.phrases`): a numeral, Latin letters, Hanja, a proper noun
+or a noun of `entities.name_heads` as the next word (`닌텐도 64`, `나고야 TV 타워`,
+`러일 전쟁`); up to `BARE_WORDS_TO_HEAD` bare noun words and then such a head that ends the
+noun phrase (`한일 병합 조약이`, not `미국 국내 대학 순위`); a bare compound of a name and
+nouns as the word before (`조선총독부 중추원`). The phrase is a mention when it heads its
+last word (only what `may_follow_head` allows follows it there), is not preceded by a word
+of Latin letters (`TV 타워` alone) and is not inside a longer title or quotation
+(`《이스 온라인》`, `'아캄 하우스'`). A prefix 주(駐) glued to a name Kiwi tags as one NNP
+(`주대한민국`) makes no mention, and a particle Kiwi glued to a name (`대한민국의` as one
+NNP, but not `황해도에`: a particle follows) is left out of it: targets are names only.
 """
 
 from __future__ import annotations
@@ -23,69 +27,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from dask_prep.config import EntityConfig
-from dask_prep.coref.entities import (
-    Span,
-    _starts_word,
-    find_example_entities,
-    group_surface_mentions,
-    may_follow_head,
+from dask_prep.coref.entities import Span, _starts_word, find_example_entities, group_surface_mentions
+from dask_prep.coref.phrases import (
+    NOUNS,
+    PROPER,
+    compound_name_before,
+    continuation,
+    inside_longer_title,
+    nouns_to_a_head,
+    previous_word_is_code,
+    runs_end_of_first_word,
+    token_runs,
+    word_end,
 )
 
 # Particles Kiwi sometimes leaves inside an NNP (`대한민국의`): cut off when the rest is a name of the document.
 GLUED_PARTICLES = frozenset("의은는이가을를에와과도로")
-# Tags of a following word that make the name before it part of a longer name.
-CONTINUING_TAGS = frozenset({"SN", "NR", "SL", "SH"})
-PROPER = "NNP"
-NOUNS = frozenset({"NNP", "NNG"})
-
-
-def _runs(tokens: list[Any], tags: frozenset[str]) -> list[tuple[int, int, int, int]]:
-    """(first token, next token, start, end) of each run of `tags` tokens written without a gap."""
-    runs, i = [], 0
-    while i < len(tokens):
-        if tokens[i].tag not in tags:
-            i += 1
-            continue
-        first, start, end = i, tokens[i].start, tokens[i].start + tokens[i].len
-        i += 1
-        while i < len(tokens) and tokens[i].tag in tags and tokens[i].start == end:
-            end = tokens[i].start + tokens[i].len
-            i += 1
-        runs.append((first, i, start, end))
-    return runs
-
-
-def _word_end(text: str, tokens: list[Any], nxt: int, end: int) -> str:
-    """'open' (the word ends at `end`), 'head' (a particle, ending, … follows) or 'inside' (more word follows)."""
-    follower = tokens[nxt] if nxt < len(tokens) else None
-    if follower is not None and follower.start <= end:
-        return "head" if may_follow_head(follower.tag) else "inside"
-    if end < len(text) and text[end].isalnum():  # text Kiwi gave no morpheme for
-        return "inside"
-    return "open"
-
-
-def _next_word_continues(text: str, tokens: list[Any], nxt: int, end: int, heads: frozenset[str]) -> bool:
-    """Whether the word after one space continues the name: a numeral, Latin, Hanja or a name head."""
-    if not (end < len(text) and text[end] == " " and nxt < len(tokens) and tokens[nxt].start == end + 1):
-        return False
-    first = tokens[nxt]
-    return first.tag in CONTINUING_TAGS or (first.tag in NOUNS and text[first.start : first.start + first.len] in heads)
-
-
-def _previous_word_is_code(text: str, tokens: list[Any], first: int, start: int) -> bool:
-    """Whether the name follows one space after a word ending in Latin letters (`TV 타워`).
-
-    (Digits are not: `2008 베이징` is a year, and `1만 명` a count.)"""
-    if first == 0 or start < 2 or text[start - 1] != " ":
-        return False
-    before = tokens[first - 1]
-    return before.start + before.len == start - 1 and before.tag == "SL"
-
-
-def runs_end_of_first_word(text: str, start: int, end: int) -> int:
-    space = text.find(" ", start, end)
-    return end if space < 0 else space
 
 
 def _names_in(tokens: list[Any]) -> set[str]:
@@ -96,31 +53,46 @@ def name_mentions(text: str, tokens: Iterable[Any], config: EntityConfig) -> lis
     """Character spans of the whole name phrases of `text` that are mentions (module docstring)."""
     toks = [t for t in tokens if t.len > 0]
     heads = frozenset(config.name_heads)
-    runs = _runs(toks, frozenset({PROPER}))
+    runs = token_runs(toks, frozenset({PROPER}))
     names = _names_in(toks)
     mentions: list[Span] = []
     r = 0
     while r < len(runs):
         first, nxt, start, end = runs[r]
-        ending = _word_end(text, toks, nxt, end)
+        ending = word_end(text, toks, nxt, end)
         r += 1
         # Further words of the phrase: one space, then a run that starts its word.
         while ending == "open" and r < len(runs) and runs[r][2] == end + 1 and text[end] == " ":
             _, nxt, _, end = runs[r]
-            ending = _word_end(text, toks, nxt, end)
+            ending = word_end(text, toks, nxt, end)
             r += 1
-        if ending == "inside" or not _starts_word(text, start):
+        while ending == "open" and (
+            (more := continuation(text, toks, nxt, end, heads)) is not None
+            or (more := nouns_to_a_head(text, toks, nxt, end, heads)) is not None
+        ):
+            nxt, end = more
+            if nxt < 0:
+                break
+            ending = word_end(text, toks, nxt, end)
+            while r < len(runs) and runs[r][2] < end:
+                r += 1
+        if nxt < 0 or ending == "inside" or not _starts_word(text, start):
             continue
-        if ending == "open" and _next_word_continues(text, toks, nxt, end, heads):
+        if previous_word_is_code(text, toks, first, start):
             continue
-        if _previous_word_is_code(text, toks, first, start):
+        before = compound_name_before(text, toks, first, start)
+        start = start if before is None else before
+        if inside_longer_title(text, start, end):
             continue
         first_word = text[start : runs_end_of_first_word(text, start, end)]
         if first_word[0] == "주" and len(first_word) >= 3 and first_word[1:] in names:
             continue  # 주(駐) + a name of this document: `주대한민국`
-        surface = text[start:end]
-        if surface[-1] in GLUED_PARTICLES and len(surface) >= 3 and surface[:-1] in names:
-            end -= 1  # `대한민국의` tagged as one NNP: the particle is not the name
+        last_word = text[start:end].rsplit(" ", 1)[-1]
+        if last_word[-1] in GLUED_PARTICLES and len(last_word) >= 3 and last_word[:-1] in names:
+            # `대한민국의`, `라쿠텐 이글스의` with one NNP: the particle is not the name. A particle after it in the
+            # word says the last syllable is the name's own (`황해도에`: 도 is no particle there).
+            if not (ending == "head" and toks[nxt].tag.startswith("J")):
+                end -= 1
         mentions.append((start, end))
     return mentions
 
@@ -152,10 +124,10 @@ def proper_counts(text: str, tokens: Iterable[Any], config: EntityConfig) -> Pro
     """
     toks = [t for t in tokens if t.len > 0]
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for first, nxt, start, end in _runs(toks, NOUNS):
+    for first, nxt, start, end in token_runs(toks, NOUNS):
         if end - start < config.min_chars or not _starts_word(text, start):
             continue
-        if _word_end(text, toks, nxt, end) == "inside":
+        if word_end(text, toks, nxt, end) == "inside":
             continue
         surface = text[start:end]
         entry = counts[surface]
