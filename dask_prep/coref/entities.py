@@ -59,7 +59,7 @@ def may_follow_head(tag: str) -> bool:
     return tag in PUNCTUATION_TAGS or tag.startswith(HEAD_FOLLOWER_PREFIXES)
 
 
-def _starts_word(text: str, start: int) -> bool:
+def starts_word(text: str, start: int) -> bool:
     # An eojeol starts at the start of the text or after whitespace or punctuation.
     return start == 0 or not text[start - 1].isalnum()
 
@@ -83,7 +83,7 @@ def whole_word_mentions(text: str, tokens: Iterable[Any]) -> list[Span]:
         while i < len(toks) and toks[i].tag == "NNP" and toks[i].start == end:
             end = toks[i].start + toks[i].len
             i += 1
-        if not _starts_word(text, start):
+        if not starts_word(text, start):
             continue
         follower = toks[i] if i < len(toks) else None
         if follower is not None and follower.start <= end:  # the next morpheme is in this word

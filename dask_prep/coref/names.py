@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dask_prep.config import EntityConfig
-from dask_prep.coref.entities import Span, _starts_word, find_example_entities, group_surface_mentions
+from dask_prep.coref.entities import Span, find_example_entities, group_surface_mentions, starts_word
 from dask_prep.coref.phrases import (
     NOUNS,
     PROPER,
@@ -76,7 +76,7 @@ def name_mentions(text: str, tokens: Iterable[Any], config: EntityConfig) -> lis
             ending = word_end(text, toks, nxt, end)
             while r < len(runs) and runs[r][2] < end:
                 r += 1
-        if nxt < 0 or ending == "inside" or not _starts_word(text, start):
+        if nxt < 0 or ending == "inside" or not starts_word(text, start):
             continue
         if previous_word_is_code(text, toks, first, start):
             continue
@@ -125,7 +125,7 @@ def proper_counts(text: str, tokens: Iterable[Any], config: EntityConfig) -> Pro
     toks = [t for t in tokens if t.len > 0]
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for first, nxt, start, end in token_runs(toks, NOUNS):
-        if end - start < config.min_chars or not _starts_word(text, start):
+        if end - start < config.min_chars or not starts_word(text, start):
             continue
         if word_end(text, toks, nxt, end) == "inside":
             continue
@@ -208,7 +208,7 @@ def copies_of(text: str, target: str, keep: Iterable[int]) -> list[int]:
     """
     skip, found, at = set(keep), [], text.find(target)
     while at >= 0:
-        if at not in skip and _starts_word(text, at):
+        if at not in skip and starts_word(text, at):
             found.append(at)
         at = text.find(target, at + len(target))
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dask_prep.coref.entities import _starts_word, may_follow_head
+from dask_prep.coref.entities import may_follow_head, starts_word
 
 # Tags of a following word that make the name before it part of a longer name.
 CONTINUING_TAGS = frozenset({"SN", "NR", "SL", "SH"})
@@ -138,7 +138,7 @@ def compound_name_before(text: str, tokens: list[Any], first: int, start: int) -
     while j > 0 and end_of(tokens[j - 1]) == tokens[j].start:
         j -= 1
     word = tokens[j:first]
-    if not _starts_word(text, word[0].start) or word[0].tag != PROPER or word[-1].tag != "NNG":
+    if not starts_word(text, word[0].start) or word[0].tag != PROPER or word[-1].tag != "NNG":
         return None
     return word[0].start if all(t.tag in BARE_NOUN_TAGS for t in word) else None
 
