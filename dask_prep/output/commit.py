@@ -81,7 +81,7 @@ def stage_part(
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f"{kind}-{index:05d}.{uuid.uuid4().hex}.tmp")
     try:
-        with storage.naming_the_file(tmp):
+        with storage.naming_the_file(path):  # the part the user knows, not its staging name
             with open(tmp, "wb") as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
                 for batch in batches:
                     writer.write(batch)
