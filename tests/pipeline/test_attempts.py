@@ -131,3 +131,19 @@ def test_an_attempt_after_the_commit_returns_it_without_analysing(kiwi, partitio
     assert again.calls == 0
     assert second.parts == first.parts and second.rejected == first.rejected
     assert _decisions(layout) == before
+
+
+def test_a_second_tokenize_attempt_returns_the_committed_one(kiwi, partition, tokenizer_dir):
+    """Stage 2 alike: an attempt after the commit neither tokenizes nor rewrites the examples part."""
+    from dask_prep.coref.tokenizer import PortableTokenizer
+    from dask_prep.output.fencing import check_part
+    from dask_prep.pipeline.partition import analyse_partition, tokenize_partition
+
+    spec, config, layout = partition
+    config.tokenize.model = str(tokenizer_dir)
+    analyse_partition(spec, config, layout, kiwi=_Kiwi(kiwi))
+    first = tokenize_partition(0, config, layout, {}, tokenizer=PortableTokenizer.load(str(tokenizer_dir)))
+    assert first.examples > 0
+    second = tokenize_partition(0, config, layout, {}, tokenizer=object())  # would fail if it tokenized
+    assert second.parts == first.parts and second.examples == first.examples
+    check_part(layout.part("examples", 0), first.parts["examples"])
