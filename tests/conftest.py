@@ -236,9 +236,18 @@ def spawn(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
 
-    def start(args: list[str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
+    def start(
+        args: list[str], log_name: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = open(tmp_path / log_name, "wb")  # closed by the finalizer
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**env, **(extra_env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
         started.append((proc, log))
         return proc
 

@@ -3,8 +3,9 @@
 Stage 1 (`analyse_partition`): read → quality filters → one Kiwi analysis → entities →
 candidate examples, written to a parquet part, with counts and an entity summary for
 the global cap. Stage 2 (`tokenize_partition`): apply the cap, tokenize, write the
-output part. Both write atomically (temporary name, then rename; on an object store, one
-request under the final name), so a part that exists is complete. Each returns its
+output part. Both stage their parts, then commit them with the stats file in one step
+(`dask_prep.output.commit`): a part that exists is complete, and when a run computes a
+partition twice the first commit stands and every attempt returns it. Each returns its
 partition's stats (`dask_prep.stats`), also written beside its parts, which the report adds up.
 """
 
@@ -33,6 +34,7 @@ from dask_prep.dedup.rejects import apply_rejects
 from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
+from dask_prep.output.commit import StagedPart, commit_partition, committed, discard, stage_part
 from dask_prep.output.fencing import STATS_RUN_KEY, committing, read_stats, record_of, verified_bytes
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.candidates import CANDIDATE_SCHEMA, add_candidates, iter_candidates
@@ -67,6 +69,19 @@ def write_stats(stats: AnalysisStats | TokenizeStats, layout: Layout, stage: str
 
 Stats = AnalysisStats | TokenizeStats
 _STATS: dict[str, type[Stats]] = {"analyse": AnalysisStats, "tokenize": TokenizeStats}
+
+
+def adopted(layout: Layout, stage: str, index: int) -> Stats | None:
+    """The stats another attempt of this run committed for the partition (output/commit.py), if any."""
+    data = committed(layout, stage, index)
+    return None if data is None else _STATS[stage].from_json(data)
+
+
+def commit(layout: Layout, stage: str, stats: Stats, staged: list[StagedPart]) -> Stats:
+    """Publish this attempt's parts and stats; the first attempt of the run to commit wins (commit.py)."""
+    data = {**stats.to_json(), STATS_RUN_KEY: layout.token or ""}
+    earlier = commit_partition(layout, stage, stats.partition, staged, data)
+    return stats if earlier is None else _STATS[stage].from_json(earlier)
 
 
 def completed_partition(
@@ -130,6 +145,10 @@ def analyse_partition(
     `FilterChain.run`). With `isolate` (an earlier attempt's process died on this partition),
     each document is analysed in a child process of its own (`dask_prep.analysis.isolation`).
     """
+    # Computed again after a worker holding its result died, or a late attempt: the run's result stands.
+    earlier = adopted(layout, "analyse", spec.index)
+    if earlier is not None:
+        return earlier
     parts = ("candidates", "decisions") if write_decisions else ("candidates",)
     done, replaced = completed_partition(layout, "analyse", spec.index, parts) if resume else (None, None)
     if done is not None:
@@ -146,7 +165,7 @@ def analyse_partition(
         analyse = analyser_for(kiwi or get_kiwi(), config.input.analysis_timeout, isolate)
         kept = list(chain.run(docs, analyse, on_progress))
     with clock.stage("entities"):
-        stats = _entity_stats(spec, docs, damaged, kept, config, layout, parts, write_decisions)
+        stats, staged = _entity_stats(spec, docs, damaged, kept, config, layout, write_decisions)
     stats = dataclasses.replace(
         stats,
         replaced_on_resume=replaced,
@@ -158,8 +177,7 @@ def analyse_partition(
         kiwi_chars=chain.progress.kiwi_chars,
         stopped_early=chain.progress.stopped_early,
     )
-    write_stats(stats, layout, "analyse")
-    return stats
+    return commit(layout, "analyse", stats, staged)
 
 
 def _entity_stats(
@@ -169,32 +187,34 @@ def _entity_stats(
     kept: list[Document],
     config: Config,
     layout: Layout,
-    parts: tuple[str, ...],
     write_decisions: bool,
-) -> AnalysisStats:
-    """The kept documents' candidates and the decisions written; the partition's counts and summary."""
+) -> tuple[AnalysisStats, list[StagedPart]]:
+    """The partition's counts and summary, and its candidates and decisions parts, staged (commit.py)."""
     stats = decision_stats(spec, docs, damaged)
     if stats.kept != len(kept):
         raise AccountingError(f"partition {spec.index}: {len(kept)} kept but {stats.kept} counted")
-    guard = functools.partial(committing, layout)
     rows = [{"doc_id": d.doc_id, "text": d.text, "tokens": d.kept_tokens} for d in kept]
     keys, proper = add_candidates(rows, config, stats)
-    write_atomically(
-        [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)],
-        CANDIDATE_SCHEMA,
-        layout.part("candidates", spec.index),
-        guard,
-    )
-    if write_decisions:
-        schema = decisions_schema(config)
-        write_atomically([decisions_table(docs, schema)], schema, layout.part("decisions", spec.index), guard)
-    return dataclasses.replace(
+    stats = dataclasses.replace(
         stats,
-        parts={kind: part_record(layout.part(kind, spec.index)) for kind in parts},
         summary=summarize_entities(keys, config.entities.max_entity_freq),
         proper_counts=proper,
         distributions=measured_distributions(docs, config),
     )
+    staged = [
+        stage_part(
+            layout, "candidates", spec.index, [pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)], CANDIDATE_SCHEMA
+        )
+    ]
+    if write_decisions:
+        schema = decisions_schema(config)
+        try:
+            staged.append(stage_part(layout, "decisions", spec.index, [decisions_table(docs, schema)], schema))
+        except BaseException:
+            discard(staged)
+            raise
+    stats.parts = dict(zip(("candidates", "decisions"), (part.record for part in staged), strict=False))
+    return stats, staged
 
 
 def thresholds_digest(thresholds: dict[str, int]) -> str:
@@ -214,6 +234,9 @@ def tokenize_partition(
 
     `tokenizer` is the one the client checked; None loads `config.tokenize.model` here.
     """
+    earlier = adopted(layout, "tokenize", index)  # as in stage 1: an attempt of this run committed it
+    if earlier is not None:
+        return earlier
     digest = thresholds_digest(thresholds)
     # What this partition's examples come from: its stage-1 part, as this run recorded it.
     candidates_path = layout.part("candidates", index)
@@ -233,21 +256,17 @@ def tokenize_partition(
         dropped: dict[str, int] = {}
         not_proper = [0]
         pairs = list(iter_candidates(candidates_data, thresholds, not_proper))
-        written = write_atomically(
-            encoder.encode(pairs, dropped),
-            encoder.schema,
-            layout.part("examples", index),
-            functools.partial(committing, layout),
-        )
-        documents = len(encoder.documents_written)
+        staged = stage_part(layout, "examples", index, encoder.encode(pairs, dropped), encoder.schema)
+        written, documents = staged.rows, len(encoder.documents_written)
     if written + sum(dropped.values()) != len(pairs):
+        discard([staged])
         raise AccountingError(
             f"partition {index}: {len(pairs)} examples after the cap, "
             f"{written} written, {sum(dropped.values())} dropped"
         )
     stats = TokenizeStats(
         partition=index,
-        parts={"examples": part_record(layout.part("examples", index))},
+        parts={"examples": staged.record},
         candidates=candidates,
         not_proper=not_proper[0],
         after_cap=len(pairs),
@@ -260,5 +279,4 @@ def tokenize_partition(
         seconds=clock.seconds,
         replaced_on_resume=replaced,
     )
-    write_stats(stats, layout, "tokenize")
-    return stats
+    return commit(layout, "tokenize", stats, [staged])

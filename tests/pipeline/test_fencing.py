@@ -5,6 +5,10 @@ analyses long documents) is interrupted while its last partition, heavy, is stil
 analysed on one worker thread. Run B, another config, `--overwrite`s the same directory on
 the other thread and finishes while A's task still runs. Once that straggler has ended,
 B's output must be exactly that of a clean run of B, and so must a later `--resume`.
+
+The straggler's analysis waits at a gate the test holds (a file, through the worker's Kiwi
+preload in tests/support/kiwi_fault_preload.py), so it is still running after run B however
+loaded the machine; the test lets it go on only once B has finished.
 """
 
 from __future__ import annotations
@@ -19,11 +23,17 @@ import pytest
 from support.data import SPEECHES, needs_shared
 from support.processes import console_script, dask_scheduler_args, dask_worker_args, wait_for
 
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+PRELOADS = [SUPPORT / "kiwi_fault_preload.py", SUPPORT / "fence_spy_preload.py"]  # the gate; refusals logged
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker and dask-prep processes
 
 LIGHT_DOCS = 70  # partitions 0-6 (10 records each: 80 records cut for 2 threads)
 HEAVY_DOCS = 10  # partition 7: about 60,000 characters each, all analysed whole under config A
-CONFIG_A = "rules:\n  length: {max: 100000}\n  pronoun: false\n  nnp_ratio: false\n"
+# The straggler waits at the gate longer than an analysis may take by default (the watchdog
+# would end its worker): run A's bound is raised, so only the test ends the wait.
+CONFIG_A = "rules:\n  length: {max: 100000}\n  pronoun: false\n  nnp_ratio: false\ninput:\n  analysis_timeout: 3600\n"
+HEAVY_MARK = "무거운문서표식"  # in the heavy documents only: their analysis waits at the gate
 
 
 def _corpus(shard0: Path, path: Path) -> None:
@@ -38,7 +48,8 @@ def _corpus(shard0: Path, path: Path) -> None:
             out.write(json.dumps({"id": doc["id"], "text": doc["text"]}, ensure_ascii=False) + "\n")
         for i in range(HEAVY_DOCS):
             text = "\n".join(speeches[(i * 7 + j) % len(speeches)] for j in range(7))[:60000]
-            out.write(json.dumps({"id": f"heavy-{i}", "text": f"{i}번 문서.\n{text}"}, ensure_ascii=False) + "\n")
+            heavy = {"id": f"heavy-{i}", "text": f"{i}번 문서 {HEAVY_MARK}.\n{text}"}
+            out.write(json.dumps(heavy, ensure_ascii=False) + "\n")
 
 
 def _busy_threads(monitor) -> int:
@@ -79,7 +90,15 @@ def test_a_killed_runs_straggler_never_writes_into_the_next_run(shard0, tokenize
     address = json.loads(scheduler_file.read_text())["address"]
     args, log, _ = dask_worker_args(address, "w", tmp_path)
     args[args.index("--nthreads") + 1] = "2"  # one thread for the straggler, one for the next run
-    worker = spawn(args, log)
+    gate = tmp_path / "gate"
+    gate.touch()  # removed once run B has finished: the straggler's analysis goes on then
+    fence_log = tmp_path / "fenced-out.log"
+    gated = {
+        "DASK_PREP_TEST_GATE_MARKER": HEAVY_MARK,
+        "DASK_PREP_TEST_GATE_FILE": str(gate),
+        "DASK_PREP_TEST_FENCE_LOG": str(fence_log),
+    }
+    worker = spawn([*args, *(f"--preload={path}" for path in PRELOADS)], log, extra_env=gated)
     out = tmp_path / "out"
 
     def command(*extra: str, output: Path = out) -> list[str]:
@@ -97,9 +116,10 @@ def test_a_killed_runs_straggler_never_writes_into_the_next_run(shard0, tokenize
             lambda: (
                 all((stats / f"analyse-{i:05d}.json").exists() for i in range(7))
                 and any(attempts.glob("analyse-00007*"))
+                and Path(f"{gate}.reached").exists()
             ),
             600,
-            "run A to reach its heavy last partition",
+            "run A to reach its heavy last partition and wait at the gate",
             [run_a, scheduler, worker],
         )
         assert not (stats / "analyse-00007.json").exists(), "the heavy partition ended before the interrupt"
@@ -109,13 +129,22 @@ def test_a_killed_runs_straggler_never_writes_into_the_next_run(shard0, tokenize
 
         run_b = subprocess.run(command("--overwrite"), capture_output=True, text=True, timeout=600)
         assert run_b.returncode == 0, run_b.stderr
-        # The race is real: A's task was still running when B had finished.
-        assert _busy_threads(monitor) == 1, "the straggler ended before run B did: make the heavy partition heavier"
+        # The race is real: A's task was still running when B had finished (held at the gate).
+        assert _busy_threads(monitor) == 1, "the straggler ended before run B did"
+        gate.unlink()  # the straggler analyses its heavy documents now, then comes to its commits
         deadline = time.monotonic() + 900
         while _busy_threads(monitor):
             assert time.monotonic() < deadline, "the straggler did not end in 900 s"
             time.sleep(1)
         time.sleep(2)  # its last writes, if any, have landed
+        # Fenced out: the straggler came to a commit and was refused, and every stats file is
+        # still run B's (a straggler's would name run A).
+        token = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["run_token"]
+        refused = fence_log.read_text(encoding="utf-8").splitlines() if fence_log.exists() else []
+        assert refused, "the straggler never came to a commit"
+        assert all(line.split("\t")[0] not in ("", token) for line in refused), refused
+        for path in sorted((out / "_work" / "stats").glob("*.json")):
+            assert json.loads(path.read_text(encoding="utf-8")).get("run") == token, path.name
 
         clean = tmp_path / "clean"
         reference = subprocess.run(command(output=clean), capture_output=True, text=True, timeout=600)

@@ -60,11 +60,13 @@ def moto_process(tmp_path) -> Iterator[tuple[subprocess.Popen, S3Server]]:
         log.close()
 
 
-def _start_run(server: S3Server, shard0: Path, tokenizer_dir: Path, output: str) -> subprocess.Popen:
+def _start_run(
+    server: S3Server, shard0: Path, tokenizer_dir: Path, output: str, command: list[str] | None = None
+) -> subprocess.Popen:
     env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint, "TRANSFORMERS_VERBOSITY": "error"}
     env.pop("AWS_MAX_ATTEMPTS", None)
     env.pop("DASK_SCHEDULER_ADDRESS", None)
-    args = [console_script("dask-prep"), "run", str(shard0), "--model", str(tokenizer_dir)]
+    args = [*(command or [console_script("dask-prep")]), "run", str(shard0), "--model", str(tokenizer_dir)]
     args += ["--max-samples", "1000", "--partition-size", "25", "--full-analysis", "--n-workers", "1"]
     args += ["--dashboard-address", "127.0.0.1:0", "--output-dir", output, "--quiet"]
     return subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
@@ -120,3 +122,45 @@ def test_ctrl_c_ends_a_run_hung_on_its_store_within_seconds(moto_process, shard0
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr, stderr
     assert elapsed < INTERRUPT_BOUND_SECONDS, f"the run ended {elapsed:.0f} s after Ctrl-C"
+
+
+# `dask-prep` whose lock lease is LEASE_SECONDS (not 120 s) and whose every renewal fails, as
+# on a store that answers the run's other requests but not the lock's (argv[1]: the lease).
+LEASE_SECONDS = 3.0
+RENEWAL_FAILS = """
+import sys
+from dask_prep.io import store_lock
+store_lock.LOCK_LEASE_SECONDS = float(sys.argv.pop(1))
+def renew(self):
+    raise OSError("the store did not answer (a test's renewal that always fails)")
+store_lock.StoreLock.renew = renew
+sys.argv[0] = "dask-prep"
+from dask_prep.cli.main import entry_point
+entry_point()
+"""
+
+
+@needs_shared
+def test_a_lock_not_renewed_for_its_lease_stops_the_run_with_exit_2_and_one_line(moto_process, shard0, tokenizer_dir):
+    _, server = moto_process
+    bucket = server.bucket("lease")
+    command = [sys.executable, "-c", RENEWAL_FAILS, str(LEASE_SECONDS)]
+    run = _start_run(server, shard0, tokenizer_dir, f"s3://{bucket}/out", command)
+    fs = server.fs()
+    deadline = time.monotonic() + 600
+    while not fs.exists(f"{bucket}/out/.dask-prep.lock"):  # held from here on (after the cluster's start)
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the run did not take its lock in 600 s"
+        time.sleep(0.2)
+        fs.invalidate_cache()
+    held_at = time.monotonic()
+    stderr, _ = _wait(run, HANG_BOUND_SECONDS)
+    elapsed = time.monotonic() - held_at
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert run.returncode == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("dask-prep: error:"), stderr
+    assert f"could not be renewed for {LEASE_SECONDS:.0f} s" in lines[0] and "--resume" in lines[0], stderr
+    # It stopped mid-run: nothing was published (the run on its own takes far longer than the lease).
+    assert not fs.exists(f"{bucket}/out/report.json")
+    assert not fs.exists(f"{bucket}/out/entity_coref_v2_2048/state.json")
+    assert elapsed < HANG_BOUND_SECONDS, f"the run stopped {elapsed:.0f} s after it took its lock"

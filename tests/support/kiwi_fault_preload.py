@@ -4,7 +4,9 @@ A stand-in for the native failures users meet (a segfault or `std::length_error`
 inside Kiwi, an analysis that never returns). It wraps `kiwipiepy.Kiwi.tokenize` and
 `analyze` in the worker process (and so in any process forked from it): a text holding
 $DASK_PREP_TEST_CRASH_MARKER calls abort(), one holding $DASK_PREP_TEST_HANG_MARKER
-sleeps for a day. Nothing in the package knows about it.
+sleeps for a day, and one holding $DASK_PREP_TEST_GATE_MARKER waits while the file
+$DASK_PREP_TEST_GATE_FILE exists (creating `FILE.reached` first): the test, not the machine's
+load, decides how long that analysis runs. Nothing in the package knows about it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import kiwipiepy
 
 CRASH_MARKER = os.environ.get("DASK_PREP_TEST_CRASH_MARKER") or None
 HANG_MARKER = os.environ.get("DASK_PREP_TEST_HANG_MARKER") or None
+GATE_MARKER = os.environ.get("DASK_PREP_TEST_GATE_MARKER") or None
+GATE_FILE = os.environ.get("DASK_PREP_TEST_GATE_FILE") or None
 
 
 def _fail_on(text: str) -> None:
@@ -23,6 +27,11 @@ def _fail_on(text: str) -> None:
         os.abort()
     if HANG_MARKER and HANG_MARKER in text:
         time.sleep(86400)
+    if GATE_MARKER and GATE_FILE and GATE_MARKER in text:
+        with open(GATE_FILE + ".reached", "a", encoding="utf-8"):
+            pass
+        while os.path.exists(GATE_FILE):
+            time.sleep(0.1)
 
 
 def _wrap(method):
