@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -213,7 +214,10 @@ def _start_client(options: ClusterOptions) -> Any:
         settings = local_cluster_config(options)
         if kiwi_threads == 1 and options.kiwi:  # one Kiwi built for all workers, not one each (kiwi_setup)
             settings.update(fork_workers_from_warm_kiwi() or {})
-        with dask.config.set(settings):  # the worker processes get it from their nanny
+        with dask.config.set(settings), warnings.catch_warnings():  # the workers get settings from their nanny
+            # A taken dashboard port moves the dashboard to another one, with a 4-line warning;
+            # the CLI prints the dashboard's link (the port it got) on its own line.
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=options.threads_per_worker,
