@@ -158,8 +158,8 @@ class PartitionReader:
             elif len(docs) - before < piece.stop - piece.start:
                 # Undamaged, yet fewer records than the scan counted: the file was cut or replaced.
                 raise InputChangedError(
-                    f"input file {piece.file.path} changed during the run: it now ends at record "
-                    f"{piece.start + len(docs) - before}, the scan counted at least {piece.stop}; "
+                    f"input file {piece.file.path} changed during the run: reading it ran out at record "
+                    f"{piece.start + len(docs) - before}, where the scan counted at least {piece.stop}; "
                     "rerun (with --overwrite) once it no longer changes"
                 )
         return docs, damaged
