@@ -87,18 +87,19 @@ def _renames_summary(rows: pd.DataFrame, names: dict[str, str]) -> pd.Series:
     return pd.Series([renames_summary(rows, names)], dtype=object)
 
 
-def _near_rejects(by_text: dd.DataFrame, pieces: int, threshold: float) -> dd.DataFrame:
+def _near_rejects(records: dd.DataFrame, by_text: dd.DataFrame, pieces: int, threshold: float) -> dd.DataFrame:
     """Near-duplicates among the exact survivors: band rows shuffled by band key, adjacent
     pairs of each bucket, then one task (on a worker) clusters the candidate edges, verified
-    on the signatures of their nodes only."""
+    on the signatures of their nodes only. The signatures never travel in a shuffle: the
+    candidates' nodes are looked up in the reading tasks' `records`, where they were made."""
     survivors = by_text.map_partitions(exact_survivors)
     rows = survivors.map_partitions(survivor_band_rows, meta=band_rows(np.zeros(0), np.zeros((0, 1))))
     buckets = rows.shuffle(on="band_key", npartitions=pieces, shuffle_method=SHUFFLE)
     edges = buckets.map_partitions(bucket_edges, meta=pd.DataFrame({"a": [], "b": []}, dtype="int64"))
     edges = edges.repartition(npartitions=1)
     needed = edges.map_partitions(edge_nodes, meta=pd.DataFrame({"node": []}, dtype="int64"))
-    columns = ["node", "partition", *KEY_COLUMNS] + [c for c in survivors.columns if c.startswith("sig_")]
-    nodes = survivors[columns].merge(needed, on="node", how="inner").repartition(npartitions=1)
+    columns = ["node", "partition", *KEY_COLUMNS] + [c for c in records.columns if c.startswith("sig_")]
+    nodes = records[columns].merge(needed, on="node", how="inner").repartition(npartitions=1)
     return dd.map_partitions(cluster_rejects, edges, nodes, threshold, meta=empty_rejects(), align_dataframes=False)
 
 
@@ -133,18 +134,22 @@ def find_duplicates(
     fields = {"text_field": config.input.text_field, "id_field": config.input.id_field, "near": near}
     records = dd.from_map(_records, groups, **fields, meta=records_frame([], near))
     pieces = max(1, len(specs) // PARTITIONS_PER_PIECE)
-    by_text = records.shuffle(on="fingerprint", npartitions=pieces, shuffle_method=SHUFFLE)
+    # Dedup's shuffles move what they need: not the signatures (`_near_rejects` looks them up).
+    signatures = [name for name in records.columns if name.startswith("sig_")]
+    by_text = records.drop(columns=signatures).shuffle(on="fingerprint", npartitions=pieces, shuffle_method=SHUFFLE)
     rejects = by_text.map_partitions(exact_rejects, meta=empty_rejects()) if exact else None
     clusters = None
     if near is not None:
-        near_found = _near_rejects(by_text, pieces, settings.threshold)
+        near_found = _near_rejects(records, by_text, pieces, settings.threshold)
         clusters = near_found.map_partitions(_near_summary, meta=pd.Series([], dtype=object))
         rejects = dd.concat([rejects, near_found])
     survivors = by_text.map_partitions(exact_survivors) if exact else records
     renames = _renames(survivors, pieces, names or {})
     found = renames if rejects is None else dd.concat([rejects.map_partitions(aligned, meta=empty_aligned()), renames])
     texts = by_text.map_partitions(_texts_count, meta=pd.Series([], dtype="int64")).sum()
-    by_id = records.shuffle(on="key_id", npartitions=pieces, shuffle_method=SHUFFLE)
+    by_id = records[["partition", *KEY_COLUMNS, "fingerprint"]].shuffle(
+        on="key_id", npartitions=pieces, shuffle_method=SHUFFLE
+    )
     ids = by_id.map_partitions(_ids_summary, names or {}, meta=pd.Series([], dtype=object))
     renamed = renames.map_partitions(_renames_summary, names or {}, meta=pd.Series([], dtype=object))
     # Partition k of the result: the rows whose partition index is in group k.
