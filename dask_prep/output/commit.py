@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import pyarrow.parquet as pq
 
 from dask_prep.io import storage
 from dask_prep.output import fencing
-from dask_prep.output.layout import Layout, OutputDirError
+from dask_prep.output.layout import Layout
 from dask_prep.stats import PartRecord
 
 COMMITS_DIR = "commits"  # under _work: one lock file per stage and partition
@@ -144,18 +143,12 @@ def _partition_lock(layout: Layout, stage: str, index: int) -> Iterator[None]:
     folder = os.path.join(layout.work, COMMITS_DIR)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"{stage}-{index:05d}.lock"), "a", encoding="utf-8") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OutputDirError(
-                        f"another attempt has been committing partition {index} of {layout.root} for "
-                        f"{LOCK_WAIT_SECONDS:.0f} s; stop its workers, then run again with --resume"
-                    ) from None
-                time.sleep(0.05)
+        fencing.lock_exclusively(
+            handle,
+            LOCK_WAIT_SECONDS,
+            f"another attempt has been committing partition {index} of {layout.root} for "
+            f"{LOCK_WAIT_SECONDS:.0f} s; stop its workers, then run again with --resume",
+        )
         try:
             yield
         finally:

@@ -143,19 +143,26 @@ def close_the_fence(root: str) -> None:
     if storage.is_remote(root) or fcntl is None:
         return
     with open(os.path.join(root, FENCE_FILE), "a", encoding="utf-8") as handle:
-        deadline = time.monotonic() + FENCE_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OutputDirError(
-                        f"a task of an earlier run has been committing a file in {root} for "
-                        f"{FENCE_WAIT_SECONDS:.0f} s; stop its workers, then run again"
-                    ) from None
-                time.sleep(0.05)
+        lock_exclusively(
+            handle,
+            FENCE_WAIT_SECONDS,
+            f"a task of an earlier run has been committing a file in {root} for "
+            f"{FENCE_WAIT_SECONDS:.0f} s; stop its workers, then run again",
+        )
         fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_exclusively(handle: IO[Any], seconds: float, why: str) -> None:
+    """An exclusive `flock` of the open file, waited for at most `seconds`; then `OutputDirError(why)`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OutputDirError(why) from None
+            time.sleep(0.05)
 
 
 def stats_run(data: dict[str, Any]) -> str:

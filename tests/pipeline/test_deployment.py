@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 from support.data import needs_shared
-from support.processes import console_script, dask_scheduler_args, dask_worker_args, wait_for
+from support.processes import console_script, dask_worker_args, start_dask_scheduler, wait_for
 
 PLUGIN_NAME = "dask-prep-kiwi"
 # 60 partitions over two shards: the run must outlast a late worker's start (~2 s) and Kiwi
@@ -50,12 +50,7 @@ def test_dask_cli_deployment_with_late_worker(client, shard0, tokenizer_dir, see
 
     inputs = [str(shard0), str(shard0.with_name("00001.jsonl.zst"))]
     scheduler_file = tmp_path / "scheduler.json"
-    scheduler = spawn(
-        dask_scheduler_args(scheduler_file),
-        "scheduler.log",
-    )
-    wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
-    address = json.loads(scheduler_file.read_text())["address"]
+    scheduler, address = start_dask_scheduler(spawn, scheduler_file, "scheduler.log")
     assert address.startswith("tcp://127.0.0.1:")
     # Each worker runs in a directory of its own, as on another host: paths must be absolute.
     workers = [spawn(*dask_worker_args(address, f"w{i}", tmp_path)) for i in (1, 2)]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.data import SPEECHES, needs_shared
-from support.processes import console_script, dask_scheduler_args, dask_worker_args, wait_for
+from support.processes import console_script, dask_worker_args, start_dask_scheduler, wait_for
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 PRELOADS = [SUPPORT / "kiwi_fault_preload.py", SUPPORT / "fence_spy_preload.py"]  # the gate; refusals logged
@@ -82,12 +82,7 @@ def test_a_killed_runs_straggler_never_writes_into_the_next_run(shard0, tokenize
     _corpus(shard0, corpus)
     (tmp_path / "a.yaml").write_text(CONFIG_A, encoding="utf-8")
     scheduler_file = tmp_path / "scheduler.json"
-    scheduler = spawn(
-        dask_scheduler_args(scheduler_file),
-        "scheduler.log",
-    )
-    wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
-    address = json.loads(scheduler_file.read_text())["address"]
+    scheduler, address = start_dask_scheduler(spawn, scheduler_file, "scheduler.log")
     args, log, _ = dask_worker_args(address, "w", tmp_path)
     args[args.index("--nthreads") + 1] = "2"  # one thread for the straggler, one for the next run
     gate = tmp_path / "gate"

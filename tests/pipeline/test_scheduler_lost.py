@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.data import needs_shared
-from support.processes import console_script, dask_scheduler_args, dask_worker_args, signal_group, wait_for
+from support.processes import console_script, dask_worker_args, signal_group, start_dask_scheduler, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker and dask-prep processes
 
@@ -22,12 +22,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real scheduler, worker a
 def _cluster(spawn, tmp_path: Path, name: str) -> tuple[subprocess.Popen, str]:
     """A `dask scheduler` and one `dask worker`; (the scheduler's process, its address)."""
     scheduler_file = tmp_path / f"{name}.json"
-    scheduler = spawn(
-        dask_scheduler_args(scheduler_file),
-        f"{name}-scheduler.log",
-    )
-    wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
-    address = json.loads(scheduler_file.read_text())["address"]
+    scheduler, address = start_dask_scheduler(spawn, scheduler_file, f"{name}-scheduler.log")
     spawn(*dask_worker_args(address, f"{name}-worker", tmp_path))
     return scheduler, address
 

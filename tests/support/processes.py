@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +79,13 @@ def dask_worker_args(address: str, name: str, tmp_path: Path) -> tuple[list[str]
         "60",  # a worker whose scheduler is gone exits by itself
     ]
     return args, f"{name}.log", home
+
+
+def start_dask_scheduler(spawn: Callable[..., Any], scheduler_file: Path, log_name: str) -> tuple[Any, str]:
+    """A `dask scheduler` started with `spawn` (conftest's fixture), once it wrote its file: (process, address)."""
+    scheduler = spawn(dask_scheduler_args(scheduler_file), log_name)
+    wait_for(scheduler_file.exists, 90, "the scheduler file", [scheduler])
+    return scheduler, json.loads(scheduler_file.read_text())["address"]
 
 
 def dask_scheduler_args(scheduler_file: Path) -> list[str]:
