@@ -26,10 +26,9 @@ def exact_survivors(records: pd.DataFrame) -> pd.DataFrame:
     return ordered[~ordered["fingerprint"].duplicated()]
 
 
-def survivor_band_rows(records: pd.DataFrame) -> pd.DataFrame:
-    """`band_rows` of the exact survivors among records holding every copy of their fingerprints."""
-    survivors = exact_survivors(records)
-    bands = [name for name in records.columns if name.startswith("band_")]
+def survivor_band_rows(survivors: pd.DataFrame) -> pd.DataFrame:
+    """`band_rows` of exact survivors (`exact_survivors`' rows, with their `band_*` columns)."""
+    bands = [name for name in survivors.columns if name.startswith("band_")]
     return band_rows(survivors["node"].to_numpy(), survivors[bands].to_numpy())
 
 
