@@ -89,7 +89,8 @@ def attempt(
     marker): a finished partition whose result a dead worker held is computed again, and
     that must not meet its crashing document outside isolation. `run` (the run's token) is in
     the marker's name, so a task of an earlier run never removes or fakes this run's markers;
-    `guard` fences the markers' writes (output/fencing.py).
+    `guard` fences the markers' writes (output/fencing.py). A partition that a store error
+    failed keeps its marker: removing it would wait on that store again, and the run stops.
     """
     name = f"{stage}-{index:05d}" + (f".{run}" if run else "")
     path = os.path.join(attempts_dir(work_dir), name)
@@ -99,8 +100,11 @@ def attempt(
     storage.write_json({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, path, guard=guard)
     try:
         yield died_before
-    finally:
-        storage.remove(path)
+    except BaseException as exc:
+        if not storage.is_store_error(exc):  # a store that failed the partition would fail this too, slowly
+            storage.remove(path)
+        raise
+    storage.remove(path)
 
 
 # ---- the watchdog (normal mode, in a worker) ------------------------------------------------

@@ -38,6 +38,7 @@ EXTRAS = {"s3fs": "dask-prep[s3]"}
 _STORE_ERROR_MODULES = (
     "botocore",
     "aiobotocore",
+    "fsspec.exceptions",
     "aiohttp",
     "s3fs",
     "gcsfs",
@@ -129,8 +130,9 @@ def describe(exc: BaseException) -> str:
 # Every store request is bounded, so that a store that stops answering fails the run (exit 2,
 # one line) instead of hanging it. S3: botocore gives up on a connection or a silent socket
 # (3 s, 2 s between bytes) and tries a request twice; s3fs tries each call 5 times over that
-# (its `retries`), so a call to a stopped store fails within about 5 × 2 × 2 s. `--storage-options`
-# override these key by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
+# (its `retries`), so a call to a stopped store fails within about 5 × 2 × 2 s (s3_requests.py
+# bounds uploads and reads, which would wait longer). `--storage-options` override these key
+# by key (e.g. `{"config_kwargs": {"read_timeout": 30}}`).
 _S3_CONFIG = {"connect_timeout": 3, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 STORE_DEFAULTS: dict[str, dict[str, Any]] = {"s3": {"config_kwargs": _S3_CONFIG}}
 
@@ -139,6 +141,10 @@ def _with_defaults(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
     options = {**STORE_DEFAULTS.get(protocol, {}), **given}
     if "config_kwargs" in STORE_DEFAULTS.get(protocol, {}):
         options["config_kwargs"] = {**STORE_DEFAULTS[protocol]["config_kwargs"], **given.get("config_kwargs", {})}
+    if protocol == "s3":
+        from dask_prep.io.s3_requests import with_bounded_uploads
+
+        options["config_kwargs"] = with_bounded_uploads(options["config_kwargs"])
     return options
 
 
@@ -232,7 +238,11 @@ def open_read(path: str) -> IO[bytes]:
 def read_bytes(path: str) -> bytes:
     if is_remote(path):  # one GET: an object replaced meanwhile is read whole, old or new
         fs, inner = filesystem(path)
-        return fs.cat_file(inner)
+        if protocol_of(path) != "s3":
+            return fs.cat_file(inner)
+        from dask_prep.io.s3_requests import read_whole  # s3fs retries a read inside its retries
+
+        return read_whole(fs, inner, path)
     with open_read(path) as handle:
         return handle.read()
 

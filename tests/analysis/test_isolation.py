@@ -123,6 +123,21 @@ def test_attempt_marker_is_left_only_by_a_dead_attempt(tmp_path):
         assert not died_before
 
 
+def test_a_store_error_leaves_the_marker_without_asking_the_store_again(tmp_path, monkeypatch):
+    """The store failed the partition: its removal would wait on that store again (issue 32)."""
+    botocore = pytest.importorskip("botocore.exceptions", reason="botocore is not installed (pip install -e '.[test]')")
+    from dask_prep.analysis import isolation
+
+    removed: list[str] = []
+    monkeypatch.setattr(isolation.storage, "remove", removed.append)
+    with pytest.raises(botocore.ReadTimeoutError), isolation.attempt(str(tmp_path), "analyse", 6):
+        raise botocore.ReadTimeoutError(endpoint_url="http://store")
+    assert removed == []
+    with pytest.raises(RuntimeError), isolation.attempt(str(tmp_path), "analyse", 7):
+        raise RuntimeError("a Python error")
+    assert [os.path.basename(p) for p in removed] == ["analyse-00007"]
+
+
 def test_filter_chain_rejects_a_failed_analysis_with_its_reason(tokenizer_dir):
     from dask_prep.analysis.filters import FilterChain
     from dask_prep.analysis.isolation import AnalysisFailed
