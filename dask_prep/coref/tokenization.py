@@ -165,9 +165,12 @@ class ExampleTokenizer:
 
     def _encode_batch(self, batch: list[tuple[str, Candidate]], dropped: dict[str, int]) -> pa.RecordBatch:
         masked = [self.masked(text, c) for text, c in batch]
-        encodings = self.backend.encode_batch([m[0] for m in masked], add_special_tokens=True)
+        # One target's later mentions in a document mostly mask the same copies: one text, encoded once.
+        texts = list(dict.fromkeys(m[0] for m in masked))
+        encoded = dict(zip(texts, self.backend.encode_batch(texts, add_special_tokens=True), strict=True))
         rows = []
-        for (_, c), (text, k, placed, copies), enc in zip(batch, masked, encodings, strict=True):
+        for (_, c), (text, k, placed, copies) in zip(batch, masked, strict=True):
+            enc = encoded[text]
             type_ids = enc.type_ids if self.with_token_type_ids else None
             row = self._example(placed, k, enc.ids, enc.offsets, type_ids, text, copies)
             if isinstance(row, Dropped):
