@@ -38,17 +38,15 @@ def with_bounded_uploads(config_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"http_session_cls": NoContinueSession, **config_kwargs}
 
 
-def read_seconds(fs: Any) -> float | None:
-    """How long a whole read (`cat_file`) may take on `fs`, an s3fs file system; None otherwise.
+def read_seconds(fs: Any) -> float:
+    """How long a whole read (`cat_file`) may take on `fs`, an s3fs file system.
 
     s3fs tries a call `fs.retries` times, each of botocore's attempts waiting a connection or a
     read timeout. It tries a GET's body read as many times again around that, so a read from a
     store gone silent would take `fs.retries` times as long as any other call: a read is given
     the time of one call (and s3fs's waits between tries) instead.
     """
-    if type(fs).__module__.split(".")[0] != "s3fs":
-        return None
-    config = getattr(fs, "config_kwargs", {}) or {}
+    config = fs.config_kwargs
     retries = config.get("retries") or {}
     attempts = retries.get("total_max_attempts") or (retries.get("max_attempts", 4) + 1)
     silence = max(config.get("connect_timeout", 60), config.get("read_timeout", 60))

@@ -59,20 +59,27 @@ class StagedPart:
     data: bytes | None = None
 
 
+def write_parquet(handle: Any, batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema) -> int:
+    """The batches as one zstd parquet file into the open binary `handle`; the rows written."""
+    rows = 0
+    with pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write(batch)
+            rows += batch.num_rows
+    return rows
+
+
 def stage_part(
     layout: Layout, kind: str, index: int, batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema
 ) -> StagedPart:
     """Write a parquet part where no other attempt (nor a reader of its folder) sees it, with its record."""
     path = layout.part(kind, index)
-    rows = 0
     if storage.is_remote(path):
         import io
 
         buffer = io.BytesIO()
-        with storage.naming_the_file(path), pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
-            for batch in batches:
-                writer.write(batch)
-                rows += batch.num_rows
+        with storage.naming_the_file(path):
+            rows = write_parquet(buffer, batches, schema)
         data = buffer.getvalue()
         return StagedPart(path, fencing.record_of(io.BytesIO(data)), rows, data=data)
     # Under _work, not beside the part: a process killed before its commit leaves nothing in decisions/.
@@ -81,10 +88,8 @@ def stage_part(
     tmp = os.path.join(folder, f"{kind}-{index:05d}.{uuid.uuid4().hex}.tmp")
     try:
         with storage.naming_the_file(path):  # the part the user knows, not its staging name
-            with open(tmp, "wb") as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
-                for batch in batches:
-                    writer.write(batch)
-                    rows += batch.num_rows
+            with open(tmp, "wb") as handle:
+                rows = write_parquet(handle, batches, schema)
             with open(tmp, "rb") as handle:
                 record = fencing.record_of(handle)
     except BaseException:

@@ -11,7 +11,6 @@ runs as in `run` (`partition.tokenize_partition`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 
@@ -22,10 +21,10 @@ from dask_prep.config import Config
 from dask_prep.coref.entities import summarize_entities
 from dask_prep.coref.kept_analysis import ANALYSIS_FORMAT
 from dask_prep.io import storage
-from dask_prep.output.fencing import committing
+from dask_prep.output.commit import stage_part
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.candidates import ANALYSIS_FORMAT_KEY, DERIVED_CANDIDATE_SCHEMA, add_candidates
-from dask_prep.pipeline.partition import completed_partition, part_record, write_atomically, write_stats
+from dask_prep.pipeline.partition import adopted, commit, completed_partition
 from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AnalysisStats, PartRecord
 
@@ -62,6 +61,9 @@ def derive_partition(
     index: int, config: Config, source: Layout, layout: Layout, *, resume: bool = False
 ) -> AnalysisStats:
     """Stage 1 of a derived run for one partition, from the source's part: candidates and stats."""
+    earlier = adopted(layout, "analyse", index)  # as in a run: an attempt of this run committed it
+    if earlier is not None:
+        return earlier
     done, replaced = completed_partition(layout, "analyse", index, ("candidates",)) if resume else (None, None)
     if done is not None:
         return done
@@ -74,22 +76,17 @@ def derive_partition(
             row["tokens"] = tokens
         stats = _judged_counts(judged)
         keys, proper = add_candidates(rows, config, stats)
-        write_atomically(
-            [pa.Table.from_pylist(rows, schema=DERIVED_CANDIDATE_SCHEMA)],
-            DERIVED_CANDIDATE_SCHEMA,
-            layout.part("candidates", index),
-            functools.partial(committing, layout),
-        )
+        candidates = pa.Table.from_pylist(rows, schema=DERIVED_CANDIDATE_SCHEMA)
+        staged = stage_part(layout, "candidates", index, [candidates], DERIVED_CANDIDATE_SCHEMA)
     stats = dataclasses.replace(
         stats,
-        parts={"candidates": part_record(layout.part("candidates", index))},
+        parts={"candidates": staged.record},
         summary=summarize_entities(keys, config.entities.max_entity_freq),
         proper_counts=proper,
         seconds=clock.seconds,
         replaced_on_resume=replaced,
     )
-    write_stats(stats, layout, "analyse")  # last: marks the partition done
-    return stats
+    return commit(layout, "analyse", stats, [staged])  # the stats last: they mark the partition done
 
 
 def _judged_counts(judged: AnalysisStats) -> AnalysisStats:

@@ -12,15 +12,13 @@ partition's stats (`dask_prep.stats`), also written beside its parts, which the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dask_prep.analysis.filters import FilterChain, measured_distributions
 from dask_prep.analysis.isolation import analyser_for
@@ -35,7 +33,7 @@ from dask_prep.document import Document
 from dask_prep.io import storage
 from dask_prep.io.reading import PartitionReader, PartitionSpec, read_partition
 from dask_prep.output.commit import StagedPart, commit_partition, committed, discard, stage_part
-from dask_prep.output.fencing import STATS_RUN_KEY, committing, read_stats, record_of, verified_bytes
+from dask_prep.output.fencing import STATS_RUN_KEY, read_stats, record_of, verified_bytes
 from dask_prep.output.layout import Layout, read_json
 from dask_prep.pipeline.candidates import CANDIDATE_SCHEMA, add_candidates, iter_candidates
 from dask_prep.pipeline.decisions import decisions_schema, decisions_table
@@ -43,28 +41,10 @@ from dask_prep.pipeline.timing import Stopwatch
 from dask_prep.stats import AccountingError, AnalysisStats, Coverage, PartRecord, TokenizeStats, decision_stats
 
 
-def write_atomically(
-    batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, path: str, guard: storage.CommitGuard | None = None
-) -> int:
-    """Write a parquet file whole (`storage.writing`), so a part that exists is complete; returns rows written."""
-    rows = 0
-    with storage.writing(path, guard=guard) as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
-        for batch in batches:
-            writer.write(batch)
-            rows += batch.num_rows
-    return rows
-
-
 def part_record(path: str) -> PartRecord:
     """What a finished part is (written into its partition's stats): rows and a content hash."""
     with storage.open_read(path) as handle:
         return record_of(handle)
-
-
-def write_stats(stats: AnalysisStats | TokenizeStats, layout: Layout, stage: str) -> None:
-    """The partition's stats, naming the run that wrote them; written last: marks the partition done."""
-    data = {**stats.to_json(), STATS_RUN_KEY: layout.token or ""}
-    storage.write_json(data, layout.stats(stage, stats.partition), guard=functools.partial(committing, layout))
 
 
 Stats = AnalysisStats | TokenizeStats

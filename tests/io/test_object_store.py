@@ -328,13 +328,15 @@ def test_missing_bucket_and_unreachable_store_are_one_line(s3, shard0, tokenizer
 
 
 def test_a_part_that_fails_while_written_leaves_no_object(s3):
-    """One request under the final name: an error while the part is made publishes nothing
-    (fsspec's buffered writer would have committed what it had on close)."""
+    """One request under the final name, at the commit: an error while the part is made publishes
+    nothing (fsspec's buffered writer would have committed what it had on close)."""
     import pyarrow as pa
 
-    from dask_prep.pipeline.partition import write_atomically
+    from dask_prep.output.commit import commit_partition, stage_part
+    from dask_prep.output.layout import Layout
 
     bucket = s3.bucket("parts")
+    layout = Layout(f"s3://{bucket}/p")
     schema = pa.schema([pa.field("x", pa.int64())])
 
     def batches():
@@ -342,10 +344,12 @@ def test_a_part_that_fails_while_written_leaves_no_object(s3):
         raise RuntimeError("worker died")
 
     with pytest.raises(RuntimeError, match="worker died"):
-        write_atomically(batches(), schema, f"s3://{bucket}/p/part-00000.parquet")
-    assert not s3.fs().exists(f"{bucket}/p/part-00000.parquet")
-    assert write_atomically([pa.table({"x": [1]})], schema, f"s3://{bucket}/p/part-00000.parquet") == 1
-    assert s3.fs().exists(f"{bucket}/p/part-00000.parquet")
+        stage_part(layout, "candidates", 0, batches(), schema)
+    assert not s3.fs().exists(f"{bucket}/p/_work/candidates/part-00000.parquet")
+    staged = stage_part(layout, "candidates", 0, [pa.table({"x": [1]})], schema)
+    assert staged.rows == 1
+    assert commit_partition(layout, "analyse", 0, [staged], {}) is None
+    assert s3.fs().exists(f"{bucket}/p/_work/candidates/part-00000.parquet")
 
 
 def test_store_lock_is_exclusive_renewed_and_stale_after_its_lease(s3):

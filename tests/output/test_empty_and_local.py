@@ -100,16 +100,16 @@ def test_out_of_space_names_the_file_being_written(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     from dask_prep.io.storage import write_json
-    from dask_prep.pipeline.partition import write_atomically
+    from dask_prep.output.commit import stage_part
+    from dask_prep.output.layout import Layout
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    path = str(tmp_path / "_work" / "candidates" / "part-00003.parquet")
     monkeypatch.setattr(pq.ParquetWriter, "write", full)
     table = pa.table({"a": [1]})
     with pytest.raises(OSError, match="No space left on device while writing .*part-00003.parquet") as caught:
-        write_atomically([table], table.schema, path)
+        stage_part(Layout(str(tmp_path)), "candidates", 3, [table], table.schema)
     assert caught.value.errno == errno.ENOSPC
     monkeypatch.setattr(json, "dump", full)
     with pytest.raises(OSError, match="while writing .*stats.json"):
